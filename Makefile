@@ -1,0 +1,51 @@
+# Set-up and checks. `make demo` and `make test` install everything they need themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Debian packages the tests and the demo need (the xmlsec1 command line is the independent signer).
+APT_PACKAGES := xmlsec1 openssl
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+SHINSEI_VAR_DIR ?= ./var
+
+.PHONY: help install apt lint test demo bench clean
+
+help:
+	@echo "make demo   - install, generate a test PKI and packages, print their verification reports"
+	@echo "make test   - install, then ruff, mypy, import contracts and the whole pytest suite"
+	@echo "make bench  - verification and CRL benchmarks (writes bench/results.json)"
+
+install: apt $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages: $$missing (run as root or install them)"; exit 1; fi; \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: lint
+	$(VENV)/bin/pytest
+
+demo: install
+	$(PY) -m signature demo --out $(SHINSEI_VAR_DIR)/demo
+
+bench: install
+	$(PY) bench/bench_verify.py --json bench/results-verify.json
+	$(PY) bench/bench_revocation.py --json bench/results-revocation.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(SHINSEI_VAR_DIR) .bench-cache

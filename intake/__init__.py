@@ -1,0 +1,1 @@
+"""The application-management system (申請管理システム) in the My Number zone. Built in a later issue."""

@@ -1,0 +1,1 @@
+"""Package parsing and XML signature / X.509 validation for application packages."""

@@ -1,0 +1,150 @@
+"""Command line: ``python -m signature verify|testpki|build|demo``.
+
+``verify`` is an exact contract used by external conformance checks (issue 2, §9): exit code 0
+PASSED, 1 FAILED, 2 INDETERMINATE, 3 usage or I/O error; ``--json`` prints one JSON object.
+The wall clock is read here, at the edge, and only when ``--at`` is not given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from signature.errors import SignatureError
+from signature.policy import RevocationMode, VerificationPolicy
+from signature.report import Indication, VerificationReport
+from signature.verify import TrustConfig, verify_package
+
+__all__ = ["main"]
+
+EXIT_CODES = {Indication.PASSED: 0, Indication.FAILED: 1, Indication.INDETERMINATE: 2}
+EXIT_USAGE = 3
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from exc
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError("the time needs a UTC offset, e.g. 2026-11-25T10:00:00+09:00")
+    return moment
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m signature", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("verify", help="verify one application package")
+    v.add_argument("package", type=Path)
+    v.add_argument("--jpki-roots", type=Path, action="append", required=True,
+                   help="JPKI trust anchors: a PEM/DER file or a directory of them (repeatable)")
+    v.add_argument("--portal-roots", type=Path, action="append", required=True,
+                   help="portal trust anchors: a PEM/DER file or a directory of them (repeatable)")
+    v.add_argument("--crl", type=Path, action="append", default=[],
+                   help="CRL file (DER or PEM) or a directory of them (repeatable)")
+    v.add_argument("--at", type=_moment, default=None, help="validation time, ISO 8601 with offset (default: now)")
+    v.add_argument("--revocation", choices=[m.value for m in RevocationMode], default=RevocationMode.REQUIRE.value)
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+
+    t = sub.add_parser("testpki", help="generate a test PKI (JPKI-TEST and PORTAL-TEST)")
+    t.add_argument("out", type=Path)
+    t.add_argument("--now", type=_moment, default=None)
+    t.add_argument("--seed", type=int, default=0)
+
+    b = sub.add_parser("build", help="build a test package from a test PKI")
+    b.add_argument("--pki", type=Path, required=True, help="directory written by `testpki`")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--receipt", default="20261125-0000000001")
+    b.add_argument("--seed", type=int, default=0, help="chooses the resident and the form")
+    b.add_argument("--tool", choices=["python", "xmlsec1"], default="python")
+    b.add_argument("--uri-style", choices=["raw", "percent"], default="raw")
+    b.add_argument("--folder", default=None, help="put the files under one top-level folder")
+    b.add_argument("--cp932", action="store_true", help="CP932 entry names without the UTF-8 flag")
+    b.add_argument("--now", type=_moment, default=None)
+
+    d = sub.add_parser("demo", help="generate a PKI and sample packages and print their reports")
+    d.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "verify":
+            return _verify(args)
+        now = args.now if getattr(args, "now", None) else datetime.now(UTC)
+        if args.command == "testpki":
+            from signature.testing.pki import generate_cli
+
+            generate_cli(args.out, now, args.seed)
+            print(f"test PKI written to {args.out}")
+            return 0
+        if args.command == "build":
+            from signature.testing.demo import build_cli
+
+            build_cli(args, now)
+            print(f"package written to {args.out}")
+            return 0
+        from signature.testing.demo import run_demo
+
+        return run_demo(args.out, datetime.now(UTC))
+    except (OSError, SignatureError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _verify(args: argparse.Namespace) -> int:
+    trust = TrustConfig.load(jpki_roots=args.jpki_roots, portal_roots=args.portal_roots, crls=args.crl)
+    data = args.package.read_bytes()
+    at = args.at or datetime.now(UTC)
+    report = verify_package(data, trust, at=at, policy=VerificationPolicy(revocation=RevocationMode(args.revocation)))
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(report))
+    return EXIT_CODES[report.indication]
+
+
+def format_report(report: VerificationReport) -> str:
+    """A readable multi-line report (contains the signer's personal data: for the terminal only)."""
+    lines = [
+        f"indication      : {report.indication.value}"
+        + (f" / {report.sub_indication.value}" if report.sub_indication else ""),
+        f"reason          : {report.reason_en}",
+        f"理由            : {report.reason_ja}",
+        f"validation time : {report.validation_time.isoformat()}",
+        f"package sha256  : {report.package_sha256}",
+        f"checks          : {', '.join(report.checks) or '-'}",
+    ]
+    if report.arrival:
+        a = report.arrival
+        lines += [f"受付番号        : {a.receipt_number}", f"到達日時        : {a.arrived_at.isoformat()}",
+                  f"利用者証明書S/N : {a.user_cert_serial}"]
+    if report.manifest:
+        m = report.manifest
+        lines += [f"手続            : {m.procedure_id} {m.procedure_name}", f"申請種別        : {m.application_kind}"
+                  + (f" (初回受付番号 {m.first_receipt_number})" if m.first_receipt_number else "")]
+    if report.signer:
+        s = report.signer
+        lines += [f"署名者          : {s.name}  {s.birth_date.isoformat()}  性別{s.sex}",
+                  f"住所            : {s.address}", f"証明書          : serial {s.cert_serial}, {s.issuer}"]
+    for f in report.files:
+        lines.append(f"  {f.role.value:<10} {f.size:>9} {f.media_type:<24} {f.sha256[:16]}…  {f.name}")
+    return "\n".join(lines)
