@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="JPKI trust anchors: a PEM/DER file or a directory of them (repeatable)")
     v.add_argument("--portal-roots", type=Path, action="append", required=True,
                    help="portal trust anchors: a PEM/DER file or a directory of them (repeatable)")
+    v.add_argument("--intermediates", type=Path, action="append", default=[],
+                   help="CA certificates that are not anchors (paths, and their CRLs), file or directory")
     v.add_argument("--crl", type=Path, action="append", default=[],
                    help="CRL file (DER or PEM) or a directory of them (repeatable)")
     v.add_argument("--at", type=_moment, default=None, help="validation time, ISO 8601 with offset (default: now)")
@@ -110,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    trust = TrustConfig.load(jpki_roots=args.jpki_roots, portal_roots=args.portal_roots, crls=args.crl)
+    trust = TrustConfig.load(jpki_roots=args.jpki_roots, portal_roots=args.portal_roots, crls=args.crl,
+                             intermediates=args.intermediates)
     data = args.package.read_bytes()
     at = args.at or datetime.now(UTC)
     report = verify_package(data, trust, at=at, policy=VerificationPolicy(revocation=RevocationMode(args.revocation)))

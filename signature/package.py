@@ -39,12 +39,13 @@ from signature.xmlparse import parse_xml
 from signature.zipreader import PackageFiles
 
 __all__ = [
-    "ARRIVAL_FILE",
     "APPLICATION_KINDS",
+    "ARRIVAL_FILE",
     "MANIFEST_FILE",
     "MANIFEST_ID",
     "VerifiedApplicant",
     "VerifiedArrival",
+    "check_procedure",
     "verify_applicant",
     "verify_arrival",
 ]
@@ -195,11 +196,10 @@ def verify_applicant(files: PackageFiles, policy: VerificationPolicy) -> Verifie
             if ref.fragment != MANIFEST_ID:
                 raise VerificationFailure(ReasonCode.BAD_REFERENCE, "same-document reference is not #構成情報")
             return canonicalize(manifest_el, reference_c14n(ref))
-        if ref.uri not in package_names:
+        data = files.get(ref.uri) if ref.uri in package_names else None
+        if data is None:
             raise VerificationFailure(ReasonCode.MISSING_FILE, f"referenced file {ref.uri!r} is not in the package")
-        data = files.get(ref.uri)
-        assert data is not None
-        return bytes(data)
+        return data
 
     verified = verify_signature(signature, resolve, min_rsa_bits=policy.min_rsa_bits, allowed_transforms=chains)
     if ("#" + MANIFEST_ID) not in {r.uri for r, _ in verified.covered}:
@@ -227,10 +227,12 @@ def _is_comment(node: etree._Element) -> bool:
     return not isinstance(node.tag, str)
 
 
-def verify_arrival(files: PackageFiles, manifest: Manifest, policy: VerificationPolicy) -> VerifiedArrival:
-    """Check the portal's ``到達情報.xml``: its signature, its binding to ``kousei.xml`` and the 手続ID.
+def verify_arrival(files: PackageFiles, policy: VerificationPolicy) -> VerifiedArrival:
+    """Check the portal's ``到達情報.xml``: its signature and its binding to ``kousei.xml``'s bytes.
 
-    The certificate chain of the portal signature is checked by the caller.
+    It does not depend on the applicant's signature, so even a package whose applicant signature
+    fails still has a trustworthy 受付番号. The caller checks the portal's certificate chain and
+    that the 手続ID equals the verified manifest's (:func:`check_procedure`).
     """
     raw = files.get(ARRIVAL_FILE)
     kousei = files.get(MANIFEST_FILE)
@@ -278,9 +280,10 @@ def verify_arrival(files: PackageFiles, manifest: Manifest, policy: Verification
     serial = field("利用者証明用電子証明書シリアル番号")
     if not _SERIAL_RE.fullmatch(serial):
         raise _arrival("利用者証明用電子証明書シリアル番号 is malformed")
+    field("構成情報ダイジェスト")  # exactly once, no children
     digest_el = doc.find("構成情報ダイジェスト")
-    assert digest_el is not None
-    field("構成情報ダイジェスト")
+    if digest_el is None:  # pragma: no cover - field() has just checked it
+        raise _arrival("構成情報ダイジェスト is missing")
     try:
         digest_method = DigestMethod(digest_el.get("Algorithm", ""))
     except ValueError:
@@ -294,8 +297,6 @@ def verify_arrival(files: PackageFiles, manifest: Manifest, policy: Verification
     if not hmac.compare_digest(h.digest(), expected):
         raise _arrival("the arrival record was issued for a different kousei.xml")
     procedure_id = field("手続ID")
-    if procedure_id != manifest.procedure_id:
-        raise _arrival("手続ID differs between the arrival record and the manifest")
     record = ArrivalRecord(
         receipt_number=receipt,
         arrived_at=arrived_at,
@@ -304,6 +305,12 @@ def verify_arrival(files: PackageFiles, manifest: Manifest, policy: Verification
         portal_cert_subject=verified.signer.subject.rfc4514_string(),
     )
     return VerifiedArrival(record, verified)
+
+
+def check_procedure(arrival: ArrivalRecord, manifest: Manifest) -> None:
+    """package-format.md §3: the arrival record's 手続ID MUST equal the manifest's."""
+    if arrival.procedure_id != manifest.procedure_id:
+        raise _arrival("手続ID differs between the arrival record and the manifest")
 
 
 def _arrival(detail: str) -> VerificationFailure:

@@ -1,9 +1,10 @@
 """verify_package(): the whole decision for one application package, as a frozen report.
 
 Order (each stage keeps what earlier stages verified, so a FAILED report can still tell staff
-which application it was): container → applicant signature (structure, digests, signature value)
-→ form XML → portal arrival record (signature, binding to kousei.xml, 手続ID, portal chain) →
-signer certificate path → certificate policy → revocation → signer identity.
+which application it was): container → portal arrival record (signature, portal chain, binding to
+kousei.xml's bytes: from here on the 受付番号 is known) → applicant signature (structure, digests,
+signature value) → form XML → 手続ID consistency → signer certificate path → certificate policy →
+signer identity → revocation.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from signature.certs import load_certificates, validate_path
+from signature.certs import TrustStore, load_certificates
 from signature.errors import SignatureError, UnreadablePackage, VerificationFailure
 from signature.identity import signer_identity
 from signature.media import sniff_media_type
@@ -24,6 +25,7 @@ from signature.package import (
     ARRIVAL_FILE,
     MANIFEST_FILE,
     VerifiedApplicant,
+    check_procedure,
     verify_applicant,
     verify_arrival,
 )
@@ -46,26 +48,35 @@ from signature.zipreader import read_package
 
 __all__ = ["TrustConfig", "verify_package"]
 
-_SIGNER_USAGE = frozenset({"digital_signature", "non_repudiation"})
-_PORTAL_USAGE = frozenset({"digital_signature"})
+_SIGNER_USAGE = ("digital_signature", "content_commitment")  # content_commitment = nonRepudiation
+_PORTAL_USAGE = ("digital_signature",)
 
 
 @dataclass(frozen=True)
 class TrustConfig:
-    """Trust anchors and revocation data, from configuration only — never from a package."""
+    """Trust anchors and revocation data, from configuration only — never from a package.
 
-    jpki_roots: tuple[x509.Certificate, ...]
-    portal_roots: tuple[x509.Certificate, ...]
+    ``intermediates`` are CA certificates that are not anchors: they help build paths, and their
+    CRLs can be verified and used. An intermediate that only arrives in a package's KeyInfo is
+    used for the path, but no CRL is attributed to it, so its leaves are TRY_LATER under
+    ``require`` (production JPKI issues signing certificates directly from the root).
+    """
+
+    jpki: TrustStore
+    portal: TrustStore
+    intermediates: tuple[x509.Certificate, ...] = ()
     revocation: RevocationStore | None = None
 
     @classmethod
     def load(
-        cls, *, jpki_roots: Sequence[Path], portal_roots: Sequence[Path], crls: Sequence[Path] = ()
+        cls, *, jpki_roots: Sequence[Path], portal_roots: Sequence[Path], crls: Sequence[Path] = (),
+        intermediates: Sequence[Path] = (),
     ) -> TrustConfig:
         jpki = load_certificates(jpki_roots)
         portal = load_certificates(portal_roots)
-        store = RevocationStore(list(crls), [*jpki, *portal]) if crls else None
-        return cls(jpki, portal, store)
+        extra = load_certificates(intermediates)
+        store = RevocationStore(list(crls), [*jpki, *extra, *portal]) if crls else None
+        return cls(TrustStore(jpki), TrustStore(portal), extra, store)
 
 
 @dataclass
@@ -132,29 +143,32 @@ def _report(
 def _verify(data: bytes, trust: TrustConfig, at: datetime, policy: VerificationPolicy, p: _Progress) -> None:
     files = read_package(data, policy.limits)
     p.checks.append("container")
+
+    arrival = verify_arrival(files, policy)
+    p.checks.append("arrival-signature")
+    trust.portal.validate(
+        arrival.signature.signer, arrival.signature.certificates[1:], at=at, untrusted=ReasonCode.ARRIVAL_UNTRUSTED
+    )
+    _check_key_usage(arrival.signature.signer, _PORTAL_USAGE, ReasonCode.ARRIVAL_UNTRUSTED)
+    p.checks.append("portal-chain")
+    p.arrival = arrival.record
+
     applicant = verify_applicant(files, policy)
     p.checks.append("applicant-signature")
     p.signature_algorithm = applicant.signature.signature_method.value
     # The form is XML too: no DOCTYPE anywhere in any XML file of the package (§2).
     parse_xml(applicant.files[applicant.manifest.form_file], max_bytes=policy.limits.max_xml_bytes)
     p.checks.append("form-xml")
+    check_procedure(arrival.record, applicant.manifest)
+    p.checks.append("arrival-binding")
     p.manifest = applicant.manifest
     p.files = _file_entries(applicant, files.get(MANIFEST_FILE) or b"", files.get(ARRIVAL_FILE))
 
-    arrival = verify_arrival(files, applicant.manifest, policy)
-    p.checks.append("arrival-signature")
-    validate_path(
-        arrival.signature.signer, arrival.signature.certificates[1:], roots=trust.portal_roots, at=at,
-        key_usage=_PORTAL_USAGE, untrusted=ReasonCode.ARRIVAL_UNTRUSTED,
-    )
-    p.checks.append("portal-chain")
-    p.arrival = arrival.record
-
     signer = applicant.signature.signer
-    path = validate_path(
-        signer, applicant.signature.certificates[1:], roots=trust.jpki_roots, at=at, key_usage=_SIGNER_USAGE,
-    )
+    path = trust.jpki.validate(signer, [*applicant.signature.certificates[1:], *trust.intermediates], at=at)
     p.checks.append("signer-chain")
+    _check_key_usage(signer, _SIGNER_USAGE, ReasonCode.CERT_USAGE)
+    p.checks.append("signer-key-usage")
     _check_policy(signer, policy.signing_policy_oid)
     p.checks.append("signer-policy")
     p.signer = signer_identity(signer)
@@ -173,6 +187,18 @@ def _file_entries(applicant: VerifiedApplicant, kousei: bytes, arrival: bytes | 
     entries.append(entry(m.form_file, FileRole.FORM, applicant.files[m.form_file]))
     entries.extend(entry(name, FileRole.ATTACHMENT, applicant.files[name]) for _, name in m.attachments)
     return tuple(entries)
+
+
+def _check_key_usage(cert: x509.Certificate, required: tuple[str, ...], code: ReasonCode) -> None:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is None or not all(getattr(usage, name) for name in required):
+        raise VerificationFailure(
+            code, f"keyUsage lacks one of {list(required)}",
+            indication=Indication.INDETERMINATE, sub_indication=SubIndication.CHAIN_CONSTRAINTS_FAILURE,
+        )
 
 
 def _check_policy(cert: x509.Certificate, oid: str) -> None:

@@ -18,8 +18,9 @@ parsed from them and from nothing else.
 from __future__ import annotations
 
 import base64
-import copy
 import binascii
+import copy
+import functools
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -135,7 +136,8 @@ def canonicalize_enveloped(signature: etree._Element, method: CanonicalizationMe
     for i in reversed(path):
         copy_sig = copy_sig[i]
     parent = copy_sig.getparent()
-    assert parent is not None
+    if parent is None:  # pragma: no cover - the copy has the original's shape
+        raise _structure("the signature lost its parent in the copy")
     # Removing an lxml element also drops its tail text; the transform removes only the element.
     tail = copy_sig.tail
     prev = copy_sig.getprevious()
@@ -272,14 +274,19 @@ def _check_key(cert: x509.Certificate, min_rsa_bits: int) -> None:
         )
 
 
+@functools.lru_cache(maxsize=256)
+def _xmlsec_key(cert_der: bytes) -> xmlsec.Key:
+    # Loading a certificate into libxmlsec1 costs ~90 µs; the portal's key is the same for every
+    # package. The context copies the key it is given, so sharing the cached object is safe.
+    return xmlsec.Key.from_memory(cert_der, xmlsec.constants.KeyDataFormatCertDer, None)
+
+
 def _check_signature_value(
     signed_info: bytes, value: bytes, method: SignatureMethod, cert: x509.Certificate
 ) -> None:
     ctx = xmlsec.SignatureContext()
     try:
-        ctx.key = xmlsec.Key.from_memory(
-            cert.public_bytes(Encoding.DER), xmlsec.constants.KeyDataFormatCertDer, None
-        )
+        ctx.key = _xmlsec_key(cert.public_bytes(Encoding.DER))
         ctx.verify_binary(signed_info, method.xmlsec_transform, value)
     except xmlsec.Error as exc:
         raise VerificationFailure(

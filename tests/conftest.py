@@ -1,0 +1,100 @@
+"""Shared fixtures: one pinned clock, one test PKI per session, trust configuration, packages.
+
+Time is pinned (NOW); serial numbers and residents come from seeded RNGs. RSA keys are random,
+which does not change any outcome.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from signature.testing.builder import ApplicationSpec, SigningOptions, build_package
+from signature.testing.pki import Issued, Resident, TestPKI, sample_residents
+from signature.testing.samples import sample_spec
+from signature.verify import TrustConfig
+
+JST = timezone(timedelta(hours=9))
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=JST)
+
+
+@dataclass(frozen=True)
+class World:
+    """A test PKI, its files on disk, current CRLs, and a few residents with certificates."""
+
+    pki: TestPKI
+    dir: Path
+    residents: list[Resident]
+    signer: Issued  # residents[0], issued by the current root generation directly
+    revoked_signer: Issued  # residents[1], listed in the current CRL
+    jpki_roots: Path
+    portal_roots: Path
+    crl_dir: Path
+    intermediates: Path
+
+    def trust(self, *, crls: bool = True) -> TrustConfig:
+        return TrustConfig.load(
+            jpki_roots=[self.jpki_roots], portal_roots=[self.portal_roots],
+            crls=[self.crl_dir] if crls else [], intermediates=[self.intermediates],
+        )
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    base = tmp_path_factory.mktemp("world")
+    pki = TestPKI.generate(now=NOW, seed=20261125)
+    residents = sample_residents(random.Random(7), 4)
+    signer = pki.issue_signer(residents[0])
+    revoked = pki.issue_signer(residents[1])
+    roots = base / "jpki-roots"
+    roots.mkdir()
+    for i, root in enumerate(pki.jpki_roots):
+        (roots / f"jpki-root-g{i + 1}.pem").write_bytes(root.cert_pem())
+    portal = base / "portal-roots"
+    portal.mkdir()
+    (portal / "portal-root.pem").write_bytes(pki.portal_root.cert_pem())
+    crl_dir = base / "crl"
+    crl_dir.mkdir()
+    window = {"this_update": NOW - timedelta(hours=6), "next_update": NOW + timedelta(days=1)}
+    for i, root in enumerate(pki.jpki_roots):
+        revoked_list = [(revoked.cert.serial_number, NOW - timedelta(days=3))] if root is pki.jpki_roots[1] else []
+        (crl_dir / f"jpki-g{i + 1}.crl").write_bytes(pki.issue_crl(root, revoked_list, **window))
+    (crl_dir / "jpki-intermediate.crl").write_bytes(pki.issue_crl(pki.jpki_intermediate, [], **window))
+    intermediates = base / "jpki-intermediate.pem"
+    intermediates.write_bytes(pki.jpki_intermediate.cert_pem())
+    return World(pki, base, residents, signer, revoked, roots, portal, crl_dir, intermediates)
+
+
+@pytest.fixture(scope="session")
+def trust(world: World) -> TrustConfig:
+    return world.trust()
+
+
+@pytest.fixture
+def spec(world: World) -> ApplicationSpec:
+    return sample_spec(
+        world.residents[0], random.Random(3), receipt_number="20261125-0000000001",
+        arrived_at=NOW - timedelta(minutes=30), user_cert_serial="1A2B3C4D5E6F",
+    )
+
+
+PackageFactory = Callable[..., bytes]
+
+
+@pytest.fixture
+def make_package(world: World, spec: ApplicationSpec) -> PackageFactory:
+    """``make_package(spec=…, signer=…, options=…, tool=…, folder=…, cp932_names=…)``."""
+
+    def make(
+        *, spec: ApplicationSpec = spec, signer: Issued | None = None,
+        options: SigningOptions | None = None, **kwargs: object,
+    ) -> bytes:
+        return build_package(spec, signer=signer or world.signer, portal=world.pki.portal_server,
+                             options=options, **kwargs)  # type: ignore[arg-type]
+
+    return make
