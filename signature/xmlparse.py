@@ -43,6 +43,10 @@ def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_XML_BYTES) -> etree._
     try:
         root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as exc:
+        # libxml2 may stop at an entity amplification before we could see the DOCTYPE: name the
+        # real reason either way.
+        if b"<!DOCTYPE" in data:
+            raise UnreadablePackage(ReasonCode.XML_DTD, "document has a DOCTYPE") from exc
         raise UnreadablePackage(ReasonCode.XML_MALFORMED, f"not well-formed XML (line {exc.lineno})") from exc
     doc = root.getroottree()
     # A DOCTYPE is refused even when it declares nothing: internal subsets carry entity bombs and
