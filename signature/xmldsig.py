@@ -53,6 +53,7 @@ __all__ = [
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 _EC_NS = "http://www.w3.org/2001/10/xml-exc-c14n#"
+_XML_ATTR = "{http://www.w3.org/XML/1998/namespace}"
 
 
 def _ds(local: str) -> str:
@@ -117,7 +118,24 @@ def reference_c14n(ref: Reference) -> CanonicalizationMethod:
 
 
 def canonicalize(element: etree._Element, method: CanonicalizationMethod) -> bytes:
-    """Canonical form of ``element``'s subtree in its document context, comments removed."""
+    """Canonical form of ``element``'s subtree in its document context, comments removed.
+
+    lxml canonicalises a subtree as if it were a document of its own: in-scope namespaces are
+    kept, but inclusive C14N 1.0 also requires the ``xml:*`` attributes of ancestors (``xml:lang``
+    on ``DataRoot``, say) to appear on the apex — libxmlsec1 and the ``xmlsec1`` signer do that.
+    Without them a correctly signed package would fail, so they are added to a copy here.
+    """
+    if not method.exclusive:
+        inherited: dict[str, str] = {}
+        for ancestor in element.iterancestors():  # nearest first: the nearest value wins
+            for name, value in ancestor.attrib.items():
+                if str(name).startswith(_XML_ATTR) and name not in inherited:
+                    inherited[str(name)] = str(value)
+        missing = {k: v for k, v in inherited.items() if k not in element.attrib}
+        if missing:
+            element = copy.deepcopy(element)
+            for name, value in missing.items():
+                element.set(name, value)
     return etree.tostring(element, method="c14n", exclusive=method.exclusive, with_comments=False)
 
 
