@@ -1,0 +1,1 @@
+"""Receiving packages from the relay: re-verify, store once, answer with a receipt."""

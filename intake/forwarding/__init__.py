@@ -1,0 +1,1 @@
+"""Forwarding stored applications to the business system of their procedure (P6)."""

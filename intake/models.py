@@ -1,0 +1,332 @@
+"""All tables of the intake, in one place so that the schema reads as a whole.
+
+Personal data lives only where named: ``signer_identities`` and ``application_versions.applicant``
+(基本4情報 / contact data), ``my_numbers`` (encrypted with its own key, nowhere else),
+``linkage_entries`` (serial → 宛名番号). Raw packages and attachments are encrypted at rest.
+``events`` and ``access_log`` are append-only; ``access_log`` rows are hash-chained.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from intake.db import Base, IntPK, UTCDateTime
+
+__all__ = [
+    "AccessLogRow",
+    "Application",
+    "ApplicationState",
+    "ApplicationVersion",
+    "Attachment",
+    "Delivery",
+    "Event",
+    "ForwardItem",
+    "ForwardState",
+    "LinkageDecision",
+    "LinkageEntry",
+    "LinkageImport",
+    "LinkageState",
+    "MyNumberRow",
+    "SignerIdentityRow",
+    "StatusNotice",
+    "VerificationRecord",
+    "VersionState",
+]
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored by value (readable in SQL, stable across renames of the Python names).
+    return Enum(cls, values_callable=lambda e: [m.value for m in e], native_enum=False, length=32,
+                validate_strings=True)
+
+
+class ApplicationState(enum.StrEnum):
+    OPEN = "open"
+    WITHDRAWN = "withdrawn"
+
+
+class VersionState(enum.StrEnum):
+    CURRENT = "current"
+    SUPERSEDED = "superseded"
+
+
+class LinkageState(enum.StrEnum):
+    UNRESOLVED = "unresolved"  # waiting in the queue
+    AUTO = "auto"  # resolved from imported 番号紐付情報
+    MANUAL = "manual"  # set by staff with a reason
+    CONFLICT = "conflict"  # one serial, two 宛名番号: never guessed
+
+
+class ForwardState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Delivery(Base):
+    """One package as received from the relay: immutable, encrypted, identified by its SHA-256."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[IntPK]
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    receipt_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    package: Mapped[bytes] = mapped_column(LargeBinary)  # sealed with the package key
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    client_id: Mapped[str] = mapped_column(String(128))
+    relay_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    malware_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    verification: Mapped[VerificationRecord] = relationship(back_populates="delivery", uselist=False)
+
+
+class VerificationRecord(Base):
+    """The intake's own verification of a delivery (never the relay's word alone). No personal data."""
+
+    __tablename__ = "verification_reports"
+
+    id: Mapped[IntPK]
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), unique=True)
+    indication: Mapped[str] = mapped_column(String(16))
+    sub_indication: Mapped[str | None] = mapped_column(String(48))
+    reason_code: Mapped[str | None] = mapped_column(String(48))
+    reason_en: Mapped[str] = mapped_column(Text)
+    reason_ja: Mapped[str] = mapped_column(Text)
+    checks: Mapped[list[str]] = mapped_column(JSON)
+    readable: Mapped[bool] = mapped_column(Boolean)
+    revocation_checked: Mapped[bool] = mapped_column(Boolean)
+    signature_algorithm: Mapped[str | None] = mapped_column(String(128))
+    validation_time: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="verification")
+
+
+class Application(Base):
+    """One chain of versions, keyed by its 初回受付番号."""
+
+    __tablename__ = "applications"
+
+    id: Mapped[IntPK]
+    first_receipt_number: Mapped[str] = mapped_column(String(64), unique=True)
+    procedure_id: Mapped[str] = mapped_column(String(128), index=True)
+    procedure_name: Mapped[str] = mapped_column(String(256))
+    state: Mapped[ApplicationState] = mapped_column(_enum(ApplicationState), default=ApplicationState.OPEN)
+    status: Mapped[str] = mapped_column(String(16), default="到達")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    atena_number: Mapped[str | None] = mapped_column(String(32), index=True)
+    linkage_state: Mapped[LinkageState] = mapped_column(_enum(LinkageState), default=LinkageState.UNRESOLVED)
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    versions: Mapped[list[ApplicationVersion]] = relationship(
+        back_populates="application", order_by="ApplicationVersion.arrived_at"
+    )
+
+
+class ApplicationVersion(Base):
+    """One submission (受付番号) of a chain: 新規申請, 再申請, 補正 or 取下げ."""
+
+    __tablename__ = "application_versions"
+
+    id: Mapped[IntPK]
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), unique=True)
+    receipt_number: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    arrived_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[VersionState] = mapped_column(_enum(VersionState))
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    indication: Mapped[str] = mapped_column(String(16))
+    user_cert_serial: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: The form as verified, with every 個人番号 emptied (the numbers are in ``my_numbers``).
+    form_xml: Mapped[str] = mapped_column(Text)
+    form_file: Mapped[str] = mapped_column(String(255))
+    #: 申請者情報 as the applicant typed it (personal data), in document order.
+    applicant: Mapped[list[list[str]]] = mapped_column(JSON)
+
+    application: Mapped[Application] = relationship(back_populates="versions")
+    attachments: Mapped[list[Attachment]] = relationship(back_populates="version")
+    signer: Mapped[SignerIdentityRow | None] = relationship(back_populates="version", uselist=False)
+
+
+class SignerIdentityRow(Base):
+    """The 基本4情報 from the verified signing certificate (personal data)."""
+
+    __tablename__ = "signer_identities"
+
+    id: Mapped[IntPK]
+    version_id: Mapped[int] = mapped_column(ForeignKey("application_versions.id"), unique=True)
+    name: Mapped[str] = mapped_column(String(256))
+    name_alt: Mapped[str | None] = mapped_column(String(256))
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_date: Mapped[date] = mapped_column(Date)
+    address: Mapped[str] = mapped_column(String(512))
+    address_alt: Mapped[str | None] = mapped_column(String(512))
+    cert_serial: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str] = mapped_column(String(512))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    version: Mapped[ApplicationVersion] = relationship(back_populates="signer")
+
+
+class Attachment(Base):
+    """A verified file of a version (form and attachments), encrypted with the package key."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[IntPK]
+    version_id: Mapped[int] = mapped_column(ForeignKey("application_versions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    malware_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    version: Mapped[ApplicationVersion] = relationship(back_populates="attachments")
+
+
+class MyNumberRow(Base):
+    """特定個人情報: one 個人番号 of a form, encrypted with the My Number key. Read only through
+    :func:`intake.mynumbers.service.reveal_my_number`, which checks permission and logs."""
+
+    __tablename__ = "my_numbers"
+
+    id: Mapped[IntPK]
+    version_id: Mapped[int] = mapped_column(ForeignKey("application_versions.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # n-th 個人番号 element of the form, from 0
+    path: Mapped[str] = mapped_column(String(512))  # element path in the form, e.g. /DataRoot/…/個人番号
+    valid_check_digit: Mapped[bool] = mapped_column(Boolean)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("version_id", "position"),)
+
+
+class Event(Base):
+    """Append-only history: the daily counts come from here, so purges never change the past."""
+
+    __tablename__ = "events"
+
+    id: Mapped[IntPK]
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    receipt_number: Mapped[str | None] = mapped_column(String(64))
+    first_receipt_number: Mapped[str | None] = mapped_column(String(64))
+    procedure_id: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # never personal data
+
+
+class StatusNotice(Base):
+    """Status changes for the portal, pulled and acknowledged by the relay. No personal data."""
+
+    __tablename__ = "status_notices"
+
+    id: Mapped[IntPK]
+    receipt_number: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_status_notices_unacked", "acked_at", "id"),)
+
+
+class LinkageImport(Base):
+    """One imported 番号紐付情報 file: all rows or none."""
+
+    __tablename__ = "linkage_imports"
+
+    id: Mapped[IntPK]
+    file_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    mode: Mapped[str] = mapped_column(String(8))  # full | delta
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rows: Mapped[int] = mapped_column(Integer)
+    resolved: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LinkageEntry(Base):
+    """利用者証明用電子証明書シリアル番号 → 宛名番号, with validity dates."""
+
+    __tablename__ = "linkage_entries"
+
+    id: Mapped[IntPK]
+    cert_serial: Mapped[str] = mapped_column(String(64), index=True)
+    atena_number: Mapped[str] = mapped_column(String(32))
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    import_id: Mapped[int] = mapped_column(ForeignKey("linkage_imports.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class LinkageDecision(Base):
+    """Every 宛名番号 decision for a chain: who or what, when, from which import, why."""
+
+    __tablename__ = "linkage_decisions"
+
+    id: Mapped[IntPK]
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[LinkageState] = mapped_column(_enum(LinkageState))
+    atena_number: Mapped[str | None] = mapped_column(String(32))
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("linkage_imports.id"))
+    staff_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ForwardItem(Base):
+    """Outbox: one (application version, route) to deliver to a business system, at most once there."""
+
+    __tablename__ = "forward_outbox"
+
+    id: Mapped[IntPK]
+    version_id: Mapped[int] = mapped_column(ForeignKey("application_versions.id"))
+    route: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    state: Mapped[ForwardState] = mapped_column(_enum(ForwardState), default=ForwardState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("version_id", "route"),)
+
+
+class AccessLogRow(Base):
+    """P13: every view and update of personal data. Append-only and hash-chained."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[IntPK]
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    staff_id: Mapped[str] = mapped_column(String(64))
+    department: Mapped[str] = mapped_column(String(128))
+    terminal: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    atena_number: Mapped[str | None] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(128))  # e.g. "version:12", never the data itself
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,0 +1,55 @@
+"""What a request or job needs besides its database session, built once from settings.
+
+Time is an input: every service gets ``now`` from ``Runtime.clock`` (tests pin it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from intake.crypto import Sealer
+from intake.forwarding.routes import Route, load_routes
+from intake.settings import IntakeSettings
+from signature.policy import VerificationPolicy, ZipLimits
+from signature.verify import TrustConfig
+
+__all__ = ["Clock", "Runtime", "system_clock"]
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: IntakeSettings
+    trust: TrustConfig
+    my_number_sealer: Sealer
+    package_sealer: Sealer
+    clock: Clock = system_clock
+    routes: tuple[Route, ...] = ()
+    policy: VerificationPolicy = field(default_factory=VerificationPolicy)
+
+    @classmethod
+    def from_settings(cls, settings: IntakeSettings, *, clock: Clock = system_clock) -> Runtime:
+        trust = TrustConfig.load(
+            jpki_roots=settings.jpki_roots, portal_roots=settings.portal_roots, crls=settings.crls,
+            intermediates=settings.jpki_intermediates,
+        )
+        return cls(
+            settings=settings,
+            trust=trust,
+            my_number_sealer=Sealer({k: v.get_secret_value() for k, v in settings.my_number_keys.items()},
+                                    settings.my_number_active_key),
+            package_sealer=Sealer({k: v.get_secret_value() for k, v in settings.package_keys.items()},
+                                  settings.package_active_key),
+            clock=clock,
+            routes=load_routes(settings.routes_file),
+            policy=VerificationPolicy(
+                limits=ZipLimits(max_package_bytes=settings.max_package_bytes), revocation=settings.revocation
+            ),
+        )
