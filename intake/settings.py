@@ -51,8 +51,14 @@ class IntakeSettings(BaseSettings):
 
     max_package_bytes: int = 120 * 1024 * 1024
 
-    #: Client identities allowed to deliver (the relay): SHA-256 fingerprints (hex) of their TLS
-    #: client certificates, as passed by uvicorn's TLS layer or the front proxy (see operations.md).
+    #: How the relay is authenticated (docs/operations.md, "Mutual TLS"):
+    #: ``proxy-header`` — a front proxy terminates mTLS and passes the verified client certificate's
+    #: SHA-256 fingerprint in ``client_cert_header``; only ``trusted_proxies`` may set it;
+    #: ``dedicated-ca`` — uvicorn itself requires a client certificate from a CA that issues only the
+    #: relay's certificate (``--ssl-cert-reqs 2 --ssl-ca-certs relay-ca.pem``); plain HTTP is refused;
+    #: ``none`` — development only.
+    client_auth: Literal["proxy-header", "dedicated-ca", "none"] = "none"
+    #: Relay identities allowed to deliver in ``proxy-header`` mode: certificate SHA-256 fingerprints (hex).
     relay_client_fingerprints: list[str] = Field(default_factory=list)
     #: Header the front proxy sets to the verified client certificate's SHA-256 fingerprint.
     client_cert_header: str = "X-Client-Cert-Sha256"
@@ -75,8 +81,10 @@ class IntakeSettings(BaseSettings):
                 problems.append(f"{name} holds a development key")
         if set(self.my_number_keys.values()) & set(self.package_keys.values()):
             problems.append("My Number and package keys must differ")
-        if not self.relay_client_fingerprints:
-            problems.append("relay_client_fingerprints is required")
+        if self.client_auth == "none":
+            problems.append("client_auth must be proxy-header or dedicated-ca")
+        if self.client_auth == "proxy-header" and not (self.relay_client_fingerprints and self.trusted_proxies):
+            problems.append("proxy-header needs relay_client_fingerprints and trusted_proxies")
         if not self.jpki_roots or not self.portal_roots:
             problems.append("jpki_roots and portal_roots are required")
         if problems:

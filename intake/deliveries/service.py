@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -47,7 +47,7 @@ class Receipt:
 
     def to_json(self) -> dict[str, Any]:
         return {"delivery_id": self.delivery_id, "receipt_number": self.receipt_number, "sha256": self.sha256,
-                "stored_at": self.stored_at.isoformat(), "duplicate": self.duplicate}
+                "stored_at": self.stored_at.astimezone(UTC).isoformat(), "duplicate": self.duplicate}
 
 
 def expected_key(body: bytes) -> str:

@@ -1,0 +1,44 @@
+"""The intake's ASGI application: machine API for the relay, health endpoints. (The staff UI is
+mounted here by a later issue.)"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from intake.deliveries.views import router as deliveries_router
+from intake.errors import IntakeError, NotFound, PermissionDenied
+from intake.runtime import Runtime
+from intake.statusoutbox.views import router as status_router
+from intake.web import AppState, error_response
+
+__all__ = ["create_app"]
+
+
+def create_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> FastAPI:
+    app = FastAPI(title="Shinsei intake", version="1", docs_url=None, redoc_url=None)
+    app.state.shinsei = AppState(runtime=runtime, session_factory=session_factory)
+    app.include_router(deliveries_router)
+    app.include_router(status_router)
+
+    @app.exception_handler(IntakeError)
+    async def _intake_error(_request: Request, exc: IntakeError) -> JSONResponse:
+        status = 403 if isinstance(exc, PermissionDenied) else 404 if isinstance(exc, NotFound) else 400
+        return error_response(status, exc.code, str(exc))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        try:
+            with session_factory() as session:
+                session.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any database failure means "not ready"
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return app

@@ -1,0 +1,33 @@
+"""Schema migrations with Alembic, driven from code (``python -m intake db upgrade``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine
+
+from intake.db import Base
+
+__all__ = ["alembic_config", "pending_differences", "upgrade"]
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def pending_differences(engine: Engine) -> list[object]:
+    """Differences between the migrated database and the models (empty: migrations are complete)."""
+    with engine.connect() as connection:
+        ctx = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(ctx, Base.metadata))

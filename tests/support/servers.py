@@ -1,0 +1,44 @@
+"""Real HTTP servers for tests: uvicorn in a background thread on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+__all__ = ["free_port", "serve_in_thread"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
+    """Serve ``app`` until the block ends; yield its base URL. Waits on the server's own flag."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off", **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    started = threading.Event()
+    for _ in range(500):  # bounded: the server sets `started` once its socket listens
+        if server.started:
+            started.set()
+            break
+        thread.join(0.01)
+    if not started.is_set():
+        server.should_exit = True
+        raise RuntimeError("uvicorn did not start")
+    scheme = "https" if config.get("ssl_certfile") else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
