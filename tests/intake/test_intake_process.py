@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -70,10 +71,9 @@ def intake_process(env: dict[str, str], module: str = "intake") -> Iterator[tupl
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
-                try:
-                    proc.wait(0.05)  # bounded wait for the port to open, or for an early exit
-                except subprocess.TimeoutExpired:
-                    pass
+                # bounded wait for the port to open, or for an early exit
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(0.05)
         yield url, proc
     finally:
         if proc.poll() is None:
