@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -35,7 +35,7 @@ class Actor:
 
 def _digest(row: AccessLogRow) -> str:
     body = json.dumps(
-        [row.at.isoformat(), row.staff_id, row.department, row.terminal, row.action, row.reason,
+        [row.at.astimezone(UTC).isoformat(), row.staff_id, row.department, row.terminal, row.action, row.reason,
          row.atena_number, row.subject, row.prev_hash],
         ensure_ascii=False, separators=(",", ":"),
     )
