@@ -46,6 +46,7 @@ demo: install
 bench: install
 	$(PY) bench/bench_verify.py --json bench/results-verify.json
 	$(PY) bench/bench_revocation.py --json bench/results-revocation.json
+	$(PY) bench/bench_intake.py --json bench/results-intake.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(SHINSEI_VAR_DIR) .bench-cache
