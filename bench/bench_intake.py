@@ -22,16 +22,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from intake.api import create_app  # noqa: E402
-from intake.db import Base, make_engine, make_session_factory  # noqa: E402
-from intake.deliveries.service import expected_key  # noqa: E402
-from intake.runtime import Runtime  # noqa: E402
-from intake.settings import IntakeSettings  # noqa: E402
-from signature.testing.builder import Attachment, build_package  # noqa: E402
-from signature.testing.pki import TestPKI, sample_residents  # noqa: E402
-from signature.testing.samples import sample_pdf, sample_spec  # noqa: E402
-from tests.support.postgres import postgres_cluster  # noqa: E402
-from tests.support.servers import serve_in_thread  # noqa: E402
+from intake.api import create_app
+from intake.db import Base, make_engine, make_session_factory
+from intake.deliveries.service import expected_key
+from intake.runtime import Runtime
+from intake.settings import IntakeSettings
+from signature.testing.builder import Attachment, build_package
+from signature.testing.pki import TestPKI, sample_residents
+from signature.testing.samples import sample_pdf, sample_spec
+from tests.support.postgres import postgres_cluster
+from tests.support.servers import serve_in_thread
 
 JST = timezone(timedelta(hours=9))
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=JST)
