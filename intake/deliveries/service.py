@@ -164,8 +164,10 @@ def _store_version(
     app.needs_review = True  # a new version puts the chain back in the reviewer's queue
     app.updated_at = now
     store_my_numbers(session, version, numbers, runtime.my_number_sealer)
+    # Attachments only: the original form carries the My Numbers, which live in my_numbers alone;
+    # the version keeps the masked form, and the sealed raw package remains the evidence.
     for f in report.files:
-        if f.role in (FileRole.FORM, FileRole.ATTACHMENT):
+        if f.role is FileRole.ATTACHMENT:
             att = Attachment(version_id=version.id, name=f.name, role=f.role.value, size=f.size, sha256=f.sha256,
                              media_type=f.media_type, data=b"", malware_flagged=f.name in malware)
             session.add(att)

@@ -1,16 +1,39 @@
-"""The forwarding outbox: one item per (application version, route), delivered at most once there."""
+"""The forwarding outbox: one item per (application version, route), delivered at most once there.
+
+Items are queued in the delivery's own transaction (:func:`enqueue_forwarding`), sent by the worker
+(:mod:`intake.forwarding.worker`), and put back in the queue by an operator (:func:`retry_failed`).
+Services never commit; the caller does.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.errors import InvalidRequest, NotFound
+from intake.events import record_event
+from intake.forwarding.errors import IllegalTransition
 from intake.forwarding.routes import Route
-from intake.models import ApplicationVersion, ForwardItem
+from intake.models import ApplicationVersion, ForwardItem, ForwardState
 
-__all__ = ["enqueue_forwarding"]
+__all__ = [
+    "EVENT_ATTEMPT_FAILED",
+    "EVENT_DELIVERED",
+    "EVENT_FAILED",
+    "EVENT_RETRIED",
+    "enqueue_forwarding",
+    "error_code",
+    "retry_failed",
+]
+
+#: Event kinds (append-only history, no personal data): each step of each item is remembered.
+EVENT_DELIVERED = "forwarding.delivered"
+EVENT_ATTEMPT_FAILED = "forwarding.attempt_failed"  # a failed attempt with another one scheduled
+EVENT_FAILED = "forwarding.failed"  # the item gave up (max attempts, or refused) and waits for an operator
+EVENT_RETRIED = "forwarding.retried"  # an operator put a FAILED item back in the queue
 
 
 def enqueue_forwarding(
@@ -25,3 +48,42 @@ def enqueue_forwarding(
             session.add(item)
             items.append(item)
     return items
+
+
+def error_code(last_error: str | None) -> str | None:
+    """The stable code at the start of ``ForwardItem.last_error`` (``"HTTP_503: …"`` → ``"HTTP_503"``)."""
+    return None if last_error is None else last_error.split(":", 1)[0]
+
+
+def retry_failed(session: Session, *, item_id: int | None, at: datetime) -> int:
+    """Put FAILED items back in the queue with their attempt counter reset; due at ``at``.
+
+    ``item_id`` names one item (it must exist and be FAILED: :class:`NotFound`,
+    :class:`IllegalTransition`); ``None`` means every FAILED item. Each reset is an event. Returns the
+    number of items queued again. The caller commits.
+    """
+    if at.tzinfo is None:
+        raise InvalidRequest("at must be timezone-aware", code="NAIVE_DATETIME")
+    query = select(ForwardItem).where(ForwardItem.state == ForwardState.FAILED)
+    if item_id is not None:
+        item = session.get(ForwardItem, item_id, with_for_update=True)
+        if item is None:
+            raise NotFound(f"no forward item {item_id}")
+        if item.state is not ForwardState.FAILED:
+            raise IllegalTransition(item.id, item.state.value, ForwardState.PENDING.value)
+        items: Sequence[ForwardItem] = [item]
+    else:
+        items = session.scalars(query.order_by(ForwardItem.id).with_for_update()).all()
+    for item in items:
+        version = session.get(ApplicationVersion, item.version_id)
+        record_event(
+            session, EVENT_RETRIED, at=at, receipt_number=version.receipt_number if version else None,
+            first_receipt_number=version.application.first_receipt_number if version else None,
+            procedure_id=version.application.procedure_id if version else None,
+            item_id=item.id, route=item.route, previous_attempts=item.attempts,
+            previous_error=error_code(item.last_error),
+        )
+        # last_error stays until the next attempt: it tells staff what went wrong before.
+        item.state, item.attempts, item.next_attempt_at = ForwardState.PENDING, 0, at
+    session.flush()
+    return len(items)
