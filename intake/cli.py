@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from intake.db import make_engine, make_session_factory
 from intake.runtime import Runtime
 from intake.settings import IntakeSettings
@@ -33,8 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     linkage.add_argument("file", type=Path)
     linkage.add_argument("--mode", choices=["auto", "full", "delta"], default="auto")
     outbox = sub.add_parser("outbox", help="forwarding outbox")
-    outbox.add_argument("action", choices=["retry"])
-    outbox.add_argument("--id", type=int, default=None, help="one failed item (default: all failed items)")
+    outbox.add_argument("action", choices=["retry", "run"])
+    outbox.add_argument("--id", type=int, default=None, help="retry: one failed item (default: all failed items)")
+    outbox.add_argument("--once", action="store_true", help="run: process due items once and exit")
+    outbox.add_argument("--interval", type=float, default=5.0, help="run: seconds between passes")
     sub.add_parser("check", help="configuration and connectivity self-test")
     return parser
 
@@ -66,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             session.commit()
         print(result.summary())
         return 0 if result.ok else 1
+    if args.action == "run":
+        return _run_outbox(args, runtime, sessions)
     from intake.forwarding.service import retry_failed
 
     with sessions() as session:
@@ -75,7 +81,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace, runtime: Runtime, sessions: object) -> int:
+def _run_outbox(args: argparse.Namespace, runtime: Runtime, sessions: sessionmaker[Session]) -> int:
+    """The forwarding worker: a pass over due items every ``--interval`` seconds (PostgreSQL allows
+    several workers; with SQLite run exactly one)."""
+    import time
+
+    from intake.forwarding.worker import run_once
+
+    log = logging.getLogger("intake.outbox")
+    while True:
+        result = run_once(sessions, runtime, at=runtime.clock())
+        if result.outcomes:
+            log.info("outbox pass: %s", result.summary())
+        if args.once:
+            return 0
+        time.sleep(args.interval)
+
+
+def _serve(args: argparse.Namespace, runtime: Runtime, sessions: sessionmaker[Session]) -> int:
     import uvicorn
 
     from intake.api import create_app
@@ -83,7 +106,7 @@ def _serve(args: argparse.Namespace, runtime: Runtime, sessions: object) -> int:
     if args.client_ca and not (args.tls_cert and args.tls_key):
         print("--client-ca needs --tls-cert and --tls-key", file=sys.stderr)
         return 2
-    app = create_app(runtime, sessions)  # type: ignore[arg-type]
+    app = create_app(runtime, sessions)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info",
                 ssl_certfile=str(args.tls_cert) if args.tls_cert else None,
                 ssl_keyfile=str(args.tls_key) if args.tls_key else None,
