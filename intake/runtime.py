@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from intake.crypto import Sealer
 from intake.forwarding.routes import Route, load_routes
+from intake.procedures import ProcedureCatalogue, load_procedures
 from intake.settings import IntakeSettings
 from signature.policy import VerificationPolicy, ZipLimits
 from signature.verify import TrustConfig
@@ -32,6 +33,7 @@ class Runtime:
     package_sealer: Sealer
     clock: Clock = system_clock
     routes: tuple[Route, ...] = ()
+    procedures: ProcedureCatalogue = field(default_factory=lambda: ProcedureCatalogue({}, configured=False))
     policy: VerificationPolicy = field(default_factory=VerificationPolicy)
 
     @classmethod
@@ -49,6 +51,7 @@ class Runtime:
                                   settings.package_active_key),
             clock=clock,
             routes=load_routes(settings.routes_file),
+            procedures=load_procedures(settings.procedures_file),
             policy=VerificationPolicy(
                 limits=ZipLimits(max_package_bytes=settings.max_package_bytes), revocation=settings.revocation
             ),

@@ -66,6 +66,7 @@ class IntakeSettings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
 
     routes_file: Path | None = None
+    procedures_file: Path | None = None
 
     @model_validator(mode="after")
     def _production_is_strict(self) -> IntakeSettings:

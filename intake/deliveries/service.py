@@ -181,5 +181,9 @@ def _store_version(
             not_before=s.not_before, not_after=s.not_after,
         ))
     resolve_on_arrival(session, app, version, at=now)
-    if report.passed and not newer:
+    known = runtime.procedures.knows(manifest.procedure_id)
+    if not known:
+        record_event(session, "application.unknown_procedure", at=now, receipt_number=arrival.receipt_number,
+                     first_receipt_number=first, procedure_id=manifest.procedure_id)
+    if report.passed and known and not newer:
         enqueue_forwarding(session, version, at=now, routes=runtime.routes)

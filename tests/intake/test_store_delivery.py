@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -12,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from intake.deliveries.service import expected_key, open_package, store_delivery
 from intake.errors import InvalidRequest
+from intake.forwarding.routes import Route
 from intake.models import (
     Application,
     ApplicationState,
@@ -19,11 +22,13 @@ from intake.models import (
     Attachment,
     Delivery,
     Event,
+    ForwardItem,
     MyNumberRow,
     VerificationRecord,
     VersionState,
 )
 from intake.mynumbers.service import extract_my_numbers
+from intake.procedures import load_procedures
 from intake.runtime import Runtime
 from signature.testing.builder import ApplicationSpec
 from tests.conftest import NOW, PackageFactory, World
@@ -157,3 +162,20 @@ def test_now_is_the_pinned_clock(session: Session, runtime: Runtime, make_packag
     delivery = session.scalar(select(Delivery))
     assert delivery is not None
     assert delivery.received_at == NOW
+
+
+def test_unknown_procedure_is_stored_flagged_and_not_forwarded(
+    session: Session, runtime: Runtime, make_package: PackageFactory, tmp_path: Path
+) -> None:
+    catalogue = tmp_path / "procedures.json"
+    catalogue.write_text(json.dumps({"procedures": [
+        {"id": "KOSEKI-OTHER", "name": "other", "department": "kuminka"}]}), encoding="utf-8")
+    routes = (Route(name="all", procedures=frozenset({"*"}), kind="file", target=str(tmp_path / "drop")),)
+    strict = replace(runtime, procedures=load_procedures(catalogue), routes=routes)
+    deliver(session, strict, make_package())
+    assert session.scalar(select(func.count()).select_from(ApplicationVersion)) == 1
+    assert session.scalar(select(func.count()).select_from(ForwardItem)) == 0
+    assert "application.unknown_procedure" in session.scalars(select(Event.kind)).all()
+    app = session.scalar(select(Application))
+    assert app is not None
+    assert app.needs_review is True
