@@ -311,7 +311,10 @@ class ForwardItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (UniqueConstraint("version_id", "route"), Index("ix_forward_outbox_due", "state", "next_attempt_at"))
+    __table_args__ = (
+        UniqueConstraint("version_id", "route"),
+        Index("ix_forward_outbox_due", "state", "next_attempt_at"),
+    )
 
 
 class AccessLogRow(Base):
