@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.db import make_engine, make_session_factory
-from intake.runtime import Runtime
+from intake.runtime import Runtime, system_clock
 from intake.settings import IntakeSettings
 
 __all__ = ["main"]
@@ -57,19 +57,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _check(settings)
-    runtime = Runtime.from_settings(settings)
     engine = make_engine(url)
     sessions = make_session_factory(engine)
-    if args.command == "serve":
-        return _serve(args, runtime, sessions)
     if args.command == "linkage":
+        # Needs only the database and the clock, not the trust configuration.
         from intake.linkage.importer import import_linkage_file
 
         with sessions() as session:
-            result = import_linkage_file(session, args.file, at=runtime.clock(), mode=args.mode)
+            result = import_linkage_file(session, args.file, at=system_clock(), mode=args.mode)
             session.commit()
         print(result.summary())
         return 0 if result.ok else 1
+    runtime = Runtime.from_settings(settings)
+    if args.command == "serve":
+        return _serve(args, runtime, sessions)
     if args.action == "run":
         return _run_outbox(args, runtime, sessions)
     from intake.forwarding.service import retry_failed

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 11:17:22.703190
+Create Date: 2026-11-26
 """
 from __future__ import annotations
 
@@ -212,6 +212,9 @@ def upgrade() -> None:
     sa.UniqueConstraint('idempotency_key', name=op.f('uq_forward_outbox_idempotency_key')),
     sa.UniqueConstraint('version_id', 'route', name=op.f('uq_forward_outbox_version_id'))
     )
+    with op.batch_alter_table('forward_outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_forward_outbox_due', ['state', 'next_attempt_at'], unique=False)
+
     op.create_table('my_numbers',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('version_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -254,6 +257,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_my_numbers_version_id'))
 
     op.drop_table('my_numbers')
+    with op.batch_alter_table('forward_outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_forward_outbox_due')
+
     op.drop_table('forward_outbox')
     with op.batch_alter_table('attachments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_attachments_version_id'))

@@ -1,0 +1,73 @@
+"""Exceptions of the linkage package. Messages name line numbers and columns, never values.
+
+::
+
+    IntakeError
+    ├── InvalidRequest
+    │   ├── InvalidAtenaNumber        a 宛名番号 that is not in the register's format
+    │   ├── ReasonRequired            a manual setting without a reason (処理事由)
+    │   └── LinkageFileRejected       a 番号紐付情報 file with broken lines (``problems``)
+    ├── PermissionDenied
+    │   └── LinkagePermissionDenied   the actor may not set 宛名番号 by hand
+    └── NotFound                      (no such application; the shared class)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from intake.errors import InvalidRequest, PermissionDenied
+
+__all__ = [
+    "InvalidAtenaNumber",
+    "LineProblem",
+    "LinkageFileRejected",
+    "LinkagePermissionDenied",
+    "ReasonRequired",
+    "by_line",
+]
+
+
+class InvalidAtenaNumber(InvalidRequest):
+    code = "INVALID_ATENA_NUMBER"
+
+
+class ReasonRequired(InvalidRequest):
+    code = "REASON_REQUIRED"
+
+
+class LinkagePermissionDenied(PermissionDenied):
+    code = "LINKAGE_PERMISSION_DENIED"
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """One broken line of a linkage file. ``line`` counts from 1 (the header is line 1; 0 means
+    the file as a whole). ``column`` is a header name, ``reason`` a fixed English phrase: neither
+    ever contains a value from the file."""
+
+    line: int
+    column: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = "file" if self.line == 0 else f"line {self.line}"
+        return f"{where}: {self.column}: {self.reason}" if self.column else f"{where}: {self.reason}"
+
+
+def by_line(problems: Iterable[LineProblem]) -> tuple[LineProblem, ...]:
+    """Without repeats, ordered by line; within a line in the order found (column order)."""
+    return tuple(sorted(dict.fromkeys(problems), key=lambda p: p.line))
+
+
+class LinkageFileRejected(InvalidRequest):
+    """The file was not imported at all; ``problems`` lists every broken line."""
+
+    code = "LINKAGE_FILE_REJECTED"
+
+    def __init__(self, problems: tuple[LineProblem, ...]) -> None:
+        self.problems = by_line(problems)
+        lines = sorted({p.line for p in self.problems})
+        shown = ", ".join(map(str, lines[:20])) + (", …" if len(lines) > 20 else "")
+        super().__init__(f"linkage file rejected: {len(self.problems)} problem(s) on line(s) {shown}")

@@ -1,0 +1,38 @@
+"""The two values linkage is about, in one canonical form each, and the day that validity is judged on."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+
+from intake.linkage.errors import InvalidAtenaNumber
+
+__all__ = ["ATENA_NUMBER_RE", "JST", "SERIAL_RE", "arrival_day", "check_atena_number", "normalise_serial"]
+
+JST = timezone(timedelta(hours=9), "JST")
+#: 宛名番号 as the resident register exports it (and portal_sim generates it): exactly 10 digits.
+ATENA_NUMBER_RE = re.compile(r"[0-9]{10}", re.ASCII)
+#: A certificate serial as hex digits, as the portal's arrival record may spell it.
+SERIAL_RE = re.compile(r"[0-9A-Fa-f]{1,64}", re.ASCII)
+
+
+def normalise_serial(value: str) -> str | None:
+    """Uppercase hex without leading zeros — the form ``signature`` gives ``user_cert_serial`` in —
+    or ``None`` when ``value`` is not a hex serial."""
+    if not SERIAL_RE.fullmatch(value):
+        return None
+    return value.upper().lstrip("0") or "0"
+
+
+def check_atena_number(value: str) -> str:
+    """``value`` if it is a 宛名番号, else :class:`InvalidAtenaNumber` (the message omits the value)."""
+    if not isinstance(value, str) or not ATENA_NUMBER_RE.fullmatch(value):
+        raise InvalidAtenaNumber("宛名番号 must be exactly 10 digits")
+    return value
+
+
+def arrival_day(arrived_at: datetime) -> date:
+    """The calendar day (JST, the register's calendar) on which a validity period is judged."""
+    if arrived_at.tzinfo is None:
+        raise ValueError("naive datetime refused: pass an aware datetime")
+    return arrived_at.astimezone(JST).date()
