@@ -10,6 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 
+from intake import models  # noqa: F401 - registers the tables on Base.metadata
 from intake.db import Base
 
 __all__ = ["alembic_config", "pending_differences", "upgrade"]
