@@ -9,9 +9,11 @@ package-format.md §4) and a separate portal hierarchy for the 到達情報 sign
 
 Everything the verifier's decisions depend on is an input: the moment (``now``, timezone-aware),
 the serial numbers (drawn from a seeded :class:`random.Random`) and every knob a negative test needs
-(key usage, policy, CDP, validity, signature hash, foreign keys, hand-made subjectAltNames). Only the
-key material is really random, because RSA key generation offers no seed; two PKIs generated with
-the same seed therefore have the same names, serials and residents but different keys.
+(key usage, policy, CDP, validity, signature hash, foreign keys, hand-made subjectAltNames). By
+default only the key material is really random, because cryptography's RSA key generation offers
+no seed: two PKIs generated with the same seed have the same names, serials and residents but
+different keys. A caller that needs byte-identical certificates (the portal simulator) passes a
+``key_source`` that derives each CA key from its own seed, and ``key=`` to :meth:`TestPKI.issue_signer`.
 
 The certificates are built with cryptography's builders, never the ``openssl`` command line, which
 silently double-encodes UTF8String values without ``FORMAT:UTF8`` (pitfalls.md).
@@ -25,7 +27,7 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -57,6 +59,7 @@ __all__ = [
     "JPKI_INTERMEDIATE_SUBJECT",
     "JPKI_ROOT_SUBJECT",
     "JPKI_SIGNING_POLICY_OID",
+    "KEY_PURPOSES",
     "MANIFEST_NAME",
     "PORTAL_ROOT_SUBJECT",
     "PORTAL_SERVER_SUBJECT",
@@ -105,6 +108,8 @@ PORTAL_SERVER_SUBJECT = x509.Name(
 #: CRL distribution points are ``CRL_BASE_URL + <issuer label> + ".crl"`` (see :meth:`TestPKI.crl_url`).
 #: ``.invalid`` (RFC 2606) guarantees that nothing ever fetches them from the network.
 CRL_BASE_URL = "http://crl.jpki-test.invalid/"
+#: What :meth:`TestPKI.generate` asks a ``key_source`` for, in this order.
+KEY_PURPOSES = ("jpki-root-g1", "jpki-root-g2", "jpki-intermediate", "portal-root", "portal-server")
 #: The manifest written by :meth:`TestPKI.save`.
 MANIFEST_NAME = "testpki.json"
 _MANIFEST_FORMAT = "shinsei-testpki/1"
@@ -372,29 +377,51 @@ class TestPKI:
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def generate(cls, *, now: datetime, seed: int = 0, key_bits: int = 2048) -> TestPKI:
+    def generate(
+        cls,
+        *,
+        now: datetime,
+        seed: int = 0,
+        key_bits: int = 2048,
+        key_source: Callable[[str], rsa.RSAPrivateKey] | None = None,
+    ) -> TestPKI:
         """Create both hierarchies valid at ``now``.
 
         Root generation 1 is valid from ``now - 9y`` to ``now + 1y``, generation 2 from ``now - 2y``
         to ``now + 10y``: both are valid at ``now`` and share :data:`JPKI_ROOT_SUBJECT`.
+
+        ``key_source(purpose)`` supplies the CA and portal keys instead of fresh random ones; the
+        purposes are :data:`KEY_PURPOSES` (``"jpki-root-g1"`` … ``"portal-server"``), each asked for
+        once. With a deterministic source, the same ``now`` and ``seed`` give byte-identical
+        certificates (RSA PKCS#1 v1.5 signatures are deterministic).
         """
         now = _aware_utc(now, "now")
         rng = random.Random(seed)
-        root_g1 = cls._self_signed(JPKI_ROOT_SUBJECT, now - 9 * _YEAR, now + 1 * _YEAR, rng, key_bits)
-        root_g2 = cls._self_signed(JPKI_ROOT_SUBJECT, now - 2 * _YEAR, now + 10 * _YEAR, rng, key_bits)
+
+        def new_key(purpose: str) -> rsa.RSAPrivateKey:
+            return _rsa_key(key_bits) if key_source is None else key_source(purpose)
+
+        root_g1 = cls._self_signed(
+            JPKI_ROOT_SUBJECT, now - 9 * _YEAR, now + 1 * _YEAR, rng, new_key("jpki-root-g1")
+        )
+        root_g2 = cls._self_signed(
+            JPKI_ROOT_SUBJECT, now - 2 * _YEAR, now + 10 * _YEAR, rng, new_key("jpki-root-g2")
+        )
         intermediate = cls._issue_ca(
             root_g2,
             JPKI_INTERMEDIATE_SUBJECT,
             now - 1 * _YEAR,
             now + 8 * _YEAR,
             rng,
-            key_bits,
+            new_key("jpki-intermediate"),
             path_length=0,
             policy_oid=JPKI_SIGNING_POLICY_OID,
             cdp=f"{CRL_BASE_URL}jpki-root-g2.crl",
         )
-        portal_root = cls._self_signed(PORTAL_ROOT_SUBJECT, now - 5 * _YEAR, now + 10 * _YEAR, rng, key_bits)
-        portal_key = _rsa_key(key_bits)
+        portal_root = cls._self_signed(
+            PORTAL_ROOT_SUBJECT, now - 5 * _YEAR, now + 10 * _YEAR, rng, new_key("portal-root")
+        )
+        portal_key = new_key("portal-server")
         portal_cert = (
             x509.CertificateBuilder()
             .subject_name(PORTAL_SERVER_SUBJECT)
@@ -423,9 +450,8 @@ class TestPKI:
 
     @staticmethod
     def _self_signed(
-        subject: x509.Name, not_before: datetime, not_after: datetime, rng: random.Random, key_bits: int
+        subject: x509.Name, not_before: datetime, not_after: datetime, rng: random.Random, key: rsa.RSAPrivateKey
     ) -> Issued:
-        key = _rsa_key(key_bits)
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         cert = (
             x509.CertificateBuilder()
@@ -453,13 +479,12 @@ class TestPKI:
         not_before: datetime,
         not_after: datetime,
         rng: random.Random,
-        key_bits: int,
+        key: rsa.RSAPrivateKey,
         *,
         path_length: int | None,
         policy_oid: str | None,
         cdp: str | None,
     ) -> Issued:
-        key = _rsa_key(key_bits)
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
