@@ -13,6 +13,10 @@ EXPECTED = {
         "TrustConfigError", "UnreadablePackage", "VerificationFailure", "VerificationPolicy",
         "VerificationReport", "ZipLimits", "is_valid_my_number", "parse_xml", "verify_package",
     },
+    "status": {
+        "FINAL_STATUSES", "TRANSITIONS", "Action", "Actor", "CommentRequired", "IllegalTransition", "NotPermitted",
+        "Role", "Status", "StatusError", "StatusHistory", "Transition", "TransitionRule", "allowed_actions",
+    },
 }
 
 
