@@ -23,17 +23,9 @@ from tests.conftest import PackageFactory, World
 from tests.support.servers import free_port
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'intake.db'}"
-        return
-    url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    with engine.begin() as c:
-        c.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    engine.dispose()
-    yield url
+@pytest.fixture
+def database_url(empty_database: str) -> str:
+    return empty_database
 
 
 @pytest.fixture
