@@ -15,7 +15,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -214,3 +214,7 @@ def _read_apps(data_dir: Path) -> list[App]:
         apps.append(App(d["receipt_number"], datetime.fromisoformat(d["arrived_at"]), d["kind"],
                         d["first_receipt_number"], d["sha256"], d["size"]))
     return apps
+
+
+#: ``start(**settings)`` builds a portal app over a fresh data directory on the shared server.
+Start = Callable[..., Harness]

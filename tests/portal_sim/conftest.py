@@ -7,6 +7,8 @@ Derived RSA keys are cached in a session directory shared by the tests that gene
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from portal_sim.datadir import DataDir
 from portal_sim.generate import generate
 from signature.report import VerificationReport
 from signature.verify import verify_package
+from tests.conftest import World
+from tests.portal_sim.api_support import Harness, Server, Start, serving, start_portal
 from tests.portal_sim.generated_support import OPTIONS
 
 
@@ -36,3 +40,23 @@ def reports(generated: DataDir) -> dict[str, VerificationReport]:
         a.receipt_number: verify_package(generated.package_bytes(a.receipt_number), trust, at=a.arrived_at)
         for a in generated.applications()
     }
+
+
+# The served portal API: one uvicorn server per test module, a fresh app and data directory per test.
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with serving() as running:
+        yield running
+
+
+@pytest.fixture
+def start(server: Server, world: World, tmp_path: Path) -> Iterator[Start]:
+    with ExitStack() as stack:
+        yield lambda **settings: start_portal(stack, server, world, tmp_path / "data", **settings)
+
+
+@pytest.fixture
+def portal(start: Start) -> Harness:
+    return start()

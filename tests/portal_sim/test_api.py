@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -22,30 +22,11 @@ from tests.portal_sim.api_support import (
     MUNICIPALITY,
     Harness,
     Server,
+    Start,
     bearer,
     receipt,
-    serving,
     start_portal,
 )
-
-Start = Callable[..., Harness]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with serving() as running:
-        yield running
-
-
-@pytest.fixture
-def start(server: Server, world: World, tmp_path: Path) -> Iterator[Start]:
-    with ExitStack() as stack:
-        yield lambda **settings: start_portal(stack, server, world, tmp_path / "data", **settings)
-
-
-@pytest.fixture
-def portal(start: Start) -> Harness:
-    return start()
 
 
 def list_all(portal: Harness, token: str, **params: Any) -> tuple[list[str], str | None]:

@@ -5,30 +5,10 @@ The token bucket runs on the pinned clock, so "empty the bucket, wait, retry" is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from datetime import timedelta
-from pathlib import Path
-
-import pytest
 
 from portal_sim.api import FaultInjection, RateLimit
-from tests.conftest import World
-from tests.portal_sim.api_support import API_KEY, MUNICIPALITY, Harness, Server, bearer, serving, start_portal
-
-Start = Callable[..., Harness]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with serving() as running:
-        yield running
-
-
-@pytest.fixture
-def start(server: Server, world: World, tmp_path: Path) -> Iterator[Start]:
-    with ExitStack() as stack:
-        yield lambda **settings: start_portal(stack, server, world, tmp_path / "data", **settings)
+from tests.portal_sim.api_support import API_KEY, MUNICIPALITY, Harness, Start, bearer
 
 
 def statuses(portal: Harness, token: str, n: int) -> list[int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
@@ -13,26 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import NOW, World
-from tests.portal_sim.api_support import Harness, Server, bearer, receipt, serving, start_portal
-
-Start = Callable[..., Harness]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with serving() as running:
-        yield running
-
-
-@pytest.fixture
-def start(server: Server, world: World, tmp_path: Path) -> Iterator[Start]:
-    with ExitStack() as stack:
-        yield lambda **settings: start_portal(stack, server, world, tmp_path / "data", **settings)
-
-
-@pytest.fixture
-def portal(start: Start) -> Harness:
-    return start()
+from tests.portal_sim.api_support import Harness, Server, bearer, receipt, start_portal
 
 
 @pytest.fixture
