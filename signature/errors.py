@@ -3,8 +3,10 @@
 Internal checks raise :class:`VerificationFailure` (or its subclass :class:`UnreadablePackage`);
 :func:`signature.verify_package` turns them into a :class:`~signature.report.VerificationReport`
 and never lets them escape. Errors of other libraries are translated at the boundary with
-``raise … from exc``. Messages never contain personal data: they name files and checks, never
-names, addresses, birth dates, My Numbers or certificate subjects.
+``raise … from exc``. Messages name checks, elements and the package's file names, never the content
+of a field (names, addresses, birth dates, My Numbers, certificate subjects). A file name is chosen
+by the applicant and may itself be personal ("山田太郎_住民票.pdf"), so only the :class:`ReasonCode`
+is for logs and for other zones; the detail text is for staff in the My Number zone.
 """
 
 from __future__ import annotations
