@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.applications.status import on_version_stored
 from intake.errors import InvalidRequest
 from intake.events import KIND_BY_APPLICATION_KIND, record_event
 from intake.forwarding.service import enqueue_forwarding
@@ -125,6 +126,13 @@ def _store_version(
     if manifest is None or arrival is None:  # pragma: no cover - the caller checks
         return
     first = manifest.first_receipt_number or arrival.receipt_number
+    if session.scalar(select(ApplicationVersion.id).where(
+            ApplicationVersion.receipt_number == arrival.receipt_number)) is not None:
+        # The same 受付番号 with other bytes: never a second version, never an overwrite. The
+        # delivery and its report are kept as evidence and the event puts it in front of staff.
+        record_event(session, "delivery.receipt_conflict", at=now, receipt_number=arrival.receipt_number,
+                     first_receipt_number=first, procedure_id=manifest.procedure_id)
+        return
     app = session.scalar(select(Application).where(Application.first_receipt_number == first))
     if app is None:
         # Also for a 再申請 arriving before its original: the chain starts here and the original
@@ -181,6 +189,7 @@ def _store_version(
             not_before=s.not_before, not_after=s.not_after,
         ))
     resolve_on_arrival(session, app, version, at=now)
+    on_version_stored(session, app, version, at=now)  # status: NEW_VERSION / WITHDRAW hooks
     known = runtime.procedures.knows(manifest.procedure_id)
     if not known:
         record_event(session, "application.unknown_procedure", at=now, receipt_number=arrival.receipt_number,

@@ -118,7 +118,7 @@ def test_reapplication_supersedes_and_withdrawal_withdraws(
     assert session.scalar(select(func.count()).select_from(Application)) == 1
     kinds = [k for k in session.scalars(select(Event.kind).order_by(Event.id)) if k != "delivery.stored"]
     assert kinds == ["application.new", "application.reapplication", "version.superseded",
-                     "application.withdrawal", "version.superseded", "application.withdrawn"]
+                     "application.withdrawal", "version.superseded", "application.withdrawn", "status.changed"]
 
 
 def test_out_of_order_original_arrives_after_its_reapplication(
@@ -179,3 +179,14 @@ def test_unknown_procedure_is_stored_flagged_and_not_forwarded(
     app = session.scalar(select(Application))
     assert app is not None
     assert app.needs_review is True
+
+
+def test_same_receipt_number_with_other_bytes_is_kept_as_evidence_only(
+    session: Session, runtime: Runtime, make_package: PackageFactory, spec: ApplicationSpec
+) -> None:
+    deliver(session, runtime, make_package())
+    other = make_package(spec=replace(spec, procedure_name="別の内容"))  # same 受付番号, other bytes
+    deliver(session, runtime, other)
+    assert session.scalar(select(func.count()).select_from(Delivery)) == 2
+    assert session.scalar(select(func.count()).select_from(ApplicationVersion)) == 1
+    assert "delivery.receipt_conflict" in session.scalars(select(Event.kind)).all()
