@@ -1,1 +1,5 @@
-"""The relay server (連携サーバ) in the DMZ: verify, scan, forward once, erase. Built in a later issue."""
+"""The relay server (連携サーバ) in the DMZ: verify, scan, forward once, erase.
+
+Entry points: :class:`dmz_relay.runtime.Relay` (assembly), :func:`dmz_relay.push.create_app` (HTTP
+API), ``python -m dmz_relay`` (:mod:`dmz_relay.cli`). See docs/relay.md.
+"""

@@ -1,0 +1,133 @@
+"""``python -m dmz_relay serve | pull [--once] | statuses [--once] | push PATH… | check``.
+
+``serve``, ``pull``, ``statuses`` and ``check`` read their configuration from ``SHINSEI_RELAY_*``
+(:class:`~dmz_relay.settings.RelaySettings`); ``push`` is the LGWAN terminal's client and takes
+its few options on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import ssl
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from dmz_relay.errors import RelayError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dmz_relay", description="Shinsei relay (連携サーバ)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="push API + pull loop + status relay")
+    serve.add_argument("--host", default=None, help="default: SHINSEI_RELAY_LISTEN_HOST")
+    serve.add_argument("--port", type=int, default=None, help="default: SHINSEI_RELAY_LISTEN_PORT")
+    pull = sub.add_parser("pull", help="pull packages from the portal")
+    pull.add_argument("--once", action="store_true", help="one round, then exit (1 if it stopped early)")
+    statuses = sub.add_parser("statuses", help="relay status notices from the intake to the portal")
+    statuses.add_argument("--once", action="store_true", help="one round, then exit")
+    push = sub.add_parser("push", help="LGWAN terminal: upload ZIP files or folders to the relay")
+    push.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    push.add_argument("--url", required=True, help="the relay's base URL, e.g. https://relay.example.lg.jp:8500")
+    push.add_argument("--ca", type=Path, help="CA bundle that verifies the relay (https)")
+    push.add_argument("--cert", type=Path, help="client certificate (PEM), if the relay requires one")
+    push.add_argument("--key", type=Path, help="client key (PEM)")
+    push.add_argument("--retries", type=int, default=3, help="retries per file on 503 / connection errors")
+    push.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+    push.add_argument("--no-progress", action="store_true")
+    sub.add_parser("check", help="configuration and readiness self-test (exit 1 when not ready)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "push":
+        return _push(args)
+    from dmz_relay.logs import configure_logging
+    from dmz_relay.runtime import Relay
+    from dmz_relay.settings import RelaySettings
+
+    configure_logging()
+    try:
+        settings = RelaySettings()
+        relay = Relay.from_settings(settings)
+    except (RelayError, ValueError) as exc:
+        logging.getLogger("dmz_relay").error("the relay cannot start: %s", exc)
+        return 2
+    try:
+        if args.command == "serve":
+            return _serve(args, relay)
+        if args.command == "check":
+            checks = relay.readiness()
+            print(json.dumps(checks, ensure_ascii=False, indent=2))
+            return 0 if all(v in ("ok", "skipped", "disabled") for v in checks.values()) else 1
+        if args.command == "pull":
+            if relay.puller is None:
+                print("no portal configured (SHINSEI_RELAY_PORTAL_URL)", file=sys.stderr)
+                return 2
+            if args.once:
+                result = relay.puller.poll_once()
+                print(json.dumps({"outcomes": result.outcomes, "skipped": result.skipped,
+                                  "stopped": result.stopped}, ensure_ascii=False))
+                return 0 if result.stopped is None else 1
+            relay.run_loop(relay.puller.poll_once, settings.poll_interval)
+            return 0
+        if relay.status_relay is None:
+            print("no portal configured (SHINSEI_RELAY_PORTAL_URL)", file=sys.stderr)
+            return 2
+        if args.once:
+            status = relay.status_relay.run_once()
+            print(json.dumps(vars(status), ensure_ascii=False))
+            return 0 if status.stopped is None else 1
+        relay.run_loop(relay.status_relay.run_once, settings.status_interval)
+        return 0
+    except KeyboardInterrupt:
+        relay.stop.set()
+        return 130
+    finally:
+        relay.close()
+
+
+def _serve(args: argparse.Namespace, relay: object) -> int:
+    import uvicorn
+
+    from dmz_relay.push import create_app
+    from dmz_relay.runtime import Relay
+
+    assert isinstance(relay, Relay)  # noqa: S101 - narrows the type for mypy
+    s = relay.settings
+    options: dict[str, object] = {}
+    if s.tls_cert is not None and s.tls_key is not None:
+        options.update(ssl_certfile=str(s.tls_cert), ssl_keyfile=str(s.tls_key))
+        if s.tls_client_ca is not None:
+            options.update(ssl_ca_certs=str(s.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    uvicorn.run(create_app(relay, background=True), host=args.host or s.listen_host, port=args.port or s.listen_port,
+                timeout_graceful_shutdown=int(s.shutdown_grace), log_config=None, **options)  # type: ignore[arg-type]
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from dmz_relay.client import collect_files, push_files
+
+    try:
+        files = collect_files(args.paths)
+    except FileNotFoundError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    verify: ssl.SSLContext | bool = True
+    if args.url.startswith("https://"):
+        ctx = ssl.create_default_context(cafile=str(args.ca) if args.ca else None)
+        if args.cert:
+            ctx.load_cert_chain(str(args.cert), str(args.key) if args.key else None)
+        verify = ctx
+    with httpx.Client(base_url=args.url, verify=verify, timeout=args.timeout, trust_env=False) as http:
+        summary = push_files(http, files, out=sys.stdout, retries=args.retries, sleep=time.sleep,
+                             progress=not args.no_progress and sys.stdout.isatty())
+    return 0 if summary.ok else 1

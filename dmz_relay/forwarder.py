@@ -1,0 +1,283 @@
+"""The intake client: deliver a package once (mutual TLS, ``Idempotency-Key``), read the status outbox.
+
+Retries (tenacity) only for what waiting can fix: connection failures (refused, reset, a reply lost
+after the request was sent), timeouts, 502/503/504 and 409 (the same key is being stored right
+now). The ``Idempotency-Key`` is the SHA-256 of the body, so a repeat after a lost reply gets the
+intake's 200 with the first receipt, never a second record. Attempts are capped; then
+:class:`IntakeUnavailable` goes to the caller, which tells the source — the relay never holds a
+package waiting for the intake. Waits are exponential with jitter; time and randomness are injected.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_when_event_set
+
+from dmz_relay.errors import IntakeProtocolError, IntakeRejected, IntakeUnavailable
+from dmz_relay.metrics import Metrics
+from dmz_relay.settings import RelaySettings
+
+__all__ = [
+    "BackoffPolicy",
+    "IntakeClient",
+    "IntakeReceipt",
+    "build_intake_http",
+    "encode_report",
+    "idempotency_key",
+    "report_header_fits",
+]
+
+RETRY_STATUSES = frozenset({409, 502, 503, 504})
+#: The intake refuses an X-Relay-Report header above 8 KiB; stay well below.
+_MAX_REPORT_HEADER = 6000
+
+Sleep = Callable[[float], None]
+
+
+def idempotency_key(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeReceipt:
+    """The intake's answer that it holds the package (docs/intake.md)."""
+
+    delivery_id: int
+    receipt_number: str | None
+    sha256: str
+    stored_at: str
+    duplicate: bool
+    status: int  # 201 first time, 200 repeat
+
+    def to_json(self) -> dict[str, Any]:
+        return {"delivery_id": self.delivery_id, "receipt_number": self.receipt_number, "sha256": self.sha256,
+                "stored_at": self.stored_at, "duplicate": self.duplicate}
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    """``attempts`` in all; the wait before attempt n+1 is min(max, initial·2^(n-1)) + U(0, jitter),
+    and at least the server's Retry-After (capped at ``max``)."""
+
+    attempts: int = 5
+    initial: float = 0.5
+    max: float = 10.0
+    jitter: float = 0.5
+
+    def wait(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        base = min(self.max, self.initial * 2 ** (attempt - 1))
+        if retry_after is not None:
+            base = max(base, min(self.max, retry_after))
+        return float(base + rng.uniform(0, self.jitter))
+
+
+class _Retryable(Exception):
+    """An answer worth another attempt."""
+
+    def __init__(self, code: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        code = body["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP_{response.status_code}"
+    return str(code) if isinstance(code, str) and code.isascii() and len(code) <= 64 else f"HTTP_{response.status_code}"
+
+
+def encode_report(report: Mapping[str, Any]) -> str:
+    """base64url JSON for ``X-Relay-Report``, as the intake reads it."""
+    raw = json.dumps(report, ensure_ascii=False, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def build_intake_http(settings: RelaySettings) -> httpx.Client:
+    """The mutual-TLS client for the intake: its CA only (never the public web CAs), our client
+    certificate, four explicit timeouts, no proxies from the environment, no redirects."""
+    verify: ssl.SSLContext | bool = False
+    if settings.intake_url.startswith("https://"):
+        if settings.intake_ca is None:
+            raise ValueError("an https intake_url needs intake_ca")
+        ctx = ssl.create_default_context(cafile=str(settings.intake_ca))
+        if settings.client_cert is not None and settings.client_key is not None:
+            ctx.load_cert_chain(str(settings.client_cert), str(settings.client_key))
+        verify = ctx
+    timeout = httpx.Timeout(connect=settings.intake_connect_timeout, read=settings.intake_read_timeout,
+                            write=settings.intake_write_timeout, pool=settings.intake_connect_timeout)
+    return httpx.Client(base_url=settings.intake_url, verify=verify, timeout=timeout, trust_env=False,
+                        follow_redirects=False)
+
+
+class IntakeClient:
+    """Talks to the intake's machine API over ``http`` (built by :func:`build_intake_http`)."""
+
+    def __init__(self, http: httpx.Client, *, backoff: BackoffPolicy | None = None, sleep: Sleep,
+                 rng: random.Random | None = None, metrics: Metrics | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.http = http
+        self.backoff = backoff or BackoffPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+        self._metrics = metrics
+        self._stop = stop or threading.Event()
+
+    # --- deliveries --------------------------------------------------------------------------
+
+    def deliver(self, body: bytes, relay_report: Mapping[str, Any] | None = None) -> IntakeReceipt:
+        """POST the package; return the intake's receipt for exactly these bytes.
+
+        Raises :class:`IntakeUnavailable` (try later), :class:`IntakeRejected` (4xx: never with these
+        bytes) or :class:`IntakeProtocolError` (a 2xx that is not a receipt for these bytes).
+        """
+        key = idempotency_key(body)
+        headers = {"Content-Type": "application/zip", "Idempotency-Key": key}
+        if relay_report:
+            headers["X-Relay-Report"] = encode_report(relay_report)
+        attempts = 0
+
+        def send() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            try:
+                response = self.http.post("/api/v1/deliveries", content=body, headers=headers)
+            except httpx.TimeoutException as exc:
+                raise _Retryable("TIMEOUT") from exc
+            except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                # Refused, reset, or the reply lost after the intake may have committed: the key
+                # makes the next attempt safe either way.
+                raise _Retryable("CONNECT_ERROR") from exc
+            except httpx.HTTPError as exc:
+                raise IntakeUnavailable("transport error", code="TRANSPORT_ERROR", attempts=attempts) from exc
+            if response.status_code in RETRY_STATUSES:
+                raise _Retryable(_error_code(response) if response.status_code == 409 else
+                                 f"HTTP_{response.status_code}", response.status_code, _retry_after(response))
+            return response
+
+        try:
+            response = self._retrying().__call__(send)
+        except _Retryable as exc:
+            raise IntakeUnavailable(
+                "the intake did not give a receipt within the capped attempts",
+                code="INTAKE_UNAVAILABLE" if exc.status is None or exc.status != 409 else "INTAKE_BUSY",
+                attempts=attempts, status=exc.status) from exc
+        return self._receipt(response, key.removeprefix("sha256:"), attempts)
+
+    def _retrying(self) -> Retrying:
+        def wait(state: RetryCallState) -> float:
+            outcome = state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            retry_after = exc.retry_after if isinstance(exc, _Retryable) else None
+            return self.backoff.wait(state.attempt_number, self._rng, retry_after)
+
+        def before_sleep(_state: RetryCallState) -> None:
+            if self._metrics is not None:
+                self._metrics.forward_retries.inc()
+
+        return Retrying(
+            stop=stop_after_attempt(self.backoff.attempts) | stop_when_event_set(self._stop),
+            wait=wait, retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            sleep=self._sleep, before_sleep=before_sleep, reraise=True,
+        )
+
+    def _receipt(self, response: httpx.Response, sha256: str, attempts: int) -> IntakeReceipt:
+        status = response.status_code
+        if 400 <= status < 500:
+            raise IntakeRejected("the intake refused the package", code=_error_code(response), status=status)
+        if status not in (200, 201):
+            raise IntakeUnavailable("the intake answered with an error", code=f"HTTP_{status}",
+                                    attempts=attempts, status=status)
+        try:
+            body = response.json()
+            receipt = IntakeReceipt(
+                delivery_id=int(body["delivery_id"]), receipt_number=body["receipt_number"],
+                sha256=str(body["sha256"]), stored_at=str(body["stored_at"]), duplicate=bool(body["duplicate"]),
+                status=status)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntakeProtocolError("the answer is not a receipt", code="BAD_RECEIPT", status=status) from exc
+        if receipt.sha256 != sha256:
+            # Erase only on a receipt for these very bytes.
+            raise IntakeProtocolError("the receipt is for other bytes", code="RECEIPT_MISMATCH", status=status)
+        return receipt
+
+    # --- status outbox -------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request with the same retry rules as deliveries; 4xx raise :class:`IntakeRejected`."""
+        attempts = 0
+
+        def send() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TimeoutException as exc:
+                raise _Retryable("TIMEOUT") from exc
+            except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                raise _Retryable("CONNECT_ERROR") from exc
+            if response.status_code in RETRY_STATUSES:
+                raise _Retryable(f"HTTP_{response.status_code}", response.status_code, _retry_after(response))
+            return response
+
+        try:
+            response = self._retrying().__call__(send)
+        except _Retryable as exc:
+            raise IntakeUnavailable("the intake is unavailable", code=exc.code, attempts=attempts,
+                                    status=exc.status) from exc
+        except httpx.HTTPError as exc:
+            raise IntakeUnavailable("transport error", code="TRANSPORT_ERROR", attempts=attempts) from exc
+        if 400 <= response.status_code < 500:
+            raise IntakeRejected("the intake refused the request", code=_error_code(response),
+                                 status=response.status_code)
+        if response.status_code != 200:
+            raise IntakeUnavailable("the intake answered with an error", code=f"HTTP_{response.status_code}",
+                                    attempts=attempts, status=response.status_code)
+        return response
+
+    def status_outbox(self, *, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Pending status notices: ``{"id", "receipt_number", "status", "at"}``, oldest first."""
+        response = self._call("GET", "/api/v1/status-outbox", params={"after_id": after_id, "limit": limit})
+        try:
+            items = response.json()["items"]
+            return [{"id": int(i["id"]), "receipt_number": str(i["receipt_number"]), "status": str(i["status"]),
+                     "at": str(i["at"])} for i in items]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntakeProtocolError("the outbox answer is malformed", code="BAD_OUTBOX") from exc
+
+    def acknowledge(self, ids: list[int]) -> int:
+        response = self._call("POST", "/api/v1/status-outbox/ack", json={"ids": ids})
+        try:
+            return int(response.json()["acknowledged"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntakeProtocolError("the ack answer is malformed", code="BAD_ACK") from exc
+
+    def ready(self) -> bool:
+        """The intake answers its /readyz over our (mutual-TLS) connection."""
+        try:
+            return self.http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def report_header_fits(report: Mapping[str, Any]) -> bool:
+    return len(encode_report(report)) <= _MAX_REPORT_HEADER
+

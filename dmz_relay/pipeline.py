@@ -1,0 +1,296 @@
+"""One package through the relay, in memory only: cap → verify → scan → forward once → erase.
+
+:meth:`Pipeline.process` takes the package as a ``bytearray`` it then owns. It makes the one
+immutable copy the verifier and httpx need, zeroes and empties the caller's buffer at once, and
+drops every reference to package bytes (the copy, the ZIP entries, the verification report) before
+it records ``erased_at`` — whatever the outcome. Python cannot scrub an immutable ``bytes`` object;
+its memory goes back to the allocator when the last reference goes (docs/relay.md, "Erasure").
+
+Decisions (docs/relay.md):
+
+* not ``readable`` (hostile or malformed container or XML) or over the size cap → REFUSED, never
+  forwarded, only a tombstone;
+* readable but signature FAILED / INDETERMINATE → forwarded: the intake re-verifies, stores and
+  flags it, so staff can contact the resident;
+* malware: every file of the container is scanned. An infected file is **not** replaced: changing a
+  byte breaks the applicant's signature (the intake would see DIGEST_MISMATCH and lose the evidence).
+  The original package is forwarded unchanged with ``X-Relay-Report`` naming the infected files;
+  the intake flags the delivery and quarantines those attachments (``malware_flagged``). A file too
+  large for the scanner is flagged the same way (never treated as clean). A scanner that does not
+  answer stops the package (FAILED, try later): nothing unscanned is forwarded;
+* forward once: :class:`~dmz_relay.forwarder.IntakeClient` (capped retries), and only a receipt for
+  these very bytes counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dmz_relay.errors import IntakeProtocolError, IntakeRejected, IntakeUnavailable
+from dmz_relay.forwarder import IntakeClient, IntakeReceipt, report_header_fits
+from dmz_relay.logs import event
+from dmz_relay.metrics import Metrics
+from dmz_relay.reasons import (
+    INTERNAL_ERROR,
+    MALWARE_FOUND,
+    MALWARE_UNSCANNABLE,
+    SCANNER_UNAVAILABLE,
+    SHUTTING_DOWN,
+    describe_code,
+)
+from dmz_relay.scan import ScanLimitExceeded, Scanner, ScannerUnavailable
+from dmz_relay.tombstones import Channel, Outcome, TombstoneStore
+from signature.errors import UnreadablePackage
+from signature.policy import VerificationPolicy
+from signature.report import ReasonCode, VerificationReport
+from signature.verify import TrustConfig, verify_package
+from signature.zipreader import read_package
+
+__all__ = ["Clock", "PackageResult", "Pipeline", "wipe"]
+
+
+_log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+def wipe(buffer: bytearray) -> None:
+    """Overwrite ``buffer`` with zeros, then release its memory."""
+    buffer[:] = bytes(len(buffer))
+    buffer.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class PackageResult:
+    """What became of one package: enough to answer the source, nothing from inside the package."""
+
+    outcome: Outcome
+    tombstone_id: int
+    channel: Channel
+    receipt_number: str | None
+    sha256: str | None
+    reason_code: str | None = None
+    receipt: IntakeReceipt | None = None
+    #: The intake's HTTP status when it refused (REJECTED) or failed with one.
+    intake_status: int | None = None
+    infected: int = 0
+
+    @property
+    def reason_en(self) -> str:
+        return describe_code(self.reason_code)[0] if self.reason_code else ""
+
+    @property
+    def reason_ja(self) -> str:
+        return describe_code(self.reason_code)[1] if self.reason_code else ""
+
+
+@dataclass
+class _Work:
+    """Mutable record of one run (no package bytes in it)."""
+
+    tombstone_id: int
+    channel: Channel
+    sha256: str | None
+    receipt_number: str | None
+    infected: list[str]
+    signatures: list[str]
+    unscannable: list[str]
+
+
+class Pipeline:
+    """Verify, scan, forward and erase packages. Thread-safe; one instance per relay process."""
+
+    def __init__(
+        self, *, trust: TrustConfig, policy: VerificationPolicy, scanner: Scanner, scanner_name: str,
+        intake: IntakeClient, tombstones: TombstoneStore, clock: Clock, metrics: Metrics,
+        max_package_bytes: int, stop: threading.Event | None = None,
+    ) -> None:
+        self.trust = trust
+        self.policy = policy
+        self.scanner = scanner
+        self.scanner_name = scanner_name
+        self.intake = intake
+        self.tombstones = tombstones
+        self.clock = clock
+        self.metrics = metrics
+        self.max_package_bytes = max_package_bytes
+        self.stop = stop or threading.Event()
+
+    # --- entry points ------------------------------------------------------------------------
+
+    def refuse_unread(self, *, channel: Channel, reason_code: str, receipt_hint: str | None = None,
+                      sha256: str | None = None) -> PackageResult:
+        """Tombstone a package refused before it was read whole (over the size cap)."""
+        now = self.clock()
+        tid = self.tombstones.open(channel=channel, received_at=now, receipt_number=receipt_hint, sha256=sha256)
+        self.tombstones.finish(tid, Outcome.REFUSED, erased_at=self.clock(), reason_code=reason_code)
+        result = PackageResult(Outcome.REFUSED, tid, channel, receipt_hint, sha256, reason_code)
+        self._account(result, 0.0)
+        return result
+
+    def process(self, buffer: bytearray, *, channel: Channel, receipt_hint: str | None = None) -> PackageResult:
+        """Take ``buffer`` (the package; zeroed and emptied here), run it through, erase it."""
+        started = time.monotonic()
+        received_at = self.clock()
+        self.metrics.in_flight.inc()
+        try:
+            body = bytes(buffer)
+            wipe(buffer)
+            digest = hashlib.sha256(body).hexdigest()
+            work = _Work(self.tombstones.open(channel=channel, received_at=received_at,
+                                              receipt_number=receipt_hint, sha256=digest),
+                         channel, digest, receipt_hint, [], [], [])
+            try:
+                result = self._run(body, work)
+            except Exception:  # noqa: BLE001 - any bug still ends in a tombstone and an answer
+                _log.exception("internal error while handling a package")
+                result = self._result(work, Outcome.FAILED, INTERNAL_ERROR)
+            # The last reference to the package bytes: after this, only the allocator has them.
+            del body
+            self.tombstones.finish(work.tombstone_id, result.outcome, erased_at=self.clock(),
+                                   reason_code=result.reason_code)
+        finally:
+            self.metrics.in_flight.dec()
+        self._account(result, time.monotonic() - started)
+        return result
+
+    # --- the stages ----------------------------------------------------------------------------
+
+    def _run(self, body: bytes, work: _Work) -> PackageResult:
+        if len(body) > self.max_package_bytes:
+            return self._result(work, Outcome.REFUSED, ReasonCode.ZIP_TOO_LARGE.value)
+
+        with self._timed("verify"):
+            report = verify_package(body, self.trust, at=self.clock(), policy=self.policy)
+        if work.receipt_number is None and report.arrival is not None:
+            work.receipt_number = report.arrival.receipt_number
+        self.tombstones.mark(work.tombstone_id, "verified", self.clock(), receipt_number=work.receipt_number)
+        if not report.readable:
+            return self._result(work, Outcome.REFUSED, _code(report))
+
+        with self._timed("scan"):
+            failure = self._scan(body, work)
+        if failure is not None:
+            return failure
+        self.tombstones.mark(work.tombstone_id, "scanned", self.clock())
+
+        if self.stop.is_set():
+            return self._result(work, Outcome.ABANDONED, SHUTTING_DOWN)
+        relay_report = self._relay_report(report, work)
+        reason = (MALWARE_FOUND if work.infected else MALWARE_UNSCANNABLE if work.unscannable
+                  else _code(report) if not report.passed else None)
+        del report  # holds the package's files and the signer's identity
+
+        with self._timed("forward"):
+            try:
+                receipt = self.intake.deliver(body, relay_report)
+            except IntakeUnavailable as exc:
+                event("intake.unavailable", level=logging.WARNING, sha256=work.sha256, intake_code=exc.code,
+                      attempts=exc.attempts, http_status=exc.status)
+                return self._result(work, Outcome.FAILED, _safe_code(exc.code), intake_status=exc.status)
+            except IntakeRejected as exc:
+                return self._result(work, Outcome.REJECTED, _safe_code(exc.code), intake_status=exc.status)
+            except IntakeProtocolError as exc:
+                return self._result(work, Outcome.FAILED, exc.code, intake_status=exc.status)
+        self.tombstones.mark(work.tombstone_id, "forwarded", self.clock(),
+                             receipt_number=receipt.receipt_number)
+        if work.receipt_number is None:
+            work.receipt_number = receipt.receipt_number
+        outcome = Outcome.DUPLICATE if receipt.status == 200 else Outcome.STORED
+        return self._result(work, outcome, reason, receipt=receipt)
+
+    def _scan(self, body: bytes, work: _Work) -> PackageResult | None:
+        """Scan every file of the container (signed or not). None when every file was scanned or
+        flagged; a FAILED result when the scanner is unavailable."""
+        try:
+            files = read_package(body, self.policy.limits)
+        except UnreadablePackage as exc:  # verify_package read it already; kept fail-closed
+            return self._result(work, Outcome.REFUSED, exc.code.value)
+        try:
+            for name, data in files.entries:
+                try:
+                    verdict = self.scanner.scan(name, data)
+                except ScanLimitExceeded:
+                    work.unscannable.append(name)
+                    continue
+                except ScannerUnavailable as exc:
+                    event("scanner.unavailable", level=logging.WARNING, sha256=work.sha256,
+                          detail="retryable" if exc.retryable else "not retryable")
+                    return self._result(work, Outcome.FAILED, SCANNER_UNAVAILABLE)
+                if verdict.infected:
+                    work.infected.append(name)
+                    work.signatures.append(verdict.signature or "unknown")
+        finally:
+            del files
+        self.metrics.malware.inc(len(work.infected))
+        return None
+
+    def _relay_report(self, report: VerificationReport, work: _Work) -> dict[str, Any]:
+        """``X-Relay-Report``: the relay's own findings; file names go to the intake only (never to
+        logs or tombstones: a name can hold personal data)."""
+        flagged = [*work.infected, *(n for n in work.unscannable if n not in work.infected)]
+        out: dict[str, Any] = {
+            "relay": {"indication": report.indication.value, "reason_code": _code(report),
+                      "validation_time": report.validation_time.isoformat()},
+            "malware": {"scanner": self.scanner_name, "infected_files": flagged,
+                        "signatures": sorted(set(work.signatures)), "unscannable_files": work.unscannable},
+        }
+        # The intake takes at most 8 KiB. Too many names: keep the flag (the intake flags the delivery
+        # as a whole whenever infected_files is not empty) and say that the list is incomplete.
+        malware = out["malware"]
+        while not report_header_fits(out) and malware["infected_files"]:
+            malware["unscannable_files"] = []
+            malware["truncated"] = True
+            names = malware["infected_files"]
+            malware["infected_files"] = names[: len(names) // 2] or ["(file names omitted)"]
+            if names == ["(file names omitted)"]:
+                break
+        return out
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _result(self, work: _Work, outcome: Outcome, reason: str | None, *, receipt: IntakeReceipt | None = None,
+                intake_status: int | None = None) -> PackageResult:
+        return PackageResult(outcome, work.tombstone_id, work.channel, work.receipt_number, work.sha256, reason,
+                             receipt, intake_status, len(work.infected) + len(work.unscannable))
+
+    def _account(self, result: PackageResult, seconds: float) -> None:
+        self.metrics.packages.labels(result.channel.value, result.outcome.value).inc()
+        self.metrics.receipt_to_erasure.labels(result.channel.value).observe(seconds)
+        event("package.erased", channel=result.channel.value, receipt_number=result.receipt_number,
+              sha256=result.sha256, outcome=result.outcome.value, reason_code=result.reason_code,
+              infected=result.infected, duration_ms=round(seconds * 1000, 1),
+              level=logging.WARNING if result.outcome in (Outcome.FAILED, Outcome.ABANDONED) else logging.INFO)
+
+    def _timed(self, stage: str) -> _Timer:
+        return _Timer(self.metrics, stage)
+
+
+class _Timer:
+    def __init__(self, metrics: Metrics, stage: str) -> None:
+        self.metrics = metrics
+        self.stage = stage
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.monotonic()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.metrics.stage.labels(self.stage).observe(time.monotonic() - self.started)
+
+
+def _code(report: VerificationReport) -> str | None:
+    return report.reason_code.value if report.reason_code is not None else None
+
+
+def _safe_code(code: str) -> str:
+    """An intake error code as a tombstone reason (upper-case code form), else a generic one."""
+    cleaned = code.upper()
+    return cleaned if cleaned.replace("_", "").isalnum() and cleaned.isascii() and len(cleaned) <= 64 \
+        else "INTAKE_REJECTED"

@@ -1,0 +1,243 @@
+"""One relay instance: everything a request, a poll round or a status round needs, built once.
+
+:meth:`Relay.from_settings` prepares the private temp directory (refusing to start if it is not
+empty), loads the trust material, opens the tombstone store and builds the clients. Tests build a
+:class:`Relay` with :meth:`Relay.build` and inject the clock, sleep, randomness, scanner and HTTP
+clients. :meth:`Relay.readiness` answers ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+
+from dmz_relay.errors import RelayConfigError
+from dmz_relay.forwarder import BackoffPolicy, IntakeClient, build_intake_http
+from dmz_relay.metrics import Metrics
+from dmz_relay.pipeline import Clock, Pipeline
+from dmz_relay.portal import PortalClient, build_portal_http
+from dmz_relay.pull import Puller
+from dmz_relay.scan import ClamdScanner, NullScanner, Scanner
+from dmz_relay.settings import RelaySettings
+from dmz_relay.status_relay import StatusRelay
+from dmz_relay.tmpdir import prepare_temp_dir
+from dmz_relay.tombstones import TombstoneStore
+from signature.errors import SignatureError
+from signature.policy import VerificationPolicy, ZipLimits
+from signature.verify import TrustConfig
+
+__all__ = ["CrlFreshness", "Relay", "system_clock"]
+
+_log = logging.getLogger(__name__)
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+_CRL_SUFFIXES = {".crl", ".pem", ".der"}
+
+
+class CrlFreshness:
+    """Is there, for each JPKI trust anchor, a CRL signed by it that is current at a moment?
+
+    For ``/readyz`` only (the verifier's :class:`~signature.revocation.RevocationStore` decides
+    revocation). Files are re-read only when their (size, mtime, inode) change, so a probe costs a
+    ``stat`` per file.
+    """
+
+    def __init__(self, sources: list[Path], anchors: tuple[x509.Certificate, ...]) -> None:
+        self.sources = sources
+        self.anchors = anchors
+        self._cache: dict[Path, tuple[tuple[int, int, int], list[tuple[int, datetime, datetime | None]]]] = {}
+
+    def _files(self) -> list[Path]:
+        files: list[Path] = []
+        for source in self.sources:
+            if source.is_dir():
+                files.extend(sorted(p for p in source.iterdir() if p.suffix.lower() in _CRL_SUFFIXES and p.is_file()))
+            elif source.is_file():
+                files.append(source)
+        return files
+
+    def _windows(self, path: Path) -> list[tuple[int, datetime, datetime | None]]:
+        """(anchor index, thisUpdate, nextUpdate) of each CRL in ``path`` that an anchor signed."""
+        try:
+            st = path.stat()
+            key = (st.st_size, st.st_mtime_ns, st.st_ino)
+            cached = self._cache.get(path)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            data = path.read_bytes()
+        except OSError:
+            return []
+        try:
+            crls = ([x509.load_der_x509_crl(data)] if data[:1] == b"\x30"
+                    else [x509.load_pem_x509_crl(b"-----BEGIN X509 CRL-----" + block)
+                          for block in data.split(b"-----BEGIN X509 CRL-----")[1:]])
+        except ValueError:
+            crls = []
+        windows = []
+        for crl in crls:
+            for i, anchor in enumerate(self.anchors):
+                if crl.issuer != anchor.subject:
+                    continue
+                try:
+                    valid = crl.is_signature_valid(anchor.public_key())  # type: ignore[arg-type]
+                except (TypeError, ValueError, UnsupportedAlgorithm):
+                    valid = False
+                if valid:
+                    windows.append((i, crl.last_update_utc, crl.next_update_utc))
+        self._cache[path] = (key, windows)
+        return windows
+
+    def stale_anchors(self, at: datetime) -> int:
+        """How many anchors have no current CRL at ``at`` (0 = fresh)."""
+        current = set()
+        for path in self._files():
+            for i, this_update, next_update in self._windows(path):
+                if next_update is not None and this_update <= at < next_update:
+                    current.add(i)
+        return len(self.anchors) - len(current)
+
+
+@dataclass
+class Relay:
+    settings: RelaySettings
+    trust: TrustConfig
+    scanner: Scanner
+    scanner_name: str
+    tombstones: TombstoneStore
+    intake: IntakeClient
+    pipeline: Pipeline
+    metrics: Metrics
+    slots: threading.BoundedSemaphore
+    stop: threading.Event
+    clock: Clock
+    portal: PortalClient | None = None
+    puller: Puller | None = None
+    status_relay: StatusRelay | None = None
+    crl_freshness: CrlFreshness | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls, settings: RelaySettings, *, trust: TrustConfig, scanner: Scanner, intake_http: httpx.Client,
+        portal_http: httpx.Client | None = None, clock: Clock = system_clock,
+        sleep: Callable[[float], None] | None = None, rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+    ) -> Relay:
+        """Assemble a relay from parts (tests inject every one of them)."""
+        stop = threading.Event()
+        metrics = metrics or Metrics()
+        # In production, waits end early on shutdown: a stopping relay does not sit out a backoff.
+        def interruptible(seconds: float) -> None:
+            stop.wait(seconds)
+
+        wait = sleep if sleep is not None else interruptible
+        tombstones = TombstoneStore(settings.tombstone_path)
+        intake = IntakeClient(
+            intake_http, backoff=BackoffPolicy(settings.forward_attempts, settings.forward_backoff_initial,
+                                               settings.forward_backoff_max, settings.forward_jitter),
+            sleep=wait, rng=rng, metrics=metrics, stop=stop)
+        policy = VerificationPolicy(limits=ZipLimits(max_package_bytes=settings.max_package_bytes),
+                                    revocation=settings.revocation)
+        scanner_name = "none" if isinstance(scanner, NullScanner) else "clamd"
+        pipeline = Pipeline(trust=trust, policy=policy, scanner=scanner, scanner_name=scanner_name, intake=intake,
+                            tombstones=tombstones, clock=clock, metrics=metrics,
+                            max_package_bytes=settings.max_package_bytes, stop=stop)
+        slots = threading.BoundedSemaphore(settings.max_concurrent_packages)
+        relay = cls(settings=settings, trust=trust, scanner=scanner, scanner_name=scanner_name,
+                    tombstones=tombstones, intake=intake, pipeline=pipeline, metrics=metrics, slots=slots,
+                    stop=stop, clock=clock,
+                    crl_freshness=CrlFreshness(list(settings.crls), trust.jpki.anchors) if settings.crls else None)
+        relay._closers.extend([tombstones.close, intake_http.close])
+        if portal_http is not None:
+            if settings.municipality_code is None or settings.portal_api_key is None:
+                raise RelayConfigError("the portal needs municipality_code and portal_api_key")
+            relay.portal = PortalClient(
+                portal_http, municipality_code=settings.municipality_code,
+                api_key=settings.portal_api_key.get_secret_value(), sleep=wait,
+                max_waits=settings.portal_max_waits, max_retry_after=settings.portal_max_retry_after,
+                metrics=metrics)
+            relay.puller = Puller(portal=relay.portal, pipeline=pipeline, tombstones=tombstones, slots=slots,
+                                  metrics=metrics, page_size=settings.page_size, stop=stop)
+            relay.status_relay = StatusRelay(intake=intake, portal=relay.portal, metrics=metrics, stop=stop)
+            relay._closers.append(portal_http.close)
+        return relay
+
+    @classmethod
+    def from_settings(cls, settings: RelaySettings, *, clock: Clock = system_clock) -> Relay:
+        """The production assembly: private temp dir first, then trust, scanner and clients."""
+        prepare_temp_dir(settings.effective_temp_dir)
+        try:
+            trust = TrustConfig.load(jpki_roots=settings.jpki_roots, portal_roots=settings.portal_roots,
+                                     crls=settings.crls, intermediates=settings.jpki_intermediates)
+        except SignatureError as exc:
+            raise RelayConfigError(f"trust material cannot be used: {exc}") from exc
+        scanner: Scanner = (NullScanner() if settings.scanner == "none"
+                            else ClamdScanner(settings.clamd_socket, timeout=settings.clamd_timeout))
+        try:
+            intake_http = build_intake_http(settings)
+            portal_http = build_portal_http(settings) if settings.portal_url else None
+        except (ValueError, OSError) as exc:
+            raise RelayConfigError(f"TLS material cannot be used: {exc}") from exc
+        return cls.build(settings, trust=trust, scanner=scanner, intake_http=intake_http,
+                         portal_http=portal_http, clock=clock)
+
+    def close(self) -> None:
+        for close in reversed(self._closers):
+            close()
+        self._closers.clear()
+
+    # --- operations ----------------------------------------------------------------------------
+
+    def refresh_trust(self) -> None:
+        """Pick up changed CRL files (cheap when nothing changed: a stat per file)."""
+        if self.trust.revocation is not None:
+            self.trust.revocation.refresh()
+
+    def readiness(self) -> dict[str, str]:
+        """Each check's state: "ok", "skipped", "disabled" or what is wrong (no personal data)."""
+        checks: dict[str, str] = {}
+        checks["intake"] = "ok" if self.intake.ready() else "unreachable"
+        if self.portal is None:
+            checks["portal"] = "skipped"
+        else:
+            checks["portal"] = "ok" if self.portal.ready() else "unreachable"
+        if self.scanner_name == "none":
+            checks["scanner"] = "disabled"
+        else:
+            checks["scanner"] = "ok" if self.scanner.ping() else "not answering"
+        checks["trust"] = "ok" if self.trust.jpki.anchors and self.trust.portal.anchors else "no anchors"
+        if self.crl_freshness is None:
+            checks["crls"] = "none configured" if self.settings.revocation.value == "require" else "skipped"
+        else:
+            try:
+                self.refresh_trust()
+            except SignatureError:
+                checks["crls"] = "unreadable"
+            else:
+                stale = self.crl_freshness.stale_anchors(self.clock())
+                checks["crls"] = "ok" if stale == 0 else f"stale for {stale} anchor(s)"
+        return checks
+
+    def run_loop(self, work: Callable[[], object], interval: float) -> None:
+        """Run ``work`` every ``interval`` seconds until :attr:`stop` is set (for ``serve``)."""
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                work()
+            except Exception:  # noqa: BLE001 - a loop must survive one bad round; it is logged
+                _log.exception("background round failed")
+            self.stop.wait(max(0.0, interval - (time.monotonic() - started)))

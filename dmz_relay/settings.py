@@ -1,0 +1,144 @@
+"""The relay's one typed settings class. Nothing else in ``dmz_relay/`` reads the environment.
+
+Values come from environment variables prefixed ``SHINSEI_RELAY_`` (lists as JSON) or a ``.env``
+file. ``development`` works with embedded defaults and loud warnings (plain HTTP, no malware scan);
+``production`` refuses every insecure or missing value at start-up (docs/relay.md, "Configuration").
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from signature.policy import RevocationMode
+
+__all__ = ["RelaySettings"]
+
+_log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+
+class RelaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHINSEI_RELAY_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+
+    # --- disk: the tombstone database and the private temp directory (docs/relay.md, "On disk") ---
+    data_dir: Path = Path("var/relay")
+    #: Private (0700) and empty at start-up; becomes TMPDIR / tempfile.tempdir. Default data_dir/tmp.
+    temp_dir: Path | None = None
+
+    # --- the intake (My Number zone), mutual TLS ---
+    intake_url: str = "http://127.0.0.1:8600"
+    #: CA bundle that verifies the intake's server certificate (never the public web CAs).
+    intake_ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    intake_connect_timeout: float = 5.0
+    intake_read_timeout: float = 120.0  # the intake verifies and stores before it answers
+    intake_write_timeout: float = 60.0
+    #: Forwarding: attempts in all (the first included), exponential backoff with jitter between them.
+    forward_attempts: int = Field(default=5, ge=1, le=20)
+    forward_backoff_initial: float = Field(default=0.5, gt=0)
+    forward_backoff_max: float = Field(default=10.0, gt=0)
+    forward_jitter: float = Field(default=0.5, ge=0)
+
+    # --- the portal (LGWAN side): pull channel and status updates; both off without portal_url ---
+    portal_url: str | None = None
+    municipality_code: str | None = None
+    portal_api_key: SecretStr | None = None
+    #: CA bundle for an https portal URL (never the public web CAs).
+    portal_ca: Path | None = None
+    portal_timeout: float = 30.0
+    #: How often one request may be answered 429/503/transport error before the round gives up.
+    portal_max_waits: int = Field(default=8, ge=0)
+    #: A Retry-After above this is capped to it (a broken header must not park the relay for days).
+    portal_max_retry_after: float = Field(default=120.0, gt=0)
+    poll_interval: float = Field(default=30.0, gt=0)
+    page_size: int = Field(default=50, ge=1, le=100)
+    status_interval: float = Field(default=30.0, gt=0)
+
+    # --- verification: trust material from configuration only ---
+    jpki_roots: list[Path] = Field(default_factory=list)
+    jpki_intermediates: list[Path] = Field(default_factory=list)
+    portal_roots: list[Path] = Field(default_factory=list)
+    crls: list[Path] = Field(default_factory=list)
+    revocation: RevocationMode = RevocationMode.REQUIRE
+
+    # --- malware scan ---
+    #: ``clamd`` (production) or ``none`` (development only: scans nothing, warns loudly).
+    scanner: Literal["clamd", "none"] = "clamd"
+    clamd_socket: Path = Path("/run/clamav/clamd.ctl")
+    clamd_timeout: float = Field(default=30.0, gt=0)
+
+    # --- caps ---
+    max_package_bytes: int = Field(default=120 * MiB, ge=1024)
+    #: Packages in memory at once (push and pull together); more pushes get 503 + Retry-After.
+    max_concurrent_packages: int = Field(default=4, ge=1, le=64)
+    #: Retry-After (seconds) sent with 503 answers on the push channel.
+    retry_after: int = Field(default=30, ge=1)
+
+    # --- the push API server (``serve``) ---
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8500
+    #: TLS for the push API (LGWAN terminals); ``tls_client_ca`` makes uvicorn require client certs.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    #: Seconds uvicorn waits for in-flight requests on shutdown before closing them.
+    shutdown_grace: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> RelaySettings:
+        problems: list[str] = []
+        if bool(self.client_cert) != bool(self.client_key):
+            problems.append("client_cert and client_key go together")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            problems.append("tls_cert and tls_key go together")
+        if self.portal_url and not (self.municipality_code and self.portal_api_key):
+            problems.append("portal_url needs municipality_code and portal_api_key")
+        if self.forward_backoff_initial > self.forward_backoff_max:
+            problems.append("forward_backoff_initial must not exceed forward_backoff_max")
+        if self.environment == "production":
+            problems.extend(self._production_problems())
+        if problems:
+            raise ValueError("; ".join(problems))
+        if self.environment != "production":
+            if self.scanner == "none":
+                _log.warning("MALWARE SCANNING IS OFF (scanner=none): development only, never in production")
+            if not self.intake_url.startswith("https://"):
+                _log.warning("the relay talks to the intake over plain HTTP: development only")
+        return self
+
+    def _production_problems(self) -> list[str]:
+        problems = []
+        if self.scanner == "none":
+            problems.append("scanner=none (no malware scan) is refused in production")
+        if not self.intake_url.startswith("https://"):
+            problems.append("intake_url must be https in production")
+        if not (self.client_cert and self.client_key and self.intake_ca):
+            problems.append("client_cert, client_key and intake_ca are required in production (mutual TLS)")
+        if self.portal_url and not self.portal_url.startswith("https://"):
+            problems.append("portal_url must be https in production")
+        if not self.jpki_roots or not self.portal_roots:
+            problems.append("jpki_roots and portal_roots are required")
+        if not self.crls:
+            problems.append("crls are required in production")
+        if self.revocation is not RevocationMode.REQUIRE:
+            problems.append("revocation must be 'require' in production")
+        if not (self.tls_cert and self.tls_key):
+            problems.append("tls_cert and tls_key are required in production (the push API is TLS only)")
+        return problems
+
+    @property
+    def effective_temp_dir(self) -> Path:
+        return self.temp_dir if self.temp_dir is not None else self.data_dir / "tmp"
+
+    @property
+    def tombstone_path(self) -> Path:
+        return self.data_dir / "tombstones.db"
