@@ -7,14 +7,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests and the demo need (the xmlsec1 command line is the independent signer).
-APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose
+APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose chromium
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 SHINSEI_VAR_DIR ?= ./var
 
-.PHONY: help install apt lint test demo bench clean
+.PHONY: help install apt lint test demo smoke bench clean
 
 help:
-	@echo "make demo   - install, generate a test PKI and packages, print their verification reports"
+	@echo "make demo   - install, then run portal_sim -> relay -> intake on this machine and show the outcome"
+	@echo "make smoke  - the same flow headless: check the outcome, exit 0/1"
 	@echo "make test   - install, then ruff, mypy, import contracts and the whole pytest suite"
 	@echo "make bench  - verification and CRL benchmarks (writes bench/results.json)"
 
@@ -43,7 +44,10 @@ test: lint
 	$(VENV)/bin/pytest
 
 demo: install
-	$(PY) -m signature demo --out $(SHINSEI_VAR_DIR)/demo
+	SHINSEI_VAR_DIR=$(SHINSEI_VAR_DIR) $(PY) -m demo
+
+smoke: install
+	SHINSEI_VAR_DIR=$(SHINSEI_VAR_DIR) $(PY) -m demo --headless
 
 bench: install
 	$(PY) bench/bench_verify.py --json bench/results-verify.json

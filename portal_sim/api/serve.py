@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from portal_sim.api.clock import AcceleratedClock, SystemClock, parse_clock
+from portal_sim.api.clock import SystemClock, parse_clock
 from portal_sim.api.errors import ConfigurationError
 from portal_sim.api.settings import ApiSettings, FaultInjection, RateLimit
 from portal_sim.api.source import open_source
@@ -52,8 +52,9 @@ def add_serve_parser(
 
 
 def settings_from_args(args: argparse.Namespace) -> ApiSettings:
-    """Settings for the parsed ``serve`` options. With an accelerated calendar, tokens and the rate
-    limit keep running on the wall clock, so a token still lasts ``--token-ttl`` real seconds."""
+    """Settings for the parsed ``serve`` options. With a fixed or accelerated calendar, tokens and the
+    rate limit keep running on the wall clock: a token still lasts ``--token-ttl`` real seconds, and a
+    client that waits out ``Retry-After`` finds the bucket refilled (a frozen clock never refills it)."""
     first_arrival = None
     if args.clock.startswith("accelerated:") and "@" not in args.clock:
         source = open_source(args.data)
@@ -67,7 +68,7 @@ def settings_from_args(args: argparse.Namespace) -> ApiSettings:
         rate_limit = RateLimit(per_second=args.rate, burst=burst)
     return ApiSettings(
         clock=clock,
-        session_clock=SystemClock() if isinstance(clock, AcceleratedClock) else None,
+        session_clock=None if isinstance(clock, SystemClock) else SystemClock(),
         token_ttl=timedelta(seconds=args.token_ttl),
         rate_limit=rate_limit,
         faults=FaultInjection(every=args.fail_every, probability=args.fail_rate, seed=args.fail_seed,

@@ -51,6 +51,8 @@ def test_options_map_to_settings(data_dir: Path) -> None:
         "--fail-every", "7", "--fail-rate", "0.25", "--fail-seed", "3", "--retry-after", "4", "--token-ttl", "60"))
     assert isinstance(settings.clock, FixedClock)
     assert settings.clock.now() == NOW
+    # a frozen calendar must not freeze the rate limit: the bucket refills on the wall clock
+    assert isinstance(settings.session_clock, SystemClock)
     assert settings.rate_limit == RateLimit(per_second=2, burst=5)
     assert settings.faults == FaultInjection(every=7, probability=0.25, seed=3, retry_after=4)
     assert settings.token_ttl == timedelta(seconds=60)

@@ -1,0 +1,1 @@
+"""`make demo` / `make smoke`: the whole chain on one machine, as operators will meet it."""

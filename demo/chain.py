@@ -1,0 +1,242 @@
+"""Run the whole chain with the embedded defaults and show what happened.
+
+portal_sim (a day of applications, defects included) → relay (pull over the portal API, verify,
+forward over mutual TLS, erase) → intake (SQLite, 宛名番号 linkage imported, daily mail to a local
+folder). Everything lives under ``SHINSEI_VAR_DIR`` (default ``./var``): ``portal/``, ``pki/``,
+``intake/``, ``relay/``, ``mail/``, ``log/`` — inspect it, or delete it to start again.
+
+``--headless`` (``make smoke``) runs the same flow, checks the outcome and exits 0/1; without it the
+servers keep running until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+import unicodedata
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import free_port
+from tests.support.tlscerts import issue, make_ca
+
+JST = timezone(timedelta(hours=9))
+PY = sys.executable
+
+
+@dataclass
+class Layout:
+    var: Path
+
+    def __post_init__(self) -> None:
+        for sub in ("portal", "pki", "intake", "relay", "mail", "log", "cache"):
+            (self.var / sub).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def portal_data(self) -> Path:
+        return self.var / "portal" / "data"
+
+
+def _run(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.CompletedProcess[str]:
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(cmd)}\n")
+        out.flush()
+        result = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=out, text=True, check=False,
+                                timeout=1800)
+        out.write(result.stdout)
+    if result.returncode != 0:
+        raise SystemExit(f"failed ({result.returncode}): {' '.join(cmd[1:4])} … — see {log}")
+    return result
+
+
+def _start(cmd: list[str], env: dict[str, str], log: Path, stack: ExitStack) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    stack.callback(out.close)
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    stack.callback(stop)
+    return proc
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], *, verify: object = True, deadline: float = 60) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"a server exited early ({url}); see var/log/")
+        try:
+            if httpx.get(url, timeout=2, verify=verify).status_code == 200:  # type: ignore[arg-type]
+                return
+        except httpx.TransportError:
+            pass
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.2)  # bounded wait between probes, or notice an early exit
+    raise SystemExit(f"{url} did not become ready")
+
+
+def _base_env(var: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
+    env["SHINSEI_VAR_DIR"] = str(var)
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m demo")
+    ap.add_argument("--headless", action="store_true", help="run, check, exit 0/1 (make smoke)")
+    ap.add_argument("--residents", type=int, default=40)
+    ap.add_argument("--applications", type=int, default=120)
+    args = ap.parse_args(argv)
+    var = Path(os.environ.get("SHINSEI_VAR_DIR", "var")).resolve()
+    for sub in ("intake", "relay", "mail", "log", "portal/data"):
+        shutil.rmtree(var / sub, ignore_errors=True)  # a fresh run each time; the key cache is kept
+    lay = Layout(var)
+    log = lay.var / "log" / "demo.log"
+    env = _base_env(var)
+    today = datetime.now(JST).date()
+    day = today - timedelta(days=1)
+
+    print(f"1/7 portal_sim: {args.applications} applications of {day} from {args.residents} residents …")
+    _run([PY, "-m", "portal_sim", "generate", "--out", str(lay.portal_data), "--residents", str(args.residents),
+          "--applications", str(args.applications), "--seed", "1", "--start", day.isoformat(), "--days", "1",
+          "--key-cache", str(lay.var / "cache" / "portal-keys"), "--quiet"], env, log)
+    manifest = json.loads((lay.portal_data / "manifest.json").read_text(encoding="utf-8"))
+
+    print("2/7 certificates for mutual TLS between relay and intake …")
+    pki = lay.var / "pki"
+    server_ca_files, *server_ca = make_ca(pki, "intake-server-ca")
+    relay_ca_files, *relay_ca = make_ca(pki, "relay-client-ca")
+    server = issue(pki, "intake-server", tuple(server_ca), server=True)  # type: ignore[arg-type]
+    relay_cert = issue(pki, "relay-client", tuple(relay_ca), server=False)  # type: ignore[arg-type]
+
+    data = lay.portal_data
+    trust = {"JPKI_ROOTS": json.dumps([str(data / "pki" / "jpki-roots")]),
+             "PORTAL_ROOTS": json.dumps([str(data / "pki" / "portal-roots")]),
+             "CRLS": json.dumps([str(data / "crl")])}
+    procedures = lay.var / "intake" / "procedures.json"
+    procedures.write_text(json.dumps({"procedures": [
+        {"id": p["procedure_id"], "name": p["procedure_name"], "department": p["department_code"],
+         "department_name": p["department"]} for p in manifest.get("procedures", [])]}, ensure_ascii=False),
+        encoding="utf-8")
+    intake_env = {**env, **{f"SHINSEI_INTAKE_{k}": v for k, v in trust.items()},
+                  "SHINSEI_INTAKE_VAR_DIR": str(lay.var / "intake"),
+                  "SHINSEI_INTAKE_CLIENT_AUTH": "dedicated-ca",
+                  "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures)}
+
+    print("3/7 intake: database, 番号紐付情報 import …")
+    _run([PY, "-m", "intake", "db", "upgrade"], intake_env, log)
+    linkage = lay.var / "intake" / "linkage-full.csv"
+    _run([PY, "-m", "portal_sim", "linkage", "--data", str(data), "--out", str(linkage)], env, log)
+    _run([PY, "-m", "intake", "linkage", "import", str(linkage)], intake_env, log)
+
+    with ExitStack() as stack:
+        print("4/7 starting portal_sim and the intake (mTLS) …")
+        portal_port, intake_port = free_port(), free_port()
+        end_of_day = datetime.combine(day + timedelta(days=1), datetime.min.time(), JST)
+        portal = _start([PY, "-m", "portal_sim", "serve", "--data", str(data), "--port", str(portal_port),
+                         "--clock", f"fixed:{end_of_day.isoformat()}"], env, lay.var / "log" / "portal.log", stack)
+        intake = _start([PY, "-m", "intake", "serve", "--port", str(intake_port), "--tls-cert", str(server.cert),
+                         "--tls-key", str(server.key), "--client-ca", str(relay_ca_files.cert)], intake_env,
+                        lay.var / "log" / "intake.log", stack)
+        _wait_ready(f"http://127.0.0.1:{portal_port}/healthz", portal)
+        probe = ssl.create_default_context(cafile=str(server_ca_files.cert))
+        probe.load_cert_chain(str(relay_cert.cert), str(relay_cert.key))  # the intake wants the relay's cert
+        _wait_ready(f"https://127.0.0.1:{intake_port}/healthz", intake, verify=probe)
+
+        relay_env = {**env, **{f"SHINSEI_RELAY_{k}": v for k, v in trust.items()},
+                     "SHINSEI_RELAY_DATA_DIR": str(lay.var / "relay"),
+                     "SHINSEI_RELAY_TEMP_DIR": str(lay.var / "relay" / "tmp"),
+                     "SHINSEI_RELAY_INTAKE_URL": f"https://127.0.0.1:{intake_port}",
+                     "SHINSEI_RELAY_INTAKE_CA": str(server_ca_files.cert),
+                     "SHINSEI_RELAY_CLIENT_CERT": str(relay_cert.cert),
+                     "SHINSEI_RELAY_CLIENT_KEY": str(relay_cert.key),
+                     "SHINSEI_RELAY_PORTAL_URL": f"http://127.0.0.1:{portal_port}",
+                     "SHINSEI_RELAY_MUNICIPALITY_CODE": manifest["municipality_code"],
+                     "SHINSEI_RELAY_PORTAL_API_KEY": manifest["api_key"],
+                     "SHINSEI_RELAY_SCANNER": "none"}
+        print("5/7 relay: pulling the day's applications (malware scanning is OFF in the demo) …")
+        _run([PY, "-m", "dmz_relay", "pull", "--once"], relay_env, lay.var / "log" / "relay.log")
+        _run([PY, "-m", "dmz_relay", "statuses", "--once"], relay_env, lay.var / "log" / "relay.log")
+
+        print("6/7 daily mail …")
+        mail_ok = _daily_mail(intake_env, day, log)
+
+        print("7/7 summary\n")
+        summary = _summary(lay, manifest)
+        print(_table(summary))
+        print(f"\nmail: {lay.var / 'mail'}{'' if mail_ok else ' (the daily mail step is not available yet)'}")
+        print(f"logs: {lay.var / 'log'}   state: {lay.var}")
+        ok = (summary["stored at the intake"] > 0 and summary["failed"] == 0
+              and summary["stored at the intake"] + summary["refused by the relay"] == summary["offered by the portal"]
+              and summary["erased at the relay"] == summary["pulled by the relay"])
+        if args.headless:
+            print("\nsmoke:", "OK" if ok else "FAILED")
+            return 0 if ok else 1
+        print(f"\nintake API: https://127.0.0.1:{intake_port}  portal_sim: http://127.0.0.1:{portal_port}")
+        print("Ctrl-C stops everything.")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            print("\nstopping …")
+    return 0
+
+
+def _daily_mail(intake_env: dict[str, str], day: date, log: Path) -> bool:
+    probe = subprocess.run([PY, "-m", "intake", "mail", "--help"], env=intake_env, capture_output=True, check=False,
+                           timeout=60)
+    if probe.returncode != 0:
+        return False
+    _run([PY, "-m", "intake", "mail", "send", "--date", day.isoformat()], intake_env, log)
+    return True
+
+
+def _summary(lay: Layout, manifest: dict[str, object]) -> dict[str, int]:
+    """Counts from the three places that hold the truth: the portal's list, the relay's tombstones
+    and the intake's database."""
+    offered = sum(1 for _ in (lay.portal_data / "applications.jsonl").open(encoding="utf-8"))
+    with sqlite3.connect(lay.var / "relay" / "tombstones.db") as c:
+        outcomes = dict(c.execute("SELECT outcome, COUNT(*) FROM tombstones GROUP BY outcome").fetchall())
+        erased = c.execute("SELECT COUNT(*) FROM tombstones WHERE erased_at IS NOT NULL").fetchone()[0]
+    with sqlite3.connect(lay.var / "intake" / "intake.db") as c:
+        stored = c.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
+        versions = c.execute("SELECT COUNT(*) FROM application_versions").fetchone()[0]
+        flagged = c.execute("SELECT COUNT(*) FROM verification_reports WHERE indication != 'PASSED'").fetchone()[0]
+        linked = c.execute("SELECT COUNT(*) FROM applications WHERE atena_number IS NOT NULL").fetchone()[0]
+    return {"offered by the portal": offered, "pulled by the relay": sum(outcomes.values()),
+            "stored at the intake": stored, "  of which flagged": flagged,
+            "refused by the relay": outcomes.get("refused", 0), "erased at the relay": erased,
+            "failed": outcomes.get("failed", 0) + outcomes.get("rejected", 0),
+            "versions": versions, "chains with 宛名番号": linked}
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _table(summary: dict[str, int]) -> str:
+    width = max(_width(k) for k in summary)
+    return "\n".join(f"  {k}{' ' * (width - _width(k))}  {v:>6}" for k, v in summary.items())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
