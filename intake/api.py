@@ -1,5 +1,5 @@
-"""The intake's ASGI application: machine API for the relay, health endpoints. (The staff UI is
-mounted here by a later issue.)"""
+"""The intake's ASGI application: machine API for the relay, health endpoints, and the staff UI
+(:mod:`intake.ui`, mounted at ``/staff`` with its own middleware and error pages)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from intake.deliveries.views import router as deliveries_router
 from intake.errors import IntakeError, NotFound, PermissionDenied
+from intake.mail.status import mail_health
 from intake.runtime import Runtime
 from intake.statusoutbox.views import router as status_router
+from intake.ui.app import create_ui_app
 from intake.web import AppState, error_response
 
 __all__ = ["create_app"]
@@ -28,6 +30,7 @@ def create_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> Fast
     app.state.shinsei = AppState(runtime=runtime, session_factory=session_factory)
     app.include_router(deliveries_router)
     app.include_router(status_router)
+    app.mount("/staff", create_ui_app(runtime, session_factory))  # the staff UI (職員画面)
 
     @app.exception_handler(IntakeError)
     async def _intake_error(_request: Request, exc: IntakeError) -> JSONResponse:
@@ -45,6 +48,6 @@ def create_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> Fast
                 session.execute(text("SELECT 1"))
         except Exception:  # noqa: BLE001 - any database failure means "not ready"
             return JSONResponse({"status": "database unavailable"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready", "mail": mail_health(session_factory, runtime)})
 
     return app

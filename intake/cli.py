@@ -1,4 +1,4 @@
-"""``python -m intake serve | db upgrade | linkage import | outbox retry | check``."""
+"""``python -m intake serve | db upgrade | linkage import | outbox retry | check | audit verify | staff add``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import ssl
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,7 +22,7 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m intake", description="Shinsei intake (申請管理システム)")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the API (and, later, the staff UI)")
+    serve = sub.add_parser("serve", help="run the API and the staff UI (/staff)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8443)
     serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
@@ -40,6 +41,24 @@ def _parser() -> argparse.ArgumentParser:
     outbox.add_argument("--once", action="store_true", help="run: process due items once and exit")
     outbox.add_argument("--interval", type=float, default=5.0, help="run: seconds between passes")
     sub.add_parser("check", help="configuration and connectivity self-test")
+    mail = sub.add_parser("mail", help="daily count e-mail (通知機能)")
+    mail.add_argument("action", choices=["send", "status"])
+    mail.add_argument("--date", type=date.fromisoformat, default=None,
+                      help="send: this Asia/Tokyo day (YYYY-MM-DD); default: every due day not sent yet")
+    mail.add_argument("--department", default=None, help="send: only this department id")
+    mail.add_argument("--dry-run", action="store_true", help="send: print the mail, send and record nothing")
+    audit = sub.add_parser("audit", help="access log (P13)")
+    audit.add_argument("action", choices=["verify"])
+    staff = sub.add_parser("staff", help="staff UI accounts")
+    staff.add_argument("action", choices=["add"])
+    staff.add_argument("login")
+    staff.add_argument("--name", required=True, help="display name (氏名)")
+    staff.add_argument("--role", action="append", required=True,
+                       help="viewer | reviewer | department_admin | system_admin | auditor (repeatable)")
+    staff.add_argument("--department", action="append", required=True, help="department id (repeatable)")
+    staff.add_argument("--reveal-my-number", action="store_true", help="grant the separate My Number reveal permission")
+    staff.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else: none)")
+    staff.add_argument("--cert-sha256", help="SHA-256 fingerprint of the staff IC-card certificate")
     return parser
 
 
@@ -59,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(settings)
     engine = make_engine(url)
     sessions = make_session_factory(engine)
+    if args.command == "audit":
+        return _audit_verify(sessions)
+    if args.command == "staff":
+        return _staff_add(args, settings, sessions)
     if args.command == "linkage":
         # Needs only the database and the clock, not the trust configuration.
         from intake.linkage.importer import import_linkage_file
@@ -68,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             session.commit()
         print(result.summary())
         return 0 if result.ok else 1
+    if args.command == "mail":
+        return _mail(args, settings, sessions)
     runtime = Runtime.from_settings(settings)
     if args.command == "serve":
         return _serve(args, runtime, sessions)
@@ -108,12 +133,52 @@ def _serve(args: argparse.Namespace, runtime: Runtime, sessions: sessionmaker[Se
         print("--client-ca needs --tls-cert and --tls-key", file=sys.stderr)
         return 2
     app = create_app(runtime, sessions)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info",
+    from intake.mail.schedule import start_mail_scheduler
+
+    scheduler = start_mail_scheduler(runtime, sessions)  # None when mail is disabled
+    # proxy_headers=False: uvicorn would otherwise replace the peer address with X-Forwarded-For from
+    # 127.0.0.1; the app decides itself which front proxies it believes (settings trusted_proxies).
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", proxy_headers=False,
                 ssl_certfile=str(args.tls_cert) if args.tls_cert else None,
                 ssl_keyfile=str(args.tls_key) if args.tls_key else None,
                 ssl_ca_certs=str(args.client_ca) if args.client_ca else None,
                 ssl_cert_reqs=ssl.CERT_REQUIRED if args.client_ca else ssl.CERT_NONE)
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
     return 0
+
+
+def _mail(args: argparse.Namespace, settings: IntakeSettings, sessions: sessionmaker[Session]) -> int:
+    """``mail send [--date D] [--department X] [--dry-run]`` and ``mail status``. Needs the database,
+    the procedure catalogue and the mail settings, not the trust configuration."""
+    import json
+
+    from intake.errors import IntakeError
+    from intake.mail.render import preview_text
+    from intake.mail.service import DailyMailer
+    from intake.mail.status import mail_status
+    from intake.procedures import load_procedures
+
+    try:
+        mailer = DailyMailer.from_settings(settings, load_procedures(settings.procedures_file), sessions)
+        if args.action == "status":
+            with sessions() as session:
+                print(json.dumps(mail_status(session, mailer.config, at=system_clock()).to_json(), ensure_ascii=False,
+                                 indent=2))
+            return 0
+        if args.date is None:
+            run = mailer.run_due(department=args.department)
+        else:
+            run = mailer.send(args.date, department=args.department, dry_run=args.dry_run)
+    except IntakeError as exc:
+        print(f"{exc.code}: {exc}", file=sys.stderr)
+        return 2
+    for o in run.outcomes:
+        if o.preview is not None:
+            print(preview_text(o.preview))
+        print(f"{o.day.isoformat()} {o.department}: {o.result}" + (f" [{o.error}]" if o.error else ""))
+    print(run.summary())
+    return 0 if run.ok else 1
 
 
 def _check(settings: IntakeSettings) -> int:
@@ -141,3 +206,47 @@ def _check(settings: IntakeSettings) -> int:
         print(f"NG  {p}")
     print("OK" if not problems else f"{len(problems)} problem(s)")
     return 0 if not problems else 1
+
+
+def _audit_verify(sessions: sessionmaker[Session]) -> int:
+    """Exit 0 when the access log's hash chain is intact, else 1 and the ids where it breaks."""
+    from sqlalchemy import func, select
+
+    from intake.accesslog.service import verify_chain
+    from intake.models import AccessLogRow
+
+    with sessions() as session:
+        broken = verify_chain(session)
+        total = session.scalar(select(func.count()).select_from(AccessLogRow)) or 0
+    if broken:
+        print(f"NG  access log chain broken at row id(s): {' '.join(str(i) for i in broken)}")
+        return 1
+    print(f"OK  access log chain intact ({total} rows)")
+    return 0
+
+
+def _staff_add(args: argparse.Namespace, settings: IntakeSettings, sessions: sessionmaker[Session]) -> int:
+    """Create a staff account; prints the TOTP secret and otpauth URI once (for the authenticator app)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from intake.crypto import Sealer
+    from intake.errors import InvalidRequest
+    from intake.staff.service import create_user
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    sealer = Sealer({k: v.get_secret_value() for k, v in settings.package_keys.items()}, settings.package_active_key)
+    try:
+        with sessions() as session:
+            new = create_user(session, login=args.login, display_name=args.name, roles=args.role,
+                              departments=args.department, at=system_clock(), sealer=sealer, password=password,
+                              may_reveal_my_number=args.reveal_my_number, client_cert_sha256=args.cert_sha256)
+            session.commit()
+    except (InvalidRequest, IntegrityError) as exc:
+        why = exc if isinstance(exc, InvalidRequest) else "login or certificate already in use"
+        print(f"refused: {type(exc).__name__}: {why}", file=sys.stderr)
+        return 2
+    print(f"created staff user {args.login}")
+    if new.totp_secret:
+        print(f"TOTP secret: {new.totp_secret}")
+        print(f"otpauth URI: {new.provisioning_uri(settings.ui.totp_issuer)}")
+    return 0

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     Enum,
@@ -43,9 +44,14 @@ __all__ = [
     "LinkageEntry",
     "LinkageImport",
     "LinkageState",
+    "MailSentLog",
+    "MailState",
     "MyNumberRow",
     "SignerIdentityRow",
+    "StaffSession",
+    "StaffUser",
     "StatusNotice",
+    "StatusTransitionRow",
     "VerificationRecord",
     "VersionState",
 ]
@@ -78,6 +84,11 @@ class ForwardState(enum.StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+
+
+class MailState(enum.StrEnum):
+    CLAIMED = "claimed"  # composed and frozen; being sent, or to be sent again with the same bytes
+    SENT = "sent"  # the SMTP server (or the .eml folder) accepted it
 
 
 class Delivery(Base):
@@ -333,3 +344,88 @@ class AccessLogRow(Base):
     subject: Mapped[str] = mapped_column(String(128))  # e.g. "version:12", never the data itself
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class MailSentLog(Base):
+    """The daily count e-mail, one row per (day, department): the unique row is the claim, ``message``
+    the exact bytes (counts only, no personal data) so that every resend is the same mail with the
+    same ``Message-ID``. Only CLAIMED → SENT."""
+
+    __tablename__ = "mail_sent_log"
+
+    id: Mapped[IntPK]
+    day: Mapped[date] = mapped_column(Date)  # the Asia/Tokyo calendar day the mail counts
+    department: Mapped[str] = mapped_column(String(64))
+    state: Mapped[MailState] = mapped_column(_enum(MailState), default=MailState.CLAIMED)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    message: Mapped[bytes] = mapped_column(LargeBinary)
+    total: Mapped[int] = mapped_column(Integer)  # the day's applications, for the dashboard
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("day", "department"),)
+
+
+class StatusTransitionRow(Base):
+    """One status change of a chain (:mod:`intake.applications.status`): who, when, from what to what,
+    why. Append-only; ``Application.status`` is always the ``target`` of the newest row (or 到達)."""
+
+    __tablename__ = "status_transitions"
+
+    id: Mapped[IntPK]
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(16))
+    #: staff login id, or ``system`` for what the intake does on arrival
+    actor_id: Mapped[str] = mapped_column(String(64))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    #: the chain's current 受付番号 when the change was made (what the portal was told)
+    receipt_number: Mapped[str] = mapped_column(String(64))
+
+
+class StaffUser(Base):
+    """A member of staff of the staff UI (職員). ``roles`` and ``departments`` decide what the user
+    may do and see (:mod:`intake.staff.principal`); the TOTP secret is sealed with the package key."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[IntPK]
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    departments: Mapped[list[str]] = mapped_column(JSON)
+    #: the separate My Number reveal permission (P14)
+    may_reveal_my_number: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2id; none: certificate only
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # sealed base32 secret
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)  # a code is accepted once
+    #: SHA-256 fingerprint (hex) of the staff IC-card certificate the front proxy verifies
+    client_cert_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StaffSession(Base):
+    """A server-side login session. The cookie holds an opaque token; only its SHA-256 is stored."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[IntPK]
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))  # password+totp | certificate
+    terminal: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(16))  # logout | idle | absolute

@@ -10,16 +10,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from datetime import date, time
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from signature.policy import RevocationMode
 
-__all__ = ["IntakeSettings"]
+__all__ = ["IntakeSettings", "MailSettings", "StaffUISettings"]
 
 _log = logging.getLogger(__name__)
 
@@ -27,6 +28,107 @@ _log = logging.getLogger(__name__)
 def _dev_key(label: str) -> SecretStr:
     # Deterministic and public: usable only in development, refused in production.
     return SecretStr(base64.b64encode(hashlib.sha256(b"shinsei-development-key:" + label.encode()).digest()).decode())
+
+
+class MailSettings(BaseModel):
+    """The daily count e-mail (通知機能, docs/intake.md "Daily count e-mail"). Environment variables
+    ``SHINSEI_INTAKE_MAIL__<FIELD>``, e.g. ``SHINSEI_INTAKE_MAIL__SMTP_HOST``.
+
+    The embedded default writes ``.eml`` files to ``<var_dir>/mail`` (nothing leaves the machine).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    #: JSON: departments, their recipients (docs/intake.md). Without it, in development only, one
+    #: department ``all`` gets every procedure at ``shinsei-dev@localhost``.
+    departments_file: Path | None = None
+    #: ``eml``: atomic files in ``eml_dir`` (default ``<var_dir>/mail``); ``smtp``: the SMTP server below.
+    transport: Literal["eml", "smtp"] = "eml"
+    eml_dir: Path | None = None
+    smtp_host: str = "localhost"
+    #: Default: 587 for ``starttls``, 465 for ``tls`` (implicit TLS), 25 for ``none``.
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    #: PEM bundle that verifies the SMTP server (required in production with TLS: no public CA bundle).
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    sender: str = "shinsei-intake@localhost"
+    sender_name: str = "申請管理システム"
+    #: Right-hand side of the deterministic Message-ID; default: the sender's domain.
+    message_id_domain: str | None = None
+    #: Send time of the previous day's mail, Asia/Tokyo.
+    send_time: time = time(8, 30)
+    #: How many days back missed mails are caught up (a day older than this is not sent any more).
+    catch_up_days: int = Field(default=7, ge=1, le=62)
+    #: No mail for days before this one (default: no catch-up before a department's first mail).
+    start_date: date | None = None
+    #: Base URL of the staff UI for the open-work links (``{base}/applications?...``); none: no links.
+    staff_ui_base_url: str | None = None
+    #: In-call SMTP retries (tenacity): attempts, exponential wait base and cap (seconds).
+    retry_attempts: int = Field(default=4, ge=1, le=20)
+    retry_base_seconds: float = Field(default=2.0, ge=0, le=300)
+    retry_cap_seconds: float = Field(default=60.0, ge=0, le=3600)
+    #: The scheduler also runs a catch-up pass this often (minutes), and once at start-up.
+    pass_interval_minutes: int = Field(default=10, ge=1, le=1440)
+    #: A due mail not sent this many minutes after its send time counts as overdue in the status.
+    overdue_after_minutes: int = Field(default=60, ge=1, le=1440)
+
+    def production_problems(self) -> list[str]:
+        if not self.enabled:
+            return []
+        problems = []
+        if self.departments_file is None:
+            problems.append("mail.departments_file is required (or set mail.enabled=false)")
+        if self.transport == "smtp":
+            if self.smtp_security != "none" and self.smtp_ca_file is None:
+                problems.append("mail.smtp_ca_file is required for STARTTLS / TLS")
+            if self.smtp_security == "none" and (self.smtp_username or self.smtp_password):
+                problems.append("mail.smtp_username/password need STARTTLS or TLS (no password in clear)")
+        return problems
+
+
+class StaffUISettings(BaseModel):
+    """The staff UI (職員画面, docs/intake.md "Staff UI"). ``SHINSEI_INTAKE_UI__<FIELD>``.
+
+    Secure by default: only the loopback terminal, 5 failures lock an account for 15 minutes,
+    15 minutes idle / 8 hours absolute session lifetime.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Terminals allowed to reach the UI, by client address (CIDR). Default: this machine only.
+    terminal_networks: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    #: Terminals allowed by terminal-certificate id, set by a trusted front proxy in ``terminal_cert_header``.
+    terminal_cert_ids: list[str] = Field(default_factory=list)
+    terminal_cert_header: str = "X-Terminal-Cert-Id"
+    #: Front proxies (exact addresses) whose headers the UI believes: the client address in
+    #: ``forwarded_for_header``, the terminal certificate id and the staff certificate fingerprint.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    forwarded_for_header: str = "X-Forwarded-For"
+    #: Header carrying the SHA-256 fingerprint of the staff IC-card certificate the proxy verified.
+    staff_cert_header: str = "X-Staff-Cert-Sha256"
+    max_failed_logins: int = Field(default=5, ge=1, le=100)
+    lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    idle_timeout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    absolute_timeout_hours: int = Field(default=8, ge=1, le=24)
+    #: ``None``: the cookie is ``Secure`` when the request came over https (directly or, from a
+    #: trusted proxy, ``X-Forwarded-Proto: https``). Production requires ``True``.
+    cookie_secure: bool | None = None
+    #: Largest accepted form body (staff forms are small; nothing is spooled to disk).
+    max_form_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    page_size: int = Field(default=50, ge=10, le=500)
+    totp_issuer: str = "申請管理システム"
+
+    def production_problems(self) -> list[str]:
+        problems = []
+        if self.cookie_secure is not True:
+            problems.append("ui.cookie_secure must be true (the UI is served over https)")
+        if not (self.terminal_networks or self.terminal_cert_ids):
+            problems.append("ui.terminal_networks or ui.terminal_cert_ids must name the staff terminals")
+        return problems
 
 
 class IntakeSettings(BaseSettings):
@@ -68,6 +170,11 @@ class IntakeSettings(BaseSettings):
     routes_file: Path | None = None
     procedures_file: Path | None = None
 
+    #: The daily count e-mail (通知機能).
+    mail: MailSettings = Field(default_factory=MailSettings)
+    #: The staff UI (職員画面).
+    ui: StaffUISettings = Field(default_factory=StaffUISettings)
+
     @model_validator(mode="after")
     def _production_is_strict(self) -> IntakeSettings:
         if self.environment != "production":
@@ -88,6 +195,8 @@ class IntakeSettings(BaseSettings):
             problems.append("proxy-header needs relay_client_fingerprints and trusted_proxies")
         if not self.jpki_roots or not self.portal_roots:
             problems.append("jpki_roots and portal_roots are required")
+        problems.extend(self.mail.production_problems())
+        problems.extend(self.ui.production_problems())
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -1,0 +1,1 @@
+"""Applications as staff see them: status workflow, scoped queries, detail views."""

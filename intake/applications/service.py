@@ -1,0 +1,421 @@
+"""What staff read: the scoped application list, the dashboard, the detail view, attachments and the
+access log. Every function checks the principal's roles and departments itself (templates only
+display), and every read of personal data writes an access-log row (P13). Services never commit.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from intake.accesslog.service import append_access, verify_chain
+from intake.applications.status import history_of, load_for
+from intake.crypto import Sealer
+from intake.errors import NotFound, PermissionDenied
+from intake.linkage.service import set_atena_manually
+from intake.models import (
+    AccessLogRow,
+    Application,
+    ApplicationVersion,
+    Attachment,
+    ForwardItem,
+    ForwardState,
+    LinkageDecision,
+    LinkageState,
+    MyNumberRow,
+    SignerIdentityRow,
+    VerificationRecord,
+    VersionState,
+)
+from intake.mynumbers.service import REVEAL_PERMISSION, reveal_my_number
+from intake.staff.principal import AUDIT_ROLES, CHANGE_ROLES, Principal
+from signature.xmlparse import parse_xml
+from status import FINAL_STATUSES, Action, Status, StatusHistory, allowed_actions
+
+__all__ = [
+    "JST",
+    "AccessLogPage",
+    "ApplicationDetail",
+    "ApplicationPage",
+    "Dashboard",
+    "FieldChange",
+    "FormField",
+    "ListFilters",
+    "access_log_page",
+    "application_detail",
+    "dashboard",
+    "download_attachment",
+    "flatten_form",
+    "form_diff",
+    "list_applications",
+    "reveal",
+    "set_atena",
+    "version_of",
+]
+
+JST = timezone(timedelta(hours=9))
+_FINAL = [s.value for s in FINAL_STATUSES]
+_MY_NUMBER = "個人番号"
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=JST)
+
+
+def _require_reader(principal: Principal) -> None:
+    if not principal.reads_applications:
+        raise PermissionDenied("this role does not read applications", code="ROLE_REFUSED")
+
+
+# --- list -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    procedure: str | None = None
+    status: Status | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    linkage: LinkageState | None = None
+    needs_review: bool = False
+    signature_errors: bool = False
+    #: 受付番号 (any version of the chain) or 宛名番号, exact
+    query: str | None = None
+    page: int = 1
+
+
+@dataclass(frozen=True)
+class ApplicationRow:
+    id: int
+    first_receipt_number: str
+    receipt_number: str
+    procedure_name: str
+    status: str
+    created_at: datetime
+    linkage_state: LinkageState
+    needs_review: bool
+    indication: str
+
+
+@dataclass(frozen=True)
+class ApplicationPage:
+    rows: list[ApplicationRow]
+    total: int
+    page: int
+    pages: int
+
+
+def list_applications(
+    session: Session, principal: Principal, filters: ListFilters, *, page_size: int, at: datetime,
+) -> ApplicationPage:
+    """One page of the principal's applications, newest first. The list shows no personal data; a
+    search by 宛名番号 is itself logged (it tells who looked for whom)."""
+    _require_reader(principal)
+    current = aliased(ApplicationVersion)
+    conditions: list[ColumnElement[bool]] = [principal.procedure_clause()]
+    if filters.procedure:
+        conditions.append(Application.procedure_id == filters.procedure)
+    if filters.status is not None:
+        conditions.append(Application.status == filters.status.value)
+    if filters.date_from is not None:
+        conditions.append(Application.created_at >= _day_start(filters.date_from))
+    if filters.date_to is not None:
+        conditions.append(Application.created_at < _day_start(filters.date_to + timedelta(days=1)))
+    if filters.linkage is not None:
+        conditions.append(Application.linkage_state == filters.linkage)
+    if filters.needs_review:
+        conditions.extend([Application.needs_review.is_(True), Application.status.not_in(_FINAL)])
+    if filters.signature_errors:
+        conditions.extend([current.indication != "PASSED", Application.status.not_in(_FINAL)])
+    query = (filters.query or "").strip()
+    if query:
+        in_chain = select(ApplicationVersion.application_id).where(ApplicationVersion.receipt_number == query)
+        conditions.append(or_(Application.first_receipt_number == query, Application.id.in_(in_chain),
+                              Application.atena_number == query))
+        if query.isdigit():
+            append_access(session, actor=principal.access_actor(), at=at, action="application.search",
+                          subject="search:atena_or_receipt", atena_number=query[:32])
+    base = (select(Application, current)
+            .outerjoin(current, and_(current.application_id == Application.id, current.state == VersionState.CURRENT))
+            .where(*conditions))
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    pages = max(1, -(-total // page_size))
+    page = min(max(1, filters.page), pages)
+    rows = [
+        ApplicationRow(app.id, app.first_receipt_number,
+                       version.receipt_number if version else app.first_receipt_number, app.procedure_name,
+                       app.status, app.created_at, app.linkage_state, app.needs_review,
+                       version.indication if version else "-")
+        for app, version in session.execute(
+            base.order_by(Application.created_at.desc(), Application.id.desc())
+            .limit(page_size).offset((page - 1) * page_size))
+    ]
+    return ApplicationPage(rows, total, page, pages)
+
+
+# --- dashboard --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    today_arrivals: int
+    my_queue: int
+    unlinked: int
+    signature_errors: int
+    failed_forwards: int
+
+
+def dashboard(session: Session, principal: Principal, *, at: datetime) -> Dashboard | None:
+    """Counts only (no personal data); ``None`` for roles that read no applications."""
+    if not principal.reads_applications:
+        return None
+    scope = principal.procedure_clause()
+    today = _day_start(at.astimezone(JST).date())
+    open_ = Application.status.not_in(_FINAL)
+
+    def count(stmt: ColumnElement[bool], *, versions: bool = False) -> int:
+        if versions:
+            q = select(func.count()).select_from(ApplicationVersion).join(Application).where(scope, stmt)
+        else:
+            q = select(func.count()).select_from(Application).where(scope, stmt)
+        return session.scalar(q) or 0
+
+    failed = session.scalar(
+        select(func.count()).select_from(ForwardItem).join(ApplicationVersion).join(Application)
+        .where(scope, ForwardItem.state == ForwardState.FAILED)) or 0
+    return Dashboard(
+        today_arrivals=count(ApplicationVersion.arrived_at >= today, versions=True),
+        my_queue=count(and_(Application.needs_review.is_(True), open_)),
+        unlinked=count(and_(Application.linkage_state.in_([LinkageState.UNRESOLVED, LinkageState.CONFLICT]), open_)),
+        signature_errors=count(and_(ApplicationVersion.state == VersionState.CURRENT,
+                                    ApplicationVersion.indication != "PASSED", open_), versions=True),
+        failed_forwards=failed,
+    )
+
+
+# --- detail -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FormField:
+    key: str  # the element path, stable between versions of the same form
+    label: str  # 「請求者 / 氏名」
+    value: str
+    my_number_position: int | None = None  # a 個人番号 field: revealed only on request
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    label: str
+    before: str | None  # None: the field did not exist
+    after: str | None
+
+
+def flatten_form(form_xml: str) -> list[FormField]:
+    """The leaves of a (masked) form in document order, labelled by their element path."""
+    root = parse_xml(form_xml.encode())
+    tree = root.getroottree()
+    fields: list[FormField] = []
+    position = 0
+    for el in root.iter():
+        if not isinstance(el.tag, str) or len(el):
+            continue
+        names = [str(a.tag) for a in reversed(list(el.iterancestors())) if a is not root] + [str(el.tag)]
+        value = (el.text or "").strip()
+        number = None
+        if el.tag == _MY_NUMBER:
+            number, value = position, ""
+            position += 1
+        fields.append(FormField(tree.getpath(el), " / ".join(names), value, number))
+    return fields
+
+
+def form_diff(before: list[FormField], after: list[FormField]) -> list[FieldChange]:
+    """Field-level changes between two versions (個人番号 values are not compared: they are masked)."""
+    old = {f.key: f for f in before}
+    new = {f.key: f for f in after}
+    changes = []
+    for key, f in new.items():
+        if key not in old:
+            changes.append(FieldChange(f.label, None, f.value))
+        elif old[key].value != f.value:
+            changes.append(FieldChange(f.label, old[key].value, f.value))
+    changes.extend(FieldChange(f.label, f.value, None) for key, f in old.items() if key not in new)
+    return changes
+
+
+def _norm(text: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+@dataclass(frozen=True)
+class IdentityCheck:
+    """The signer's 基本4情報 (from the verified certificate) beside what the applicant typed."""
+
+    signer: SignerIdentityRow | None
+    applicant: list[tuple[str, str]]
+    name_matches: bool | None
+    address_matches: bool | None
+
+
+@dataclass(frozen=True)
+class ApplicationDetail:
+    app: Application
+    versions: list[ApplicationVersion]
+    version: ApplicationVersion  # the one shown
+    compare_with: ApplicationVersion | None
+    fields: list[FormField]
+    changes: list[FieldChange]
+    attachments: list[Attachment]
+    verification: VerificationRecord | None
+    identity: IdentityCheck
+    my_number_positions: list[int]
+    history: StatusHistory
+    actions: list[Action]
+    may_change: bool
+    may_set_atena: bool
+    may_reveal: bool
+    decisions: list[LinkageDecision] = field(default_factory=list)
+
+
+def application_detail(
+    session: Session, principal: Principal, application_id: int, *, at: datetime,
+    version_id: int | None = None, compare_id: int | None = None,
+) -> ApplicationDetail:
+    """Everything the detail page shows; one access-log row for the view."""
+    app = load_for(session, principal, application_id)
+    versions = sorted(app.versions, key=lambda v: v.arrived_at)
+    if not versions:  # pragma: no cover - a chain always has its first version
+        raise NotFound("no such application")
+    by_id = {v.id: v for v in versions}
+    current = next((v for v in versions if v.state is VersionState.CURRENT), versions[-1])
+    shown = by_id.get(version_id or current.id)
+    if shown is None:
+        raise NotFound("no such version")
+    index = versions.index(shown)
+    compare = by_id.get(compare_id) if compare_id is not None else (versions[index - 1] if index > 0 else None)
+    if compare_id is not None and compare is None:
+        raise NotFound("no such version")
+    fields = flatten_form(shown.form_xml)
+    changes = form_diff(flatten_form(compare.form_xml), fields) if compare is not None else []
+    verification = session.scalar(select(VerificationRecord).where(VerificationRecord.delivery_id == shown.delivery_id))
+    applicant = [(str(k), str(v)) for k, v in shown.applicant]
+    typed = dict(applicant)
+    signer = shown.signer
+    identity = IdentityCheck(
+        signer, applicant,
+        _norm(signer.name) == _norm(typed["氏名"]) if signer and "氏名" in typed else None,
+        _norm(signer.address) == _norm(typed["住所"]) if signer and "住所" in typed else None,
+    )
+    positions = list(session.scalars(select(MyNumberRow.position).where(MyNumberRow.version_id == shown.id)
+                                     .order_by(MyNumberRow.position)))
+    history = history_of(session, app)
+    decisions = list(session.scalars(select(LinkageDecision).where(LinkageDecision.application_id == app.id)
+                                     .order_by(LinkageDecision.id)))
+    append_access(session, actor=principal.access_actor(), at=at, action="application.view",
+                  subject=f"application:{app.id}:version:{shown.id}", atena_number=app.atena_number)
+    may_change = principal.has_any(CHANGE_ROLES)
+    return ApplicationDetail(
+        app=app, versions=versions, version=shown, compare_with=compare, fields=fields, changes=changes,
+        attachments=list(shown.attachments), verification=verification, identity=identity,
+        my_number_positions=positions, history=history,
+        actions=allowed_actions(history.current, principal.roles) if may_change else [],
+        may_change=may_change, may_set_atena=may_change, may_reveal=REVEAL_PERMISSION in principal.permissions,
+        decisions=decisions,
+    )
+
+
+def version_of(session: Session, principal: Principal, application_id: int, version_id: int) -> ApplicationVersion:
+    """A version of an application in scope (for the My Number reveal form), else :class:`NotFound`."""
+    app = load_for(session, principal, application_id)
+    version = session.get(ApplicationVersion, version_id)
+    if version is None or version.application_id != app.id:
+        raise NotFound("no such version")
+    return version
+
+
+@dataclass(frozen=True)
+class Download:
+    name: str
+    media_type: str
+    data: bytes
+
+
+def download_attachment(
+    session: Session, principal: Principal, attachment_id: int, *, at: datetime, sealer: Sealer,
+) -> Download:
+    """An attachment's bytes, logged; a malware-flagged file is never handed out."""
+    att = session.get(Attachment, attachment_id)
+    if att is None:
+        raise NotFound("no such attachment")
+    app = load_for(session, principal, att.version.application_id)
+    if att.malware_flagged:
+        raise PermissionDenied("the relay flagged this file as malware", code="MALWARE_FLAGGED")
+    append_access(session, actor=principal.access_actor(), at=at, action="attachment.download",
+                  subject=f"attachment:{att.id}", atena_number=app.atena_number)
+    return Download(att.name, att.media_type, sealer.open(att.data, aad=f"attachments:{att.id}".encode()))
+
+
+# --- access log -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessLogPage:
+    rows: list[AccessLogRow]
+    total: int
+    page: int
+    pages: int
+    broken: list[int]
+
+
+def access_log_page(
+    session: Session, principal: Principal, *, at: datetime, staff_id: str | None = None,
+    atena_number: str | None = None, day: date | None = None, page: int = 1, page_size: int = 50,
+) -> AccessLogPage:
+    """The auditor's view of the access log, newest first, with the chain check. Itself logged."""
+    if not principal.has_any(AUDIT_ROLES):
+        raise PermissionDenied("only auditors read the access log", code="ROLE_REFUSED")
+    conditions: list[ColumnElement[bool]] = []
+    if staff_id:
+        conditions.append(AccessLogRow.staff_id == staff_id)
+    if atena_number:
+        conditions.append(AccessLogRow.atena_number == atena_number)
+    if day is not None:
+        conditions.extend([AccessLogRow.at >= _day_start(day).astimezone(UTC),
+                           AccessLogRow.at < _day_start(day + timedelta(days=1)).astimezone(UTC)])
+    total = session.scalar(select(func.count()).select_from(AccessLogRow).where(*conditions)) or 0
+    pages = max(1, -(-total // page_size))
+    page = min(max(1, page), pages)
+    rows = list(session.scalars(select(AccessLogRow).where(*conditions).order_by(AccessLogRow.id.desc())
+                                .limit(page_size).offset((page - 1) * page_size)))
+    broken = verify_chain(session)
+    append_access(session, actor=principal.access_actor(), at=at, action="audit.view", subject="access_log",
+                  atena_number=atena_number or None)
+    return AccessLogPage(rows, total, page, pages, broken)
+
+
+
+# --- scoped changes ---------------------------------------------------------------------------------
+
+
+def set_atena(
+    session: Session, principal: Principal, application_id: int, *, atena_number: str, reason: str, at: datetime,
+) -> LinkageDecision:
+    """:func:`intake.linkage.service.set_atena_manually`, for an application in the principal's scope."""
+    load_for(session, principal, application_id)
+    return set_atena_manually(session, application_id=application_id, atena_number=atena_number,
+                              actor=principal.access_actor(), reason=reason, at=at)
+
+
+def reveal(
+    session: Session, principal: Principal, application_id: int, *, version_id: int, position: int, reason: str,
+    at: datetime, sealer: Sealer,
+) -> str:
+    """:func:`intake.mynumbers.service.reveal_my_number`, for a version in the principal's scope."""
+    version = version_of(session, principal, application_id, version_id)
+    return reveal_my_number(session, actor=principal.access_actor(), version_id=version.id, position=position,
+                            reason=reason, at=at, sealer=sealer, atena_number=version.application.atena_number)

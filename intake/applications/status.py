@@ -1,0 +1,147 @@
+"""The status workflow (:mod:`status`) made persistent (P8).
+
+Every change is one :class:`~intake.models.StatusTransitionRow`, keeps ``Application.status`` and
+``Application.needs_review`` in line with the pure :class:`status.StatusHistory`, queues a
+:class:`~intake.models.StatusNotice` for the portal (the chain's current 受付番号, the status, the
+time; no personal data) and records an event. Staff changes also write an access-log row.
+
+Staff changes go through :func:`change_status` (roles, the pure rules and department scope);
+arrivals go through :func:`on_version_stored` (a 再申請/補正 during 審査中 or 補正依頼 → ``NEW_VERSION``,
+a 取下げ → ``WITHDRAW``). Services never commit.
+
+Errors: :class:`intake.errors.NotFound` for an application outside the actor's departments (the
+same answer as for one that does not exist), :class:`status.StatusError` subclasses
+(``IllegalTransition``, ``NotPermitted``, ``CommentRequired``) for refused changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from intake.accesslog.service import append_access
+from intake.errors import InvalidRequest, NotFound
+from intake.events import record_event
+from intake.models import (
+    Application,
+    ApplicationState,
+    ApplicationVersion,
+    StatusTransitionRow,
+    VersionState,
+)
+from intake.staff.principal import Principal
+from intake.statusoutbox.service import enqueue_status
+from status import Action, NotPermitted, Role, Status, StatusHistory, Transition
+from status import Actor as StatusActor
+
+__all__ = [
+    "EVENT_STATUS_CHANGED",
+    "SYSTEM_ACTOR",
+    "change_status",
+    "current_receipt_number",
+    "history_of",
+    "load_for",
+    "mark_reviewed",
+    "on_version_stored",
+]
+
+EVENT_STATUS_CHANGED = "status.changed"
+SYSTEM_ACTOR = StatusActor(id="system", roles=frozenset({Role.SYSTEM}))
+
+
+def _check_time(at: datetime) -> None:
+    if at.tzinfo is None:
+        raise InvalidRequest("naive datetime refused: pass an aware datetime", code="NAIVE_DATETIME")
+
+
+def load_for(session: Session, principal: Principal, application_id: int, *, lock: bool = False) -> Application:
+    """The application if it exists and is in ``principal``'s departments, else :class:`NotFound`
+    (one answer for both, so ids cannot be probed across departments)."""
+    if not principal.reads_applications:
+        raise NotFound("no such application")
+    app = session.get(Application, application_id, with_for_update=lock or None, populate_existing=lock)
+    if app is None or not principal.covers(app.procedure_id):
+        raise NotFound("no such application")
+    return app
+
+
+def history_of(session: Session, app: Application) -> StatusHistory:
+    rows = session.scalars(select(StatusTransitionRow).where(StatusTransitionRow.application_id == app.id)
+                           .order_by(StatusTransitionRow.id)).all()
+    steps = tuple(Transition(Status(r.source), Status(r.target), Action(r.action), r.actor_id, r.at, r.comment)
+                  for r in rows)
+    return StatusHistory(app.created_at, steps, app.needs_review)
+
+
+def current_receipt_number(session: Session, app: Application) -> str:
+    number = session.scalar(select(ApplicationVersion.receipt_number).where(
+        ApplicationVersion.application_id == app.id, ApplicationVersion.state == VersionState.CURRENT))
+    return number or app.first_receipt_number
+
+
+def _apply(session: Session, app: Application, action: Action, *, actor: StatusActor, comment: str,
+           at: datetime) -> StatusTransitionRow:
+    history = history_of(session, app)
+    if history.current.value != app.status:  # pragma: no cover - only if someone edited the table by hand
+        raise InvalidRequest("status out of step with its history", code="STATUS_OUT_OF_STEP")
+    after = history.apply(action, actor=actor, at=at, comment=comment)
+    step = after.transitions[-1]
+    receipt = current_receipt_number(session, app)
+    row = StatusTransitionRow(application_id=app.id, at=at, action=step.action.value, source=step.source.value,
+                              target=step.target.value, actor_id=actor.id, comment=step.comment,
+                              receipt_number=receipt)
+    session.add(row)
+    app.status, app.needs_review, app.updated_at = step.target.value, after.needs_review, at
+    if step.target is Status.WITHDRAWN:
+        app.state = ApplicationState.WITHDRAWN
+    enqueue_status(session, receipt_number=receipt, status=step.target.value, at=at)
+    record_event(session, EVENT_STATUS_CHANGED, at=at, receipt_number=receipt,
+                 first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id,
+                 action=step.action.value, source=step.source.value, target=step.target.value,
+                 by="system" if actor is SYSTEM_ACTOR else "staff")
+    session.flush()
+    return row
+
+
+def change_status(
+    session: Session, *, application_id: int, action: Action, actor: Principal, comment: str, at: datetime,
+) -> StatusTransitionRow:
+    """A member of staff changes a chain's status (ステータスの更新機能, P8)."""
+    _check_time(at)
+    app = load_for(session, actor, application_id, lock=True)
+    row = _apply(session, app, action, actor=actor.status_actor(), comment=comment, at=at)
+    append_access(session, actor=actor.access_actor(), at=at, action=f"status.{action.value}",
+                  subject=f"application:{app.id}", reason=row.comment or None, atena_number=app.atena_number)
+    return row
+
+
+def mark_reviewed(session: Session, *, application_id: int, actor: Principal, at: datetime) -> None:
+    """The reviewer has looked at the newest version: the chain leaves the review queue."""
+    _check_time(at)
+    if not actor.has_any(frozenset({Role.REVIEWER, Role.DEPARTMENT_ADMIN})):
+        raise NotPermitted(Action.START_REVIEW, actor.roles)
+    app = load_for(session, actor, application_id, lock=True)
+    app.needs_review = False
+    append_access(session, actor=actor.access_actor(), at=at, action="application.reviewed",
+                  subject=f"application:{app.id}", atena_number=app.atena_number)
+
+
+def on_version_stored(session: Session, app: Application, version: ApplicationVersion, *, at: datetime) -> None:
+    """The arrival hook (called by ``store_delivery`` in its transaction).
+
+    A 取下げ withdraws an open chain; a newer 再申請/補正 during 審査中 or 補正依頼 puts it back into
+    審査中 and the reviewer's queue. An out-of-order (older) version changes nothing.
+    """
+    if version.state is not VersionState.CURRENT:
+        return
+    current = Status(app.status)
+    if version.kind == "取下げ":
+        if current not in {Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN}:
+            _apply(session, app, Action.WITHDRAW, actor=SYSTEM_ACTOR, comment=f"{version.receipt_number} 取下げ",
+                   at=at)
+        return
+    if version.kind in {"再申請", "補正"} and current in {Status.IN_REVIEW, Status.CORRECTION_REQUESTED}:
+        _apply(session, app, Action.NEW_VERSION, actor=SYSTEM_ACTOR,
+               comment=f"{version.receipt_number} {version.kind}", at=at)

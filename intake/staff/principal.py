@@ -1,0 +1,118 @@
+"""Who is acting, with which roles, for which departments, from which terminal.
+
+Authorisation lives here and in the services, never in templates:
+
+* **roles** (:class:`status.Role`) decide the functions: ``viewer`` reads applications,
+  ``reviewer`` and ``department_admin`` also change status and set 宛名番号, ``department_admin``
+  also re-queues failed forwards, ``auditor`` reads the access log only, ``system_admin`` sees
+  operational counts and the outbox of every department but no application data;
+* **departments** decide the records: a procedure belongs to the department the procedure catalogue
+  names (:mod:`intake.procedures`); a procedure missing from a configured catalogue belongs to
+  :data:`UNASSIGNED`; without a catalogue (development) every procedure belongs to :data:`ALL`;
+* the **My Number reveal** is a separate permission on top of an application-reading role (P14).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, false, not_, or_, true
+
+from intake.accesslog.service import Actor
+from intake.linkage.service import SET_ATENA_PERMISSION
+from intake.models import Application
+from intake.mynumbers.service import REVEAL_PERMISSION
+from intake.procedures import ProcedureCatalogue
+from status import Actor as StatusActor
+from status import Role
+
+__all__ = [
+    "ALL",
+    "APPLICATION_ROLES",
+    "AUDIT_ROLES",
+    "CHANGE_ROLES",
+    "OUTBOX_ROLES",
+    "UNASSIGNED",
+    "Principal",
+    "department_of",
+]
+
+#: The department of every procedure when no catalogue is configured (development).
+ALL = "all"
+#: The department of procedures a configured catalogue does not list (stored, flagged, not forwarded).
+UNASSIGNED = "unassigned"
+
+APPLICATION_ROLES = frozenset({Role.VIEWER, Role.REVIEWER, Role.DEPARTMENT_ADMIN})
+CHANGE_ROLES = frozenset({Role.REVIEWER, Role.DEPARTMENT_ADMIN})
+AUDIT_ROLES = frozenset({Role.AUDITOR})
+OUTBOX_ROLES = frozenset({Role.DEPARTMENT_ADMIN, Role.SYSTEM_ADMIN})
+STAFF_ROLES = frozenset(Role) - {Role.SYSTEM}
+
+
+def department_of(procedure_id: str, catalogue: ProcedureCatalogue) -> str:
+    if not catalogue.configured:
+        return ALL
+    proc = catalogue.procedures.get(procedure_id)
+    return proc.department if proc is not None else UNASSIGNED
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated member of staff for one request. Built by the login session, never by a form."""
+
+    login: str
+    display_name: str
+    roles: frozenset[Role]
+    departments: frozenset[str]
+    terminal: str
+    may_reveal_my_number: bool
+    catalogue: ProcedureCatalogue
+
+    def __post_init__(self) -> None:
+        if Role.SYSTEM in self.roles or not self.roles <= STAFF_ROLES:
+            raise ValueError("staff cannot hold the system role")
+
+    def has_any(self, roles: frozenset[Role]) -> bool:
+        return bool(self.roles & roles)
+
+    @property
+    def reads_applications(self) -> bool:
+        return self.has_any(APPLICATION_ROLES)
+
+    @property
+    def department_label(self) -> str:
+        """The 部署 written to the access log."""
+        return ",".join(sorted(self.departments))[:128] or "-"
+
+    def covers(self, procedure_id: str) -> bool:
+        """Whether a record of ``procedure_id`` is in this user's departments."""
+        return department_of(procedure_id, self.catalogue) in self.departments
+
+    def procedure_clause(self) -> ColumnElement[bool]:
+        """The SQL condition on :class:`Application` equivalent to :meth:`covers`."""
+        if not self.catalogue.configured:
+            return true() if ALL in self.departments else false()
+        mine = [p.id for p in self.catalogue.procedures.values() if p.department in self.departments]
+        clauses: list[ColumnElement[bool]] = []
+        if mine:
+            clauses.append(Application.procedure_id.in_(mine))
+        if UNASSIGNED in self.departments:
+            clauses.append(not_(Application.procedure_id.in_(list(self.catalogue.procedures))))
+        return or_(*clauses) if clauses else false()
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        perms: set[str] = set()
+        if self.has_any(CHANGE_ROLES):
+            perms.add(SET_ATENA_PERMISSION)
+        if self.may_reveal_my_number and self.reads_applications:
+            perms.add(REVEAL_PERMISSION)
+        return frozenset(perms)
+
+    def access_actor(self) -> Actor:
+        """The actor the access log and the permission-checking services take."""
+        return Actor(staff_id=self.login, department=self.department_label, terminal=self.terminal,
+                     permissions=self.permissions)
+
+    def status_actor(self) -> StatusActor:
+        return StatusActor(id=self.login, roles=self.roles)

@@ -1,0 +1,94 @@
+"""The staff UI as its own ASGI app, mounted by :func:`intake.api.create_app` at ``/staff``.
+
+Its own middleware (security headers) and error pages: no traceback, no exception text, no
+internal identifiers ever reach the browser.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from intake.accesslog.service import Actor, append_access
+from intake.errors import NotFound, PermissionDenied
+from intake.runtime import Runtime
+from intake.ui.views import LoginRequired, router
+from intake.ui.web import COOKIE_PATH, SESSION_COOKIE, FormTooLarge, SecurityHeaders, TerminalRefused, UIState
+
+__all__ = ["create_ui_app"]
+
+_log = logging.getLogger(__name__)
+
+_MESSAGES = {
+    400: "リクエストが正しくありません。",
+    403: "この操作を行う権限がありません。",
+    404: "ページまたは申請が見つかりません。",
+    405: "この操作はできません。",
+    413: "送信された内容が大きすぎます。",
+    500: "システムエラーが発生しました。時間をおいて再度お試しください。",
+}
+
+
+def create_ui_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> FastAPI:
+    ui = FastAPI(title="職員画面", docs_url=None, redoc_url=None, openapi_url=None)
+    state = UIState.create(runtime, session_factory)
+    ui.state.ui = state
+    ui.add_middleware(SecurityHeaders)
+    ui.include_router(router)
+    ui.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    def error_page(status: int) -> HTMLResponse:
+        return state.render("error.html", status, status=status, message=_MESSAGES.get(status, _MESSAGES[400]))
+
+    @ui.exception_handler(TerminalRefused)
+    def _refused(_request: Request, exc: TerminalRefused) -> HTMLResponse:
+        # P12: the refusal itself is evidence; the page says nothing about why or how to get in.
+        try:
+            with session_factory() as session:
+                append_access(session, actor=Actor(staff_id="-", department="-", terminal=exc.terminal),
+                              at=runtime.clock(), action="terminal.refused", subject="staff-ui")
+                session.commit()
+        except Exception:  # noqa: BLE001 - the refusal must be answered even when the log is down
+            _log.exception("could not log a refused terminal")
+        return state.render("refused.html", 403)
+
+    @ui.exception_handler(LoginRequired)
+    def _login(_request: Request, _exc: LoginRequired) -> Response:
+        response = RedirectResponse("/staff/login?expired=1", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+        return response
+
+    @ui.exception_handler(NotFound)
+    def _not_found(_request: Request, _exc: NotFound) -> HTMLResponse:
+        return error_page(404)
+
+    @ui.exception_handler(PermissionDenied)
+    def _denied(_request: Request, exc: PermissionDenied) -> HTMLResponse:
+        _log.info("staff UI refused: %s", exc.code)
+        return error_page(403)
+
+    @ui.exception_handler(FormTooLarge)
+    def _too_large(_request: Request, exc: FormTooLarge) -> HTMLResponse:
+        return error_page(413 if exc.code == "FORM_TOO_LARGE" else 400)
+
+    @ui.exception_handler(RequestValidationError)
+    def _invalid(_request: Request, _exc: RequestValidationError) -> HTMLResponse:
+        return error_page(404)  # a malformed id is just an id that does not exist
+
+    @ui.exception_handler(StarletteHTTPException)
+    def _http(_request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+        return error_page(exc.status_code if exc.status_code in _MESSAGES else 400)
+
+    @ui.exception_handler(Exception)
+    def _crash(_request: Request, exc: Exception) -> HTMLResponse:
+        _log.error("staff UI error: %s", type(exc).__name__)
+        return error_page(500)
+
+    return ui

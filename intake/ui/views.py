@@ -1,0 +1,378 @@
+"""Routes of the staff UI. Thin: parse, call a service (which checks roles, scope and logs), render.
+
+Every route first checks the terminal (:func:`intake.ui.web.terminal_of`); every route but the login
+pages needs a live session bound to that terminal; every POST carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from intake.applications import service as apps
+from intake.applications.status import change_status, mark_reviewed
+from intake.errors import IntakeError, InvalidRequest, PermissionDenied
+from intake.linkage.errors import InvalidAtenaNumber, LinkagePermissionDenied, ReasonRequired
+from intake.models import LinkageState, StaffSession, StaffUser
+from intake.mynumbers.service import REVEAL_PERMISSION, MyNumberAccessDenied
+from intake.staff.errors import AccountLocked, LoginFailed, SessionEnded
+from intake.staff.principal import Principal
+from intake.staff.service import end_session, login_with_certificate, login_with_password, principal_for, resume_session
+from intake.ui.web import (
+    COOKIE_PATH,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    UIState,
+    from_trusted_proxy,
+    is_secure,
+    new_token,
+    read_form,
+    terminal_of,
+)
+from status import Action, CommentRequired, IllegalTransition, NotPermitted, Status, StatusError
+
+__all__ = ["LoginRequired", "router"]
+
+router = APIRouter()
+
+ACTION_LABELS = {
+    Action.ACCEPT: "受付する", Action.START_REVIEW: "審査を開始する", Action.REQUEST_CORRECTION: "補正を依頼する",
+    Action.NEW_VERSION: "新しい版の到着", Action.COMPLETE: "完了にする", Action.REJECT: "却下する",
+    Action.WITHDRAW: "取下げを記録する",
+}
+LINKAGE_LABELS = {LinkageState.UNRESOLVED: "未設定", LinkageState.AUTO: "自動", LinkageState.MANUAL: "手動",
+                  LinkageState.CONFLICT: "競合"}
+INDICATION_LABELS = {"PASSED": "有効", "FAILED": "無効", "INDETERMINATE": "判定不能"}
+
+
+class LoginRequired(IntakeError):
+    """No live session: the handler sends the browser to the login page."""
+
+    code = "LOGIN_REQUIRED"
+
+
+def _state(request: Request) -> UIState:
+    state: UIState = request.app.state.ui
+    return state
+
+
+def _db(request: Request) -> Iterator[Session]:
+    with _state(request).session_factory() as session:
+        yield session
+
+
+def _terminal(request: Request) -> str:
+    return terminal_of(request, _state(request).settings)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    return await read_form(request, _state(request).settings)
+
+
+DB = Annotated[Session, Depends(_db)]
+Terminal = Annotated[str, Depends(_terminal)]
+Form = Annotated[dict[str, str], Depends(_form)]
+
+
+@dataclass
+class Ctx:
+    state: UIState
+    session: Session
+    principal: Principal
+    user: StaffUser
+    row: StaffSession
+
+    def now(self) -> Any:
+        return self.state.runtime.clock()
+
+    def page(self, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        return self.state.render(name, status_code, me=self.principal, csrf=self.row.csrf_token,
+                                 labels=LABELS, **context)
+
+
+def _staff(request: Request, session: DB, terminal: Terminal) -> Ctx:
+    state = _state(request)
+    now = state.runtime.clock()
+    try:
+        row, user = resume_session(session, token=request.cookies.get(SESSION_COOKIE, ""), at=now,
+                                   settings=state.settings)
+        if row.terminal != terminal:  # a session is bound to the terminal it was opened on
+            row.ended_at, row.end_reason = now, "terminal"
+            raise SessionEnded("terminal")
+    except SessionEnded as exc:
+        session.commit()
+        raise LoginRequired("login required") from exc
+    session.commit()
+    return Ctx(state, session, principal_for(user, terminal=terminal, catalogue=state.runtime.procedures),
+               user, row)
+
+
+Staff = Annotated[Ctx, Depends(_staff)]
+
+LABELS = {"action": ACTION_LABELS, "linkage": LINKAGE_LABELS, "indication": INDICATION_LABELS}
+
+
+def _check_csrf(ctx: Ctx, form: dict[str, str]) -> None:
+    if not hmac.compare_digest(form.get("csrf", ""), ctx.row.csrf_token):
+        raise PermissionDenied("CSRF token mismatch", code="CSRF")
+
+
+def _cookie(response: Response, request: Request, name: str, value: str, state: UIState) -> None:
+    response.set_cookie(name, value, path=COOKIE_PATH, httponly=True, samesite="strict",
+                        secure=is_secure(request, state.settings))
+
+
+# --- login / logout ---------------------------------------------------------------------------------
+
+
+def _login_page(request: Request, state: UIState, *, error: str | None = None, status_code: int = 200,
+                message: str | None = None) -> HTMLResponse:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_token()
+    response = state.render("login.html", status_code, csrf=token, error=error, message=message,
+                            cert_login=from_trusted_proxy(request, state.settings))
+    _cookie(response, request, LOGIN_CSRF_COOKIE, token, state)
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, _terminal: Terminal, expired: int = 0) -> HTMLResponse:
+    return _login_page(request, _state(request),
+                       message="セッションが終了しました。もう一度ログインしてください。" if expired else None)
+
+
+def _check_login_csrf(request: Request, form: dict[str, str]) -> None:
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not hmac.compare_digest(form.get("csrf", ""), cookie):
+        raise PermissionDenied("CSRF token mismatch", code="CSRF")
+
+
+def _logged_in(request: Request, state: UIState, token: str) -> RedirectResponse:
+    response = RedirectResponse("/staff/", status_code=303)
+    _cookie(response, request, SESSION_COOKIE, token, state)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+@router.post("/login", response_model=None)
+def login(request: Request, session: DB, terminal: Terminal, form: Form) -> Response:
+    state = _state(request)
+    _check_login_csrf(request, form)
+    try:
+        token, _row = login_with_password(
+            session, login=form.get("login", "")[:64], password=form.get("password", "")[:256],
+            totp_code=form.get("totp", "")[:16], terminal=terminal, at=state.runtime.clock(),
+            settings=state.settings, sealer=state.runtime.package_sealer)
+    except AccountLocked:
+        session.commit()
+        return _login_page(request, state, status_code=401,
+                           error="ログインの失敗が続いたため、このアカウントは一時的にロックされています。")
+    except LoginFailed:
+        session.commit()
+        return _login_page(request, state, status_code=401,
+                           error="ログインID、パスワードまたは確認コードが正しくありません。")
+    session.commit()
+    return _logged_in(request, state, token)
+
+
+@router.post("/login/certificate", response_model=None)
+def login_certificate(request: Request, session: DB, terminal: Terminal, form: Form) -> Response:
+    """IC-card login: only a trusted front proxy may assert the verified certificate (docs/operations.md)."""
+    state = _state(request)
+    _check_login_csrf(request, form)
+    fingerprint = request.headers.get(state.settings.staff_cert_header, "")
+    if not from_trusted_proxy(request, state.settings):
+        fingerprint = ""  # anyone else could simply send the header
+    try:
+        if not fingerprint:
+            raise LoginFailed("no certificate from a trusted proxy")
+        token, _row = login_with_certificate(session, fingerprint=fingerprint, terminal=terminal,
+                                             at=state.runtime.clock(), settings=state.settings)
+    except (LoginFailed, AccountLocked):
+        session.commit()
+        return _login_page(request, state, status_code=401, error="ICカードによるログインができませんでした。")
+    session.commit()
+    return _logged_in(request, state, token)
+
+
+@router.post("/logout", response_model=None)
+def logout(ctx: Staff, form: Form) -> Response:
+    _check_csrf(ctx, form)
+    end_session(ctx.session, ctx.row, ctx.user, at=ctx.now())
+    ctx.session.commit()
+    response = RedirectResponse("/staff/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+# --- pages ------------------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(ctx: Staff) -> HTMLResponse:
+    now = ctx.now()
+    board = apps.dashboard(ctx.session, ctx.principal, at=now)
+    return ctx.page("dashboard.html", board=board, today=now.astimezone(apps.JST).date().isoformat())
+
+
+def _date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _enum(cls: Any, value: str | None) -> Any:
+    try:
+        return cls(value) if value else None
+    except ValueError:
+        return None
+
+
+def _int(value: str | None, default: int = 1) -> int:
+    return int(value) if value and value.isdigit() and len(value) < 9 else default
+
+
+@router.get("/applications", response_class=HTMLResponse)
+def application_list(request: Request, ctx: Staff) -> HTMLResponse:
+    q = request.query_params
+    filters = apps.ListFilters(
+        procedure=q.get("procedure") or None, status=_enum(Status, q.get("status")),
+        date_from=_date(q.get("from")), date_to=_date(q.get("to")), linkage=_enum(LinkageState, q.get("linkage")),
+        needs_review=q.get("queue") == "1", signature_errors=q.get("sigerr") == "1",
+        query=(q.get("q") or "")[:64] or None, page=_int(q.get("page")),
+    )
+    result = apps.list_applications(ctx.session, ctx.principal, filters, page_size=ctx.state.settings.page_size,
+                                    at=ctx.now())
+    ctx.session.commit()
+    procedures = sorted((p for p in ctx.state.runtime.procedures.procedures.values()
+                         if ctx.principal.covers(p.id)), key=lambda p: p.id)
+    params = {k: v for k, v in q.items() if k != "page"}
+    return ctx.page("list.html", result=result, filters=filters, procedures=procedures, statuses=list(Status),
+                    linkage_states=list(LinkageState), query_base="&".join(
+                        f"{quote(k)}={quote(v)}" for k, v in params.items()))
+
+
+def _detail(ctx: Ctx, app_id: int, *, status_code: int = 200, version: int | None = None,
+            compare: int | None = None, error: str | None = None,
+            revealed: dict[tuple[int, int], str] | None = None) -> HTMLResponse:
+    detail = apps.application_detail(ctx.session, ctx.principal, app_id, at=ctx.now(), version_id=version,
+                                     compare_id=compare)
+    ctx.session.commit()
+    return ctx.page("detail.html", status_code, d=detail, error=error, revealed=revealed or {})
+
+
+@router.get("/applications/{app_id}", response_class=HTMLResponse)
+def application_detail(request: Request, app_id: int, ctx: Staff) -> HTMLResponse:
+    q = request.query_params
+    version = _int(q.get("version"), 0) or None
+    compare = _int(q.get("compare"), 0) or None
+    return _detail(ctx, app_id, version=version, compare=compare)
+
+
+def _back(app_id: int) -> RedirectResponse:
+    return RedirectResponse(f"/staff/applications/{app_id}", status_code=303)
+
+
+_STATUS_ERRORS: list[tuple[type[StatusError], int, str]] = [
+    (IllegalTransition, 409, "現在のステータスではこの操作はできません。"),
+    (NotPermitted, 403, "この操作を行う権限がありません。"),
+    (CommentRequired, 400, "この操作には理由（コメント）の入力が必要です。"),
+]
+
+
+@router.post("/applications/{app_id}/status", response_model=None)
+def post_status(app_id: int, ctx: Staff, form: Form) -> Response:
+    _check_csrf(ctx, form)
+    action = _enum(Action, form.get("action"))
+    try:
+        if action is None:
+            raise InvalidRequest("unknown action", code="UNKNOWN_ACTION")
+        change_status(ctx.session, application_id=app_id, action=action, actor=ctx.principal,
+                      comment=form.get("comment", "")[:2000], at=ctx.now())
+    except StatusError as exc:
+        ctx.session.rollback()
+        code, message = next(((c, m) for t, c, m in _STATUS_ERRORS if isinstance(exc, t)), (400, "操作できません。"))
+        return _detail(ctx, app_id, status_code=code, error=message)
+    except InvalidRequest:
+        ctx.session.rollback()
+        return _detail(ctx, app_id, status_code=400, error="操作が正しくありません。")
+    ctx.session.commit()
+    return _back(app_id)
+
+
+@router.post("/applications/{app_id}/reviewed", response_model=None)
+def post_reviewed(app_id: int, ctx: Staff, form: Form) -> Response:
+    _check_csrf(ctx, form)
+    try:
+        mark_reviewed(ctx.session, application_id=app_id, actor=ctx.principal, at=ctx.now())
+    except NotPermitted:
+        ctx.session.rollback()
+        return _detail(ctx, app_id, status_code=403, error="この操作を行う権限がありません。")
+    ctx.session.commit()
+    return _back(app_id)
+
+
+@router.post("/applications/{app_id}/atena", response_model=None)
+def post_atena(app_id: int, ctx: Staff, form: Form) -> Response:
+    _check_csrf(ctx, form)
+    try:
+        apps.set_atena(ctx.session, ctx.principal, app_id, atena_number=form.get("atena_number", "").strip()[:32],
+                       reason=form.get("reason", "")[:2000], at=ctx.now())
+    except LinkagePermissionDenied:
+        ctx.session.rollback()
+        return _detail(ctx, app_id, status_code=403, error="宛名番号を設定する権限がありません。")
+    except InvalidAtenaNumber:
+        ctx.session.rollback()
+        return _detail(ctx, app_id, status_code=400, error="宛名番号は10桁の数字で入力してください。")
+    except ReasonRequired:
+        ctx.session.rollback()
+        return _detail(ctx, app_id, status_code=400, error="処理事由を入力してください。")
+    ctx.session.commit()
+    return _back(app_id)
+
+
+@router.post("/applications/{app_id}/my-number", response_model=None)
+def post_reveal(app_id: int, ctx: Staff, form: Form) -> Response:
+    """Shows the number once, in this response only (never stored in the session or a redirect)."""
+    _check_csrf(ctx, form)
+    version_id, position = _int(form.get("version_id"), 0), _int(form.get("position"), -1)
+    try:
+        number = apps.reveal(ctx.session, ctx.principal, app_id, version_id=version_id, position=position,
+                             reason=form.get("reason", "")[:2000], at=ctx.now(),
+                             sealer=ctx.state.runtime.my_number_sealer)
+    except MyNumberAccessDenied:
+        ctx.session.rollback()
+        if REVEAL_PERMISSION not in ctx.principal.permissions:
+            return _detail(ctx, app_id, status_code=403, error="個人番号を表示する権限がありません。")
+        return _detail(ctx, app_id, version=version_id, status_code=400, error="処理事由を入力してください。")
+    ctx.session.commit()
+    return _detail(ctx, app_id, version=version_id, revealed={(version_id, position): number})
+
+
+@router.get("/attachments/{attachment_id}", response_model=None)
+def attachment(attachment_id: int, ctx: Staff) -> Response:
+    download = apps.download_attachment(ctx.session, ctx.principal, attachment_id, at=ctx.now(),
+                                        sealer=ctx.state.runtime.package_sealer)
+    ctx.session.commit()
+    # Always a download, never rendered in our origin (a hostile HTML or SVG attachment stays inert).
+    return Response(download.data, media_type="application/octet-stream", headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(download.name)}"})
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit(request: Request, ctx: Staff) -> HTMLResponse:
+    q = request.query_params
+    result = apps.access_log_page(ctx.session, ctx.principal, at=ctx.now(), staff_id=(q.get("staff") or "")[:64],
+                                  atena_number=(q.get("atena") or "")[:32], day=_date(q.get("day")),
+                                  page=_int(q.get("page")), page_size=ctx.state.settings.page_size)
+    ctx.session.commit()
+    return ctx.page("audit.html", result=result, q=q)
+

@@ -1,0 +1,114 @@
+"""End to end in real Chromium (Debian's, through Playwright): a reviewer logs in with password +
+TOTP, finds an application, changes its status, sets the 宛名番号, reveals a My Number with a reason;
+an auditor then finds those actions in the access log. Screenshots go to tests/artifacts/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from intake.mynumbers.service import extract_my_numbers
+from signature.testing.builder import ApplicationSpec
+from tests.intake.ui.conftest import PASSWORD, UIWorld
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
+                                                     "(apt-get install chromium)"),
+    pytest.mark.parametrize("engine", ["sqlite"], indirect=True),
+]
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS, locale="ja-JP",
+            viewport={"width": 1280, "height": 900})
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def _login(page: object, world: UIWorld, login: str) -> None:
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    page.goto(f"{world.base_url}/staff/login")
+    page.get_by_label("ログインID").fill(login)
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_label("確認コード").fill(world.totp(login))
+    page.get_by_role("button", name="ログイン", exact=True).click()
+    page.wait_for_url(f"{world.base_url}/staff/")
+    world.clock.now += timedelta(seconds=30)  # a TOTP step is accepted once per user
+
+
+def test_reviewer_and_auditor_paths(ui_world: UIWorld, browser: object, spec: ApplicationSpec) -> None:
+    from playwright.sync_api import BrowserContext, expect
+
+    assert isinstance(browser, BrowserContext)
+    page = browser.new_page()
+    _login(page, ui_world, "revealer")
+    expect(page.locator("#queue")).to_have_text("1")
+    page.screenshot(path=str(ARTIFACTS / "01-dashboard.png"), full_page=True)
+
+    # find the application by its 受付番号
+    page.get_by_role("link", name="申請一覧").click()
+    page.get_by_label("検索（受付番号・宛名番号）").fill(spec.receipt_number)
+    page.get_by_role("button", name="絞り込む").click()
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "02-list.png"), full_page=True)
+    page.get_by_role("link", name=spec.receipt_number).click()
+    expect(page.locator("#status")).to_have_text("到達")
+    expect(page.locator("#indication")).to_have_text("有効")
+    expect(page.locator("#identity")).to_contain_text("一致")
+
+    # change the status twice
+    page.get_by_role("button", name="受付する").click()
+    expect(page.locator("#status")).to_have_text("受付")
+    page.get_by_role("button", name="審査を開始する").click()
+    expect(page.locator("#status")).to_have_text("審査中")
+
+    # set the 宛名番号 by hand, with a reason
+    page.get_by_label("宛名番号（10桁）").fill("1234567890")
+    page.locator("#atena-panel").get_by_label("処理事由").fill("住民記録システムで本人を確認")
+    page.get_by_role("button", name="宛名番号を設定する").click()
+    expect(page.locator("#linkage-state")).to_have_text("手動")
+    expect(page.locator("#atena-number")).to_have_text("1234567890")
+
+    # reveal the first My Number with a 処理事由
+    _, numbers = extract_my_numbers(spec.form_xml)
+    reveal = page.locator("form.reveal").first
+    reveal.get_by_label("処理事由").fill("児童手当の所得審査のため")
+    reveal.get_by_role("button", name="個人番号を表示").click()
+    expect(page.locator("#my-number-0")).to_have_text(numbers[0].value)
+    expect(page.locator("body")).not_to_contain_text(numbers[1].value)  # only the one asked for
+    page.screenshot(path=str(ARTIFACTS / "03-detail.png"), full_page=True)
+    page.get_by_role("button", name="ログアウト").click()
+    page.wait_for_url(f"{ui_world.base_url}/staff/login")
+
+    # the auditor finds each action, with who, where and why
+    _login(page, ui_world, "auditor")
+    page.get_by_role("link", name="アクセスログ", exact=True).click()
+    expect(page.locator(".ok")).to_contain_text("異常なし")
+    log = page.locator("#access-log")
+    for action in ("login.success", "application.view", "status.accept", "status.start_review",
+                   "linkage.set_atena", "my_number.reveal", "logout"):
+        expect(log.locator("td.action", has_text=action).first).to_be_visible()
+    reveal_row = log.locator("tr", has=page.locator("td.action", has_text="my_number.reveal"))
+    expect(reveal_row).to_contain_text("児童手当の所得審査のため")
+    expect(reveal_row).to_contain_text("revealer")
+    expect(reveal_row).to_contain_text("ip:127.0.0.1")
+    expect(reveal_row).to_contain_text("1234567890")
+    page.screenshot(path=str(ARTIFACTS / "04-audit.png"), full_page=True)
