@@ -25,7 +25,7 @@ import time
 import unicodedata
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -138,16 +138,25 @@ def main(argv: list[str] | None = None) -> int:
         {"id": p["procedure_id"], "name": p["procedure_name"], "department": p["department_code"],
          "department_name": p["department"]} for p in manifest.get("procedures", [])]}, ensure_ascii=False),
         encoding="utf-8")
+    departments = lay.var / "intake" / "departments.json"
+    codes = sorted({p["department_code"]: p["department"] for p in manifest.get("procedures", [])}.items())
+    departments.write_text(json.dumps({"departments": [
+        {"id": code, "name": name, "recipients": [f"dept-{code}@example.lg.jp"]} for code, name in codes]},
+        ensure_ascii=False), encoding="utf-8")
     intake_env = {**env, **{f"SHINSEI_INTAKE_{k}": v for k, v in trust.items()},
                   "SHINSEI_INTAKE_VAR_DIR": str(lay.var / "intake"),
                   "SHINSEI_INTAKE_CLIENT_AUTH": "dedicated-ca",
-                  "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures)}
+                  "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures),
+                  "SHINSEI_INTAKE_MAIL__DEPARTMENTS_FILE": str(departments),
+                  "SHINSEI_INTAKE_MAIL__EML_DIR": str(lay.var / "mail"),
+                  "SHINSEI_INTAKE_MAIL__START_DATE": day.isoformat()}
 
     print("3/7 intake: database, 番号紐付情報 import …")
     _run([PY, "-m", "intake", "db", "upgrade"], intake_env, log)
     linkage = lay.var / "intake" / "linkage-full.csv"
     _run([PY, "-m", "portal_sim", "linkage", "--data", str(data), "--out", str(linkage)], env, log)
     _run([PY, "-m", "intake", "linkage", "import", str(linkage)], intake_env, log)
+    logins = _demo_staff(intake_env, codes, log)
 
     with ExitStack() as stack:
         print("4/7 starting portal_sim and the intake (mTLS) …")
@@ -179,20 +188,29 @@ def main(argv: list[str] | None = None) -> int:
         _run([PY, "-m", "dmz_relay", "statuses", "--once"], relay_env, lay.var / "log" / "relay.log")
 
         print("6/7 daily mail …")
-        mail_ok = _daily_mail(intake_env, day, log)
+        _run([PY, "-m", "intake", "mail", "send", "--date", day.isoformat()], intake_env, log)
 
         print("7/7 summary\n")
-        summary = _summary(lay, manifest)
+        summary = _summary(lay)
         print(_table(summary))
-        print(f"\nmail: {lay.var / 'mail'}{'' if mail_ok else ' (the daily mail step is not available yet)'}")
+        mails = sorted((lay.var / "mail").rglob("*.eml"))
+        print(f"\nmail: {len(mails)} daily mail(s) in {lay.var / 'mail'}")
         print(f"logs: {lay.var / 'log'}   state: {lay.var}")
-        ok = (summary["stored at the intake"] > 0 and summary["failed"] == 0
+        ok = (summary["stored at the intake"] > 0 and summary["failed"] == 0 and len(mails) == len(codes)
               and summary["stored at the intake"] + summary["refused by the relay"] == summary["offered by the portal"]
               and summary["erased at the relay"] == summary["pulled by the relay"])
         if args.headless:
             print("\nsmoke:", "OK" if ok else "FAILED")
             return 0 if ok else 1
-        print(f"\nintake API: https://127.0.0.1:{intake_port}  portal_sim: http://127.0.0.1:{portal_port}")
+        ui_port = free_port()
+        ui = _start([PY, "-m", "intake", "serve", "--port", str(ui_port)], intake_env,
+                    lay.var / "log" / "intake-ui.log", stack)
+        _wait_ready(f"http://127.0.0.1:{ui_port}/healthz", ui)
+        print(f"\nstaff UI (職員画面): http://127.0.0.1:{ui_port}/staff/  (this terminal is on the allowlist)")
+        print("demo logins (password, then the TOTP code from the secret, e.g. `oathtool --totp -b SECRET`):")
+        for login in logins:
+            print(f"  {login}")
+        print(f"relay API for the intake: https://127.0.0.1:{intake_port} (mTLS)  portal_sim: http://127.0.0.1:{portal_port}")
         print("Ctrl-C stops everything.")
         try:
             signal.pause()
@@ -201,16 +219,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _daily_mail(intake_env: dict[str, str], day: date, log: Path) -> bool:
-    probe = subprocess.run([PY, "-m", "intake", "mail", "--help"], env=intake_env, capture_output=True, check=False,
-                           timeout=60)
-    if probe.returncode != 0:
-        return False
-    _run([PY, "-m", "intake", "mail", "send", "--date", day.isoformat()], intake_env, log)
-    return True
+DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - development only, printed on the terminal
 
 
-def _summary(lay: Layout, manifest: dict[str, object]) -> dict[str, int]:
+def _demo_staff(intake_env: dict[str, str], departments: list[tuple[str, str]], log: Path) -> list[str]:
+    """One account per role; the reviewer may reveal My Numbers (a separate permission)."""
+    first = departments[0][0] if departments else "all"
+    everyone = [arg for code, _ in departments for arg in ("--department", code)]
+    accounts = [("reviewer", "審査 花子", ["--role", "reviewer", "--department", first, "--reveal-my-number"]),
+                ("viewer", "閲覧 太郎", ["--role", "viewer", "--department", first]),
+                ("dept-admin", "所属長 次郎", ["--role", "department_admin", "--department", first]),
+                ("auditor", "監査 三郎", ["--role", "auditor", *everyone])]
+    lines = []
+    for login, name, extra in accounts:
+        out = subprocess.run([PY, "-m", "intake", "staff", "add", login, "--name", name, "--password-stdin", *extra],
+                             env=intake_env, input=DEMO_PASSWORD + "\n", capture_output=True, text=True,
+                             check=False, timeout=120)
+        with log.open("a", encoding="utf-8") as f:
+            f.write(out.stdout + out.stderr)
+        if out.returncode != 0:
+            raise SystemExit(f"could not create the demo user {login}; see {log}")
+        secret = next((ln.split(": ", 1)[1] for ln in out.stdout.splitlines() if ln.startswith("TOTP secret")), "?")
+        lines.append(f"{login:<11} password {DEMO_PASSWORD}  TOTP secret {secret}")
+    return lines
+
+
+def _summary(lay: Layout) -> dict[str, int]:
     """Counts from the three places that hold the truth: the portal's list, the relay's tombstones
     and the intake's database."""
     offered = sum(1 for _ in (lay.portal_data / "applications.jsonl").open(encoding="utf-8"))
