@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,3 +21,22 @@ def test_demo_headless_runs_the_whole_chain(tmp_path: Path) -> None:
     for sub in ("relay", "intake", "mail", "portal", "pki", "log"):
         assert (var / sub).is_dir(), sub
     assert list((var / "mail").rglob("*.eml"))
+    _nothing_personal_on_the_relay(var)
+
+
+def _nothing_personal_on_the_relay(var: Path) -> None:
+    """Issue 8: after the run, the relay's state and logs hold no resident name and no My Number."""
+    canaries: set[str] = set()
+    for line in (var / "portal" / "data" / "residents.jsonl").read_text(encoding="utf-8").splitlines():
+        resident = json.loads(line)
+        canaries.update(v for v in (resident["name"], resident.get("name_alt"), resident["my_number"],
+                                    resident["address"]) if v)
+        for member in resident.get("household", []):
+            canaries.update(v for v in (member.get("name"), member.get("my_number")) if v)
+    assert canaries
+    places = [p for p in (var / "relay").rglob("*") if p.is_file()] + list((var / "log").glob("relay*"))
+    assert places
+    for place in places:
+        raw = place.read_bytes()
+        for canary in canaries:
+            assert canary.encode() not in raw, f"{place.relative_to(var)} holds personal data"
