@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests and the demo need (the xmlsec1 command line is the independent signer).
-APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose chromium fonts-noto-cjk
+APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose chromium fonts-noto-cjk nftables iproute2
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 SHINSEI_VAR_DIR ?= ./var
 
