@@ -6,7 +6,7 @@ import asyncio
 import ssl
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,27 +29,14 @@ from tests.dmz_relay.conftest import FixedClock as RelayClock
 from tests.dmz_relay.conftest import Intake, RelayFactory, count_deliveries, push, relay_settings
 from tests.portal_sim.api_support import write_data_dir
 from tests.support.servers import free_port, serve_in_thread
-from tests.support.tlscerts import TlsFiles, issue, make_ca
+from tests.support.tlscerts import RelayIntakeTls, relay_intake_tls
 
-
-@dataclass(frozen=True)
-class Pki:
-    server_ca: TlsFiles
-    server: TlsFiles
-    relay_ca: TlsFiles
-    relay: TlsFiles
-    rogue: TlsFiles
+Pki = RelayIntakeTls
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("tls")
-    server_ca_files, *server_ca = make_ca(d, "intake-server-ca")
-    relay_ca_files, *relay_ca = make_ca(d, "relay-client-ca")
-    _, *rogue_ca = make_ca(d, "rogue-ca")
-    return Pki(server_ca_files, issue(d, "intake", tuple(server_ca), server=True),  # type: ignore[arg-type]
-               relay_ca_files, issue(d, "relay", tuple(relay_ca), server=False),  # type: ignore[arg-type]
-               issue(d, "rogue-client", tuple(rogue_ca), server=False))  # type: ignore[arg-type]
+    return relay_intake_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

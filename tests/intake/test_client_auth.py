@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -19,27 +19,14 @@ from intake.models import Delivery
 from intake.runtime import Runtime
 from tests.conftest import PackageFactory
 from tests.support.servers import serve_in_thread
-from tests.support.tlscerts import TlsFiles, issue, make_ca
+from tests.support.tlscerts import RelayIntakeTls, TlsFiles, relay_intake_tls
 
-
-@dataclass(frozen=True)
-class Pki:
-    server_ca: TlsFiles
-    server: TlsFiles
-    relay_ca: TlsFiles
-    relay: TlsFiles
-    rogue: TlsFiles
+Pki = RelayIntakeTls
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("tls")
-    server_ca_files, *server_ca = make_ca(d, "intake-server-ca")
-    relay_ca_files, *relay_ca = make_ca(d, "relay-client-ca")
-    _, *rogue_ca = make_ca(d, "rogue-ca")
-    return Pki(server_ca_files, issue(d, "intake", tuple(server_ca), server=True),  # type: ignore[arg-type]
-               relay_ca_files, issue(d, "relay", tuple(relay_ca), server=False),  # type: ignore[arg-type]
-               issue(d, "rogue-client", tuple(rogue_ca), server=False))  # type: ignore[arg-type]
+    return relay_intake_tls(tmp_path_factory.mktemp("tls"))
 
 
 def client_context(pki: Pki, client: TlsFiles | None) -> ssl.SSLContext:

@@ -64,3 +64,26 @@ def issue(directory: Path, stem: str, ca: tuple[x509.Certificate, ec.EllipticCur
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(
             ipaddress.ip_address("127.0.0.1"))]), critical=False)
     return _write(directory, stem, builder.sign(ca_key, hashes.SHA256()), key)
+
+
+@dataclass(frozen=True)
+class RelayIntakeTls:
+    """The mutual-TLS set-up between relay and intake: the intake's server certificate (from its own
+    CA), a relay-only client CA with the relay's certificate, and a rogue client from another CA."""
+
+    server_ca: TlsFiles
+    server: TlsFiles
+    relay_ca: TlsFiles
+    relay: TlsFiles
+    rogue: TlsFiles
+
+
+def relay_intake_tls(directory: Path) -> RelayIntakeTls:
+    server_ca_files, server_ca_cert, server_ca_key = make_ca(directory, "intake-server-ca")
+    relay_ca_files, relay_ca_cert, relay_ca_key = make_ca(directory, "relay-client-ca")
+    _, rogue_cert, rogue_key = make_ca(directory, "rogue-ca")
+    return RelayIntakeTls(
+        server_ca_files, issue(directory, "intake", (server_ca_cert, server_ca_key), server=True),
+        relay_ca_files, issue(directory, "relay", (relay_ca_cert, relay_ca_key), server=False),
+        issue(directory, "rogue-client", (rogue_cert, rogue_key), server=False),
+    )
