@@ -6,11 +6,8 @@ will not be taken); httpx and OS errors are translated here and carry no persona
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
 import random
-import secrets
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +15,7 @@ from pathlib import Path
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
+from intake.durable import publish_file
 from intake.forwarding.backoff import in_call_wait
 from intake.forwarding.errors import RejectedError, TransientSendError
 from intake.forwarding.payload import Payload
@@ -106,27 +104,9 @@ def drop_file(directory: Path, payload: Payload) -> bool:
     final = directory / payload.file_name
     if final.exists():
         return False
-    tmp = directory / f".{payload.file_name}.{secrets.token_hex(8)}.tmp"
-    published = False
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload.body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        published = True
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        publish_file(directory, payload.file_name, payload.body, mode=_FILE_MODE)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if published:
-            with contextlib.suppress(OSError):
-                final.unlink(missing_ok=True)
         name = errno.errorcode.get(exc.errno or 0, "OSError")
         raise TransientSendError(f"cannot write to the drop directory ({name})", code="FILE_WRITE") from exc
     return True

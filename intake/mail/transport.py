@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
-import secrets
 import smtplib
 import socket
 import ssl
@@ -21,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from intake.durable import publish_file
 from intake.mail.errors import PermanentTransportError, TransientTransportError, TransportError
 from intake.settings import IntakeSettings
 
@@ -60,23 +59,10 @@ class EmlDirTransport:
     def send(self, *, data: bytes, sender: str, recipients: Sequence[str], message_id: str) -> SendResult:
         name = message_id.strip("<>").partition("@")[0] + ".eml"
         final = self.directory / name
-        tmp = self.directory / f".{name}.{secrets.token_hex(8)}.tmp"
         try:
             self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _FILE_MODE)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-            dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            publish_file(self.directory, name, data, mode=_FILE_MODE)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             code = errno.errorcode.get(exc.errno or 0, "OSError")
             raise TransientTransportError(f"cannot write the .eml file ({code})", code="FILE_WRITE") from exc
         return SendResult(where=str(final))
