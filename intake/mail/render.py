@@ -5,14 +5,13 @@ The result is a pure function of the :class:`~intake.mail.counting.Report` and t
 the ``Message-ID`` is ``<daily-YYYYMMDD-<department>@<domain>>``, the MIME boundary is derived from it
 and ``Date`` is the report's ``as_of``. The sent-log keeps these bytes, so a resend is the same mail.
 
-Staff-UI links (``staff_ui_base_url``; none when it is not set) — the contract for the staff UI:
+Staff-UI links (``staff_ui_base_url``; none when it is not set) use the staff UI's own list filters
+(the UI scopes every list to the reader's departments, so no department parameter is needed):
 
-- ``{base}/applications?procedure=<手続ID>&status=<status>``: one procedure's open work of a kind;
-- ``{base}/applications?department=<department id>&status=<status>``: the department's;
-
-``status`` is ``unreviewed`` (needs_review), ``unlinked`` (宛名番号 unresolved or conflict),
-``signature_error`` (a version whose verification did not pass, chain not yet reviewed) or
-``forward_failed`` (a forwarding item in FAILED).
+- not yet reviewed: ``{base}/applications?queue=1`` (``&procedure=<手続ID>`` for one procedure);
+- waiting for 宛名番号: ``{base}/applications?linkage=unresolved``;
+- signature errors: ``{base}/applications?sigerr=1``;
+- failed forwards: the dashboard ``{base}/`` (its 失敗した連携 panel).
 """
 
 from __future__ import annotations
@@ -36,12 +35,12 @@ from intake.mail.counting import Report
 
 __all__ = ["STATUS_KEYS", "ComposedMail", "compose", "message_id_for", "preview_text"]
 
-#: Open-work kinds: (field of OpenWork, ``status`` in the staff-UI URL, Japanese label).
-STATUS_KEYS = (
-    ("unreviewed", "unreviewed", "未審査"),
-    ("unlinked", "unlinked", "宛名番号待ち"),
-    ("signature_errors", "signature_error", "署名検証エラー"),
-    ("failed_forwards", "forward_failed", "業務システムへの転送失敗"),
+#: Open-work kinds: (field of OpenWork, the staff UI's list filter (None: the dashboard), Japanese label).
+STATUS_KEYS: tuple[tuple[str, dict[str, str] | None, str], ...] = (
+    ("unreviewed", {"queue": "1"}, "未審査"),
+    ("unlinked", {"linkage": "unresolved"}, "宛名番号待ち"),
+    ("signature_errors", {"sigerr": "1"}, "署名検証エラー"),
+    ("failed_forwards", None, "業務システムへの転送失敗"),
 )
 _WEEKDAYS = "月火水木金土日"
 _BAR_COLOR = "#1f5fa8"
@@ -114,9 +113,12 @@ def preview_text(mail: ComposedMail | bytes) -> str:
     return f"Message-ID: {msg['Message-ID']}\nTo: {msg['To']}\nSubject: {msg['Subject']}\n\n{text}"
 
 
-def _link(config: MailConfig, **query: str) -> str | None:
+def _link(config: MailConfig, view: dict[str, str] | None, procedure: str | None = None) -> str | None:
     if config.staff_ui_base_url is None:
         return None
+    if view is None:
+        return f"{config.staff_ui_base_url}/"
+    query = {"procedure": procedure, **view} if procedure else view
     return f"{config.staff_ui_base_url}/applications?{urlencode(query)}"
 
 
@@ -129,13 +131,13 @@ def _context(report: Report, config: MailConfig) -> dict[str, Any]:
     ]
     open_rows = [
         {"key": key, "label": label, "count": getattr(report.open_total, key),
-         "url": _link(config, department=report.department.id, status=status),
+         "url": _link(config, view),
          "by_procedure": [
              {"name": line.name, "count": getattr(line.open, key),
-              "url": _link(config, procedure=line.procedure_id, status=status) if line.procedure_id else None}
+              "url": _link(config, view, line.procedure_id) if line.procedure_id else None}
              for line in report.lines if getattr(line.open, key)
          ]}
-        for key, status, label in STATUS_KEYS
+        for key, view, label in STATUS_KEYS
     ]
     return {
         "report": report,

@@ -128,7 +128,7 @@ def test_content_per_department(session: Session, mailer: DailyMailer, smtp: Smt
     assert str(hoiku["Subject"]) == "【電子申請 日次件数】2026年11月24日（火） 3件 保育課"
     page = html(kodomo)
     assert "<td align=\"right\"><strong>4</strong></td>" in page
-    assert f'href="{UI}/applications?department=kodomo-katei&amp;status=unreviewed"' not in page  # no open work
+    assert f'href="{UI}/applications?queue=1"' not in page  # no open work
     assert sent_log(session) == [(DAY, d, MailState.SENT, 1) for d in DEPARTMENTS]
     assert session.scalar(select(func.count()).select_from(Event).where(Event.kind == "mail.sent")) == 3
 
@@ -272,9 +272,9 @@ def test_open_work_links_into_the_staff_ui(
     mailer.send(DAY, department="kodomo-katei")
     msg = by_department(smtp)["kodomo-katei"]
     text, page = plain(msg), html(msg)
-    assert "・未審査: 1件  " + UI + "/applications?department=kodomo-katei&status=unreviewed" in text
-    assert f"児童手当 認定請求: 1件  {UI}/applications?procedure={JIDOTEATE}&status=unlinked" in text
-    assert f'<a href="{UI}/applications?department=kodomo-katei&amp;status=unlinked"><strong>1件</strong></a>' in page
+    assert "・未審査: 1件  " + UI + "/applications?queue=1" in text
+    assert f"児童手当 認定請求: 1件  {UI}/applications?procedure={JIDOTEATE}&linkage=unresolved" in text
+    assert f'<a href="{UI}/applications?linkage=unresolved"><strong>1件</strong></a>' in page
     assert "・署名検証エラー: 0件\n" in text
     assert "（2026年11月25日（水） 12:00 現在）" in text
 
