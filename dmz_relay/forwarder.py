@@ -159,7 +159,12 @@ class IntakeClient:
             nonlocal attempts
             attempts += 1
             try:
-                response = self.http.post("/api/v1/deliveries", content=body, headers=headers)
+                # An iterator, not the bytes: httpx keeps the request on the response, and response
+                # and stream reference each other, so ``content=body`` would keep the package alive
+                # until the cycle collector ran — after the tombstone already said "erased". An
+                # exhausted tuple iterator holds nothing.
+                response = self.http.post("/api/v1/deliveries", content=iter((body,)),
+                                          headers={**headers, "Content-Length": str(len(body))})
             except httpx.TimeoutException as exc:
                 raise _Retryable("TIMEOUT") from exc
             except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:

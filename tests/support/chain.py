@@ -39,7 +39,7 @@ import httpx
 
 from tests.support.faultproxy import FaultProxy
 from tests.support.servers import free_port
-from tests.support.tlscerts import issue, make_ca
+from tests.support.tlscerts import relay_intake_tls
 
 __all__ = [
     "JST",
@@ -316,12 +316,9 @@ class Chain:
 
     def _make_tls(self, directory: Path) -> dict[str, Path]:
         directory.mkdir(parents=True, exist_ok=True)
-        intake_ca_files, *intake_ca = make_ca(directory, "intake-ca")
-        server = issue(directory, "intake", (intake_ca[0], intake_ca[1]), server=True)
-        relay_ca_files, *relay_ca = make_ca(directory, "relay-ca")  # issues the relay's certificate only
-        client = issue(directory, "relay", (relay_ca[0], relay_ca[1]), server=False)
-        return {"intake_ca": intake_ca_files.cert, "server_cert": server.cert, "server_key": server.key,
-                "relay_ca": relay_ca_files.cert, "client_cert": client.cert, "client_key": client.key}
+        tls = relay_intake_tls(directory)  # the intake's CA; a relay-only client CA (dedicated-ca)
+        return {"intake_ca": tls.server_ca.cert, "server_cert": tls.server.cert, "server_key": tls.server.key,
+                "relay_ca": tls.relay_ca.cert, "client_cert": tls.relay.cert, "client_key": tls.relay.key}
 
     def intake_env(self) -> dict[str, str]:
         env = _base_env()
