@@ -229,7 +229,8 @@ def _demo_staff(intake_env: dict[str, str], departments: list[tuple[str, str]], 
     accounts = [("reviewer", "審査 花子", ["--role", "reviewer", "--department", first, "--reveal-my-number"]),
                 ("viewer", "閲覧 太郎", ["--role", "viewer", "--department", first]),
                 ("dept-admin", "所属長 次郎", ["--role", "department_admin", "--department", first]),
-                ("auditor", "監査 三郎", ["--role", "auditor", *everyone])]
+                ("auditor", "監査 三郎", ["--role", "auditor", *everyone]),
+                ("sys-admin", "情報 四郎", ["--role", "system_admin", *everyone])]
     lines = []
     for login, name, extra in accounts:
         out = subprocess.run([PY, "-m", "intake", "staff", "add", login, "--name", name, "--password-stdin", *extra],
