@@ -13,8 +13,6 @@ import hashlib
 import json
 import random
 import ssl
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from portal_sim.api import ApiSettings, FixedClock, create_app
 from signature.testing.builder import ApplicationSpec, build_package
 from signature.testing.samples import sample_spec
 from tests.conftest import NOW, World
+from tests.support.servers import serve_in_thread
 
 API_KEY = "0123456789abcdef0123456789abcdef"
 MUNICIPALITY = "131032"
@@ -135,30 +133,9 @@ class Server:
 
 
 @contextmanager
-def running(app: ASGIApp) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (free port) in a thread; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False,
-                            lifespan="off", ws="none")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="portal-sim-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:  # readiness, not timing: the loop ends as soon as the socket listens
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@contextmanager
 def serving() -> Iterator[Server]:
     switchboard = Switchboard()
-    with running(switchboard) as base_url:
+    with serve_in_thread(switchboard, ws="none", access_log=False) as base_url:
         yield Server(switchboard, base_url)
 
 

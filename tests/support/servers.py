@@ -21,21 +21,20 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
-    """Serve ``app`` until the block ends; yield its base URL. Waits on the server's own flag."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+    """Serve ``app`` until the block ends; yield its base URL. Binds port 0 (no race for a free
+    port) and waits on the server's own ``started`` flag, with a deadline."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                            lifespan="off", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    started = threading.Event()
-    for _ in range(500):  # bounded: the server sets `started` once its socket listens
-        if server.started:
-            started.set()
+    for _ in range(1000):  # bounded: the server sets `started` once its socket listens
+        if server.started or not thread.is_alive():
             break
         thread.join(0.01)
-    if not started.is_set():
+    if not server.started:
         server.should_exit = True
         raise RuntimeError("uvicorn did not start")
+    port = server.servers[0].sockets[0].getsockname()[1]
     scheme = "https" if config.get("ssl_certfile") else "http"
     try:
         yield f"{scheme}://127.0.0.1:{port}"
