@@ -9,7 +9,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from intake.accesslog.service import append_access, verify_chain
@@ -32,7 +32,7 @@ from intake.models import (
     VersionState,
 )
 from intake.mynumbers.service import REVEAL_PERMISSION, reveal_my_number
-from intake.staff.principal import AUDIT_ROLES, CHANGE_ROLES, Principal
+from intake.staff.principal import AUDIT_ROLES, CHANGE_ROLES, EXPORT_ROLES, Principal
 from signature.xmlparse import parse_xml
 from status import FINAL_STATUSES, Action, Status, StatusHistory, allowed_actions
 
@@ -49,6 +49,8 @@ __all__ = [
     "application_detail",
     "dashboard",
     "download_attachment",
+    "export_applications",
+    "export_summary",
     "flatten_form",
     "form_diff",
     "list_applications",
@@ -109,13 +111,8 @@ class ApplicationPage:
     pages: int
 
 
-def list_applications(
-    session: Session, principal: Principal, filters: ListFilters, *, page_size: int, at: datetime,
-) -> ApplicationPage:
-    """One page of the principal's applications, newest first. The list shows no personal data; a
-    search by 宛名番号 is itself logged (it tells who looked for whom)."""
-    _require_reader(principal)
-    current = aliased(ApplicationVersion)
+def _list_conditions(principal: Principal, filters: ListFilters, current: type[ApplicationVersion]
+                     ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [principal.procedure_clause()]
     if filters.procedure:
         conditions.append(Application.procedure_id == filters.procedure)
@@ -136,25 +133,70 @@ def list_applications(
         in_chain = select(ApplicationVersion.application_id).where(ApplicationVersion.receipt_number == query)
         conditions.append(or_(Application.first_receipt_number == query, Application.id.in_(in_chain),
                               Application.atena_number == query))
-        if query.isdigit():
-            append_access(session, actor=principal.access_actor(), at=at, action="application.search",
-                          subject="search:atena_or_receipt", atena_number=query[:32])
-    base = (select(Application, current)
-            .outerjoin(current, and_(current.application_id == Application.id, current.state == VersionState.CURRENT))
-            .where(*conditions))
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    pages = max(1, -(-total // page_size))
-    page = min(max(1, filters.page), pages)
-    rows = [
+    return conditions
+
+
+def _list_rows(session: Session, stmt: Select[Application, ApplicationVersion]) -> list[ApplicationRow]:
+    return [
         ApplicationRow(app.id, app.first_receipt_number,
                        version.receipt_number if version else app.first_receipt_number, app.procedure_name,
                        app.status, app.created_at, app.linkage_state, app.needs_review,
                        version.indication if version else "-")
-        for app, version in session.execute(
-            base.order_by(Application.created_at.desc(), Application.id.desc())
-            .limit(page_size).offset((page - 1) * page_size))
+        for app, version in session.execute(stmt)
     ]
+
+
+def _list_query(principal: Principal, filters: ListFilters) -> Select[Application, ApplicationVersion]:
+    current = aliased(ApplicationVersion)
+    return (select(Application, current)
+            .outerjoin(current, and_(current.application_id == Application.id, current.state == VersionState.CURRENT))
+            .where(*_list_conditions(principal, filters, current)))
+
+
+def list_applications(
+    session: Session, principal: Principal, filters: ListFilters, *, page_size: int, at: datetime,
+) -> ApplicationPage:
+    """One page of the principal's applications, newest first. The list shows no personal data; a
+    search by 宛名番号 is itself logged (it tells who looked for whom)."""
+    _require_reader(principal)
+    query = (filters.query or "").strip()
+    if query.isdigit():
+        append_access(session, actor=principal.access_actor(), at=at, action="application.search",
+                      subject="search:atena_or_receipt", atena_number=query[:32])
+    base = _list_query(principal, filters)
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    pages = max(1, -(-total // page_size))
+    page = min(max(1, filters.page), pages)
+    rows = _list_rows(session, base.order_by(Application.created_at.desc(), Application.id.desc())
+                      .limit(page_size).offset((page - 1) * page_size))
     return ApplicationPage(rows, total, page, pages)
+
+
+def export_summary(filters: ListFilters) -> str:
+    """The filters of an export, for the access log: the search term itself is not written here (it
+    may be a 宛名番号; that goes to the log's own 宛名番号 column)."""
+    parts = [
+        f"procedure={filters.procedure or '*'}", f"status={filters.status.value if filters.status else '*'}",
+        f"from={filters.date_from or '*'}", f"to={filters.date_to or '*'}",
+        f"linkage={filters.linkage.value if filters.linkage else '*'}",
+        f"queue={int(filters.needs_review)}", f"sigerr={int(filters.signature_errors)}",
+        f"search={'yes' if (filters.query or '').strip() else 'no'}",
+    ]
+    return "export:" + ";".join(parts)
+
+
+def export_applications(
+    session: Session, principal: Principal, filters: ListFilters, *, at: datetime,
+) -> list[ApplicationRow]:
+    """Every row of the list (all pages) for the CSV export; reviewer and department_admin only
+    (:data:`EXPORT_ROLES`). Exactly one access-log row per export, whatever the filters."""
+    if not principal.has_any(EXPORT_ROLES):
+        raise PermissionDenied("this role does not export applications", code="ROLE_REFUSED")
+    query = (filters.query or "").strip()
+    append_access(session, actor=principal.access_actor(), at=at, action="application.export",
+                  subject=export_summary(filters), atena_number=query[:32] if query.isdigit() else None)
+    return _list_rows(session, _list_query(principal, filters)
+                      .order_by(Application.created_at.desc(), Application.id.desc()))
 
 
 # --- dashboard --------------------------------------------------------------------------------------

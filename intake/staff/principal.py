@@ -3,9 +3,9 @@
 Authorisation lives here and in the services, never in templates:
 
 * **roles** (:class:`status.Role`) decide the functions: ``viewer`` reads applications,
-  ``reviewer`` and ``department_admin`` also change status and set 宛名番号, ``department_admin``
-  also re-queues failed forwards, ``auditor`` reads the access log only, ``system_admin`` sees
-  operational counts and the outbox of every department but no application data;
+  ``reviewer`` and ``department_admin`` also change status, set 宛名番号 and export the list as CSV,
+  ``department_admin`` also re-queues failed forwards of its departments, ``auditor`` reads the
+  access log only, ``system_admin`` sees operational counts and the outbox of every department but no application data;
 * **departments** decide the records: a procedure belongs to the department the procedure catalogue
   names (:mod:`intake.procedures`); a procedure missing from a configured catalogue belongs to
   :data:`UNASSIGNED`; without a catalogue (development) every procedure belongs to :data:`ALL`;
@@ -31,6 +31,7 @@ __all__ = [
     "APPLICATION_ROLES",
     "AUDIT_ROLES",
     "CHANGE_ROLES",
+    "EXPORT_ROLES",
     "OUTBOX_ROLES",
     "UNASSIGNED",
     "Principal",
@@ -45,6 +46,8 @@ UNASSIGNED = "unassigned"
 APPLICATION_ROLES = frozenset({Role.VIEWER, Role.REVIEWER, Role.DEPARTMENT_ADMIN})
 CHANGE_ROLES = frozenset({Role.REVIEWER, Role.DEPARTMENT_ADMIN})
 AUDIT_ROLES = frozenset({Role.AUDITOR})
+#: The CSV export of the application list (logged): the roles that work cases, not viewer or auditor.
+EXPORT_ROLES = frozenset({Role.REVIEWER, Role.DEPARTMENT_ADMIN})
 OUTBOX_ROLES = frozenset({Role.DEPARTMENT_ADMIN, Role.SYSTEM_ADMIN})
 STAFF_ROLES = frozenset(Role) - {Role.SYSTEM}
 

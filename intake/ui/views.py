@@ -6,7 +6,9 @@ pages needs a live session bound to that terminal; every POST carries the sessio
 
 from __future__ import annotations
 
+import csv
 import hmac
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -17,14 +19,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from intake.applications import outbox
 from intake.applications import service as apps
 from intake.applications.status import change_status, mark_reviewed
 from intake.errors import IntakeError, InvalidRequest, PermissionDenied
+from intake.forwarding.errors import IllegalTransition as ForwardingTransitionError
 from intake.linkage.errors import InvalidAtenaNumber, LinkagePermissionDenied, ReasonRequired
 from intake.models import LinkageState, StaffSession, StaffUser
 from intake.mynumbers.service import REVEAL_PERMISSION, MyNumberAccessDenied
 from intake.staff.errors import AccountLocked, LoginFailed, SessionEnded
-from intake.staff.principal import Principal
+from intake.staff.principal import EXPORT_ROLES, Principal
 from intake.staff.service import end_session, login_with_certificate, login_with_password, principal_for, resume_session
 from intake.ui.web import (
     COOKIE_PATH,
@@ -240,24 +244,61 @@ def _int(value: str | None, default: int = 1) -> int:
     return int(value) if value and value.isdigit() and len(value) < 9 else default
 
 
-@router.get("/applications", response_class=HTMLResponse)
-def application_list(request: Request, ctx: Staff) -> HTMLResponse:
+def _filters(request: Request) -> apps.ListFilters:
     q = request.query_params
-    filters = apps.ListFilters(
+    return apps.ListFilters(
         procedure=q.get("procedure") or None, status=_enum(Status, q.get("status")),
         date_from=_date(q.get("from")), date_to=_date(q.get("to")), linkage=_enum(LinkageState, q.get("linkage")),
         needs_review=q.get("queue") == "1", signature_errors=q.get("sigerr") == "1",
         query=(q.get("q") or "")[:64] or None, page=_int(q.get("page")),
     )
+
+
+# Registered before /applications/{app_id}: "applications.csv" is not an id.
+@router.get("/applications.csv", response_model=None)
+def application_export(request: Request, ctx: Staff) -> Response:
+    """The filtered list as CSV (all pages), UTF-8 with a BOM: Excel in Japan opens it correctly by
+    double-click, and unlike CP932 every character of a name or procedure survives."""
+    rows = apps.export_applications(ctx.session, ctx.principal, _filters(request), at=ctx.now())
+    ctx.session.commit()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(EXPORT_HEADER)
+    for r in rows:
+        writer.writerow([_cell(v) for v in (
+            r.receipt_number, r.first_receipt_number, r.procedure_name,
+            "新規" if r.receipt_number == r.first_receipt_number else "再申請", r.status,
+            r.created_at.astimezone(apps.JST).strftime("%Y-%m-%d %H:%M"),
+            LINKAGE_LABELS[r.linkage_state], "要確認" if r.needs_review else "")])
+    stamp = ctx.now().astimezone(apps.JST).strftime("%Y%m%d-%H%M")
+    return Response(("\ufeff" + out.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="applications-{stamp}.csv"'})
+
+
+#: No My Numbers, no 4情報: the list page's columns. 申請種別: 新規 or 再申請 (the newest version is a
+#: resubmission); 宛名番号: the linkage state (自動/手動/未設定/競合) as listed, not the number itself.
+EXPORT_HEADER = ["受付番号", "初回受付番号", "手続", "申請種別", "状態", "到達日時", "宛名番号", "要確認"]
+
+
+def _cell(value: str) -> str:
+    """A cell Excel will not run as a formula (CSV injection)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@router.get("/applications", response_class=HTMLResponse)
+def application_list(request: Request, ctx: Staff) -> HTMLResponse:
+    q = request.query_params
+    filters = _filters(request)
     result = apps.list_applications(ctx.session, ctx.principal, filters, page_size=ctx.state.settings.page_size,
                                     at=ctx.now())
     ctx.session.commit()
     procedures = sorted((p for p in ctx.state.runtime.procedures.procedures.values()
                          if ctx.principal.covers(p.id)), key=lambda p: p.id)
     params = {k: v for k, v in q.items() if k != "page"}
+    query_base = "&".join(f"{quote(k)}={quote(v)}" for k, v in params.items())
     return ctx.page("list.html", result=result, filters=filters, procedures=procedures, statuses=list(Status),
-                    linkage_states=list(LinkageState), query_base="&".join(
-                        f"{quote(k)}={quote(v)}" for k, v in params.items()))
+                    linkage_states=list(LinkageState), query_base=query_base,
+                    may_export=ctx.principal.has_any(EXPORT_ROLES))
 
 
 def _detail(ctx: Ctx, app_id: int, *, status_code: int = 200, version: int | None = None,
@@ -376,3 +417,21 @@ def audit(request: Request, ctx: Staff) -> HTMLResponse:
     ctx.session.commit()
     return ctx.page("audit.html", result=result, q=q)
 
+
+
+@router.get("/outbox", response_class=HTMLResponse)
+def outbox_page(ctx: Staff) -> HTMLResponse:
+    return ctx.page("outbox.html", items=outbox.failed_items(ctx.session, ctx.principal))
+
+
+@router.post("/outbox/{item_id}/retry", response_model=None)
+def outbox_retry(item_id: int, ctx: Staff, form: Form) -> Response:
+    _check_csrf(ctx, form)
+    try:
+        outbox.retry_item(ctx.session, ctx.principal, item_id, at=ctx.now())
+    except ForwardingTransitionError:
+        ctx.session.rollback()  # no longer FAILED (retried by someone else meanwhile)
+        return ctx.page("outbox.html", 409, items=outbox.failed_items(ctx.session, ctx.principal),
+                        error="この転送はすでに再送待ちか、送信済みです。")
+    ctx.session.commit()
+    return RedirectResponse("/staff/outbox", status_code=303)

@@ -11,10 +11,13 @@ from contextlib import closing
 from dataclasses import dataclass
 
 import httpx
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
-from intake.models import Application, StatusTransitionRow
+from intake.models import Application, ForwardItem, ForwardState, StatusTransitionRow
+from tests.conftest import NOW
 from tests.intake.ui.conftest import USERS, UIWorld
+
+_ROUTE = "matrix-route"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,20 @@ def _post(path: str, **data: str) -> Callable[[httpx.Client, UIWorld, str, bool]
     return call
 
 
+def _item(w: UIWorld, own: bool) -> int:
+    """A FAILED forward item of the own or the other department's application (created once)."""
+    version = w.own_version if own else w.other_version
+    with w.sessions() as s:
+        found = s.scalar(select(ForwardItem.id).where(ForwardItem.version_id == version, ForwardItem.route == _ROUTE))
+        if found is not None:
+            return found
+        item = ForwardItem(version_id=version, route=_ROUTE, idempotency_key=f"matrix:{version}",
+                           state=ForwardState.FAILED, attempts=5, next_attempt_at=NOW, last_error="HTTP_503: down")
+        s.add(item)
+        s.commit()
+        return item.id
+
+
 ROUTES = [
     Route("dashboard", lambda c, w, _s, _o: c.get("/staff/")),
     Route("list", lambda c, w, _s, _o: c.get("/staff/applications")),
@@ -46,10 +63,15 @@ ROUTES = [
     Route("atena", _post("/staff/applications/{app}/atena", atena_number="1234567890", reason="窓口で本人確認")),
     Route("reveal", _post("/staff/applications/{app}/my-number", version_id="{version}", position="0",
                           reason="児童手当の審査")),
+    Route("export", lambda c, w, _s, _o: c.get("/staff/applications.csv")),
+    Route("outbox", lambda c, w, _s, _o: c.get("/staff/outbox")),
+    Route("retry", lambda c, w, csrf, own: c.post(f"/staff/outbox/{_item(w, own)}/retry", data={"csrf": csrf})),
 ]
 
 READERS = {"viewer", "reviewer", "revealer", "depadmin"}
 CHANGERS = {"reviewer", "revealer", "depadmin"}
+EXPORTERS = CHANGERS  # reviewer and department_admin (EXPORT_ROLES)
+OUTBOX = {"depadmin", "sysadmin"}  # department_admin (own departments), system_admin (every department)
 
 
 def expected(route: str, user: str, own: bool) -> int:
@@ -60,6 +82,14 @@ def expected(route: str, user: str, own: bool) -> int:
         return 200 if reads else 403
     if route == "audit":
         return 200 if user == "auditor" else 403
+    if route == "export":
+        return 200 if user in EXPORTERS else 403
+    if route == "outbox":
+        return 200 if user in OUTBOX else 403
+    if route == "retry":
+        if user not in OUTBOX:
+            return 403
+        return 303 if own or user == "sysadmin" else 404
     if not reads or not own:
         return 404  # out of scope looks exactly like missing
     if route in {"detail", "attachment"}:
@@ -76,6 +106,7 @@ def _reset(w: UIWorld) -> None:
     with w.sessions() as s:
         s.execute(delete(StatusTransitionRow))
         s.execute(update(Application).values(status="到達", needs_review=True))
+        s.execute(update(ForwardItem).where(ForwardItem.route == _ROUTE).values(state=ForwardState.FAILED, attempts=5))
         s.commit()
 
 
@@ -117,7 +148,7 @@ def test_without_a_session_every_route_sends_to_login(ui_world: UIWorld) -> None
 def test_posts_without_the_csrf_token_are_refused(ui_world: UIWorld) -> None:
     with closing(ui_world.login("depadmin")) as client:
         for route in ROUTES:
-            if route.name in {"status", "reviewed", "atena", "reveal"}:
+            if route.name in {"status", "reviewed", "atena", "reveal", "retry"}:
                 assert route.call(client, ui_world, "forged", True).status_code == 403, route.name
         assert "受付" not in client.get(f"/staff/applications/{ui_world.own_app}").text.split('id="status">')[1][:10]
 
