@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from intake.db import Base, IntPK, UTCDateTime
 
 __all__ = [
+    "AccessLogRetention",
     "AccessLogRow",
     "Application",
     "ApplicationState",
@@ -43,6 +44,7 @@ __all__ = [
     "LinkageDecision",
     "LinkageEntry",
     "LinkageImport",
+    "LinkageImportJob",
     "LinkageState",
     "MailSentLog",
     "MailState",
@@ -147,6 +149,17 @@ class Application(Base):
     atena_number: Mapped[str | None] = mapped_column(String(32), index=True)
     linkage_state: Mapped[LinkageState] = mapped_column(_enum(LinkageState), default=LinkageState.UNRESOLVED)
     needs_review: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: the member of staff working the chain (login id): set by 審査開始 or taken over explicitly
+    assigned_to: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: the current version's 氏名フリガナ, normalised (:func:`intake.kana.search_key`) for the
+    #: フリガナ prefix search (personal data, like ``application_versions.applicant``)
+    applicant_kana: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        Index("ix_applications_applicant_kana", "applicant_kana",
+              postgresql_ops={"applicant_kana": "text_pattern_ops"}),
+        Index("ix_applications_created_at_id", "created_at", "id"),
+    )
 
     versions: Mapped[list[ApplicationVersion]] = relationship(
         back_populates="application", order_by="ApplicationVersion.arrived_at"
@@ -278,6 +291,26 @@ class LinkageImport(Base):
     resolved: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class LinkageImportJob(Base):
+    """A linkage import started from the staff UI: who started which file, and how it ended.
+    Counts and line numbers only (``result``), never a serial or a 宛名番号."""
+
+    __tablename__ = "linkage_import_jobs"
+
+    id: Mapped[IntPK]
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(8))  # auto | full | delta, as requested
+    requested_by: Mapped[str] = mapped_column(String(64))
+    terminal: Mapped[str] = mapped_column(String(128))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: running | done | duplicate | rejected | failed | interrupted
+    state: Mapped[str] = mapped_column(String(16))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("linkage_imports.id"))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class LinkageEntry(Base):
     """利用者証明用電子証明書シリアル番号 → 宛名番号, with validity dates."""
 
@@ -344,6 +377,23 @@ class AccessLogRow(Base):
     subject: Mapped[str] = mapped_column(String(128))  # e.g. "version:12", never the data itself
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AccessLogRetention(Base):
+    """One retention purge of the access log: the rows up to ``purged_through_id`` (all older than
+    ``cutoff``) were deleted, and ``last_hash`` is the hash of the last of them, so the chain of the
+    rows that remain still verifies from here, and a deletion without this record is still detected."""
+
+    __tablename__ = "access_log_retention"
+
+    id: Mapped[IntPK]
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cutoff: Mapped[datetime] = mapped_column(UTCDateTime)
+    purged_through_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    purged_rows: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    #: who ran it (``system`` for the scheduled job)
+    actor: Mapped[str] = mapped_column(String(64))
 
 
 class MailSentLog(Base):

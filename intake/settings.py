@@ -120,6 +120,12 @@ class StaffUISettings(BaseModel):
     #: Largest accepted form body (staff forms are small; nothing is spooled to disk).
     max_form_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     page_size: int = Field(default=50, ge=10, le=500)
+    #: Most rows one CSV export of the application list may hold; a larger result is refused with
+    #: a request to narrow the filters (an export is a copy of personal data leaving the system).
+    export_max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    #: Folder the 住基 side drops 番号紐付情報 files into; the linkage import page lists its files
+    #: (nothing is uploaded through a browser). ``None``: the page says imports are not set up.
+    linkage_inbox: Path | None = None
     totp_issuer: str = "申請管理システム"
 
     def production_problems(self) -> list[str]:
@@ -144,6 +150,10 @@ class IntakeSettings(BaseSettings):
     my_number_active_key: str = "dev1"
     package_keys: dict[str, SecretStr] = Field(default_factory=lambda: {"dev1": _dev_key("package")})
     package_active_key: str = "dev1"
+
+    #: P13: access-log rows are kept this many years, then purged by ``python -m intake audit purge``
+    #: (the ward's rule is 7 years; a shorter setting is refused).
+    access_log_retention_years: int = Field(default=7, ge=7, le=100)
 
     jpki_roots: list[Path] = Field(default_factory=list)
     portal_roots: list[Path] = Field(default_factory=list)

@@ -19,6 +19,7 @@ from intake.applications.status import on_version_stored
 from intake.errors import InvalidRequest
 from intake.events import KIND_BY_APPLICATION_KIND, record_event
 from intake.forwarding.service import enqueue_forwarding
+from intake.kana import search_key
 from intake.linkage.service import resolve_on_arrival
 from intake.models import (
     Application,
@@ -171,6 +172,9 @@ def _store_version(
                      first_receipt_number=first, procedure_id=app.procedure_id)
     app.needs_review = True  # a new version puts the chain back in the reviewer's queue
     app.updated_at = now
+    if not newer:
+        kana = dict(manifest.applicant).get("氏名フリガナ")
+        app.applicant_kana = search_key(kana) if kana else None
     store_my_numbers(session, version, numbers, runtime.my_number_sealer)
     # Attachments only: the original form carries the My Numbers, which live in my_numbers alone;
     # the version keeps the masked form, and the sealed raw package remains the evidence.

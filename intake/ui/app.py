@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from intake.accesslog.service import Actor, append_access
 from intake.errors import NotFound, PermissionDenied
 from intake.runtime import Runtime
-from intake.ui.views import LoginRequired, router
+from intake.ui import admin_views, audit_views, linkage_views, views
+from intake.ui.common import LoginRequired
 from intake.ui.web import COOKIE_PATH, SESSION_COOKIE, FormTooLarge, SecurityHeaders, TerminalRefused, UIState
 
 __all__ = ["create_ui_app"]
@@ -41,7 +42,8 @@ def create_ui_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> F
     state = UIState.create(runtime, session_factory)
     ui.state.ui = state
     ui.add_middleware(SecurityHeaders)
-    ui.include_router(router)
+    for module in (views, admin_views, linkage_views, audit_views):
+        ui.include_router(module.router)
     ui.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     def error_page(status: int) -> HTMLResponse:

@@ -9,130 +9,42 @@ from __future__ import annotations
 import csv
 import hmac
 import io
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date
-from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.orm import Session
 
 from intake.applications import outbox
 from intake.applications import service as apps
 from intake.applications.status import change_status, mark_reviewed
-from intake.errors import IntakeError, InvalidRequest, PermissionDenied
+from intake.errors import InvalidRequest, PermissionDenied
 from intake.forwarding.errors import IllegalTransition as ForwardingTransitionError
 from intake.linkage.errors import InvalidAtenaNumber, LinkagePermissionDenied, ReasonRequired
-from intake.models import LinkageState, StaffSession, StaffUser
+from intake.models import LinkageState
 from intake.mynumbers.service import REVEAL_PERMISSION, MyNumberAccessDenied
-from intake.staff.errors import AccountLocked, LoginFailed, SessionEnded
-from intake.staff.principal import EXPORT_ROLES, Principal
-from intake.staff.service import end_session, login_with_certificate, login_with_password, principal_for, resume_session
-from intake.ui.web import (
-    COOKIE_PATH,
-    LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
-    UIState,
-    from_trusted_proxy,
-    is_secure,
-    new_token,
-    read_form,
-    terminal_of,
+from intake.staff.errors import AccountLocked, LoginFailed
+from intake.staff.principal import EXPORT_ROLES
+from intake.staff.service import end_session, login_with_certificate, login_with_password
+from intake.ui.common import (
+    DB,
+    LINKAGE_LABELS,
+    Ctx,
+    Form,
+    Staff,
+    Terminal,
+    check_csrf,
+    parse_date,
+    parse_enum,
+    parse_int,
+    set_cookie,
+    ui_state,
 )
+from intake.ui.web import COOKIE_PATH, LOGIN_CSRF_COOKIE, SESSION_COOKIE, UIState, from_trusted_proxy, new_token
 from status import Action, CommentRequired, IllegalTransition, NotPermitted, Status, StatusError
 
-__all__ = ["LoginRequired", "router"]
+__all__ = ["router"]
 
 router = APIRouter()
-
-ACTION_LABELS = {
-    Action.ACCEPT: "受付する", Action.START_REVIEW: "審査を開始する", Action.REQUEST_CORRECTION: "補正を依頼する",
-    Action.NEW_VERSION: "新しい版の到着", Action.COMPLETE: "完了にする", Action.REJECT: "却下する",
-    Action.WITHDRAW: "取下げを記録する",
-}
-LINKAGE_LABELS = {LinkageState.UNRESOLVED: "未設定", LinkageState.AUTO: "自動", LinkageState.MANUAL: "手動",
-                  LinkageState.CONFLICT: "競合"}
-INDICATION_LABELS = {"PASSED": "有効", "FAILED": "無効", "INDETERMINATE": "判定不能"}
-
-
-class LoginRequired(IntakeError):
-    """No live session: the handler sends the browser to the login page."""
-
-    code = "LOGIN_REQUIRED"
-
-
-def _state(request: Request) -> UIState:
-    state: UIState = request.app.state.ui
-    return state
-
-
-def _db(request: Request) -> Iterator[Session]:
-    with _state(request).session_factory() as session:
-        yield session
-
-
-def _terminal(request: Request) -> str:
-    return terminal_of(request, _state(request).settings)
-
-
-async def _form(request: Request) -> dict[str, str]:
-    return await read_form(request, _state(request).settings)
-
-
-DB = Annotated[Session, Depends(_db)]
-Terminal = Annotated[str, Depends(_terminal)]
-Form = Annotated[dict[str, str], Depends(_form)]
-
-
-@dataclass
-class Ctx:
-    state: UIState
-    session: Session
-    principal: Principal
-    user: StaffUser
-    row: StaffSession
-
-    def now(self) -> Any:
-        return self.state.runtime.clock()
-
-    def page(self, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-        return self.state.render(name, status_code, me=self.principal, csrf=self.row.csrf_token,
-                                 labels=LABELS, **context)
-
-
-def _staff(request: Request, session: DB, terminal: Terminal) -> Ctx:
-    state = _state(request)
-    now = state.runtime.clock()
-    try:
-        row, user = resume_session(session, token=request.cookies.get(SESSION_COOKIE, ""), at=now,
-                                   settings=state.settings)
-        if row.terminal != terminal:  # a session is bound to the terminal it was opened on
-            row.ended_at, row.end_reason = now, "terminal"
-            raise SessionEnded("terminal")
-    except SessionEnded as exc:
-        session.commit()
-        raise LoginRequired("login required") from exc
-    session.commit()
-    return Ctx(state, session, principal_for(user, terminal=terminal, catalogue=state.runtime.procedures),
-               user, row)
-
-
-Staff = Annotated[Ctx, Depends(_staff)]
-
-LABELS = {"action": ACTION_LABELS, "linkage": LINKAGE_LABELS, "indication": INDICATION_LABELS}
-
-
-def _check_csrf(ctx: Ctx, form: dict[str, str]) -> None:
-    if not hmac.compare_digest(form.get("csrf", ""), ctx.row.csrf_token):
-        raise PermissionDenied("CSRF token mismatch", code="CSRF")
-
-
-def _cookie(response: Response, request: Request, name: str, value: str, state: UIState) -> None:
-    response.set_cookie(name, value, path=COOKIE_PATH, httponly=True, samesite="strict",
-                        secure=is_secure(request, state.settings))
-
 
 # --- login / logout ---------------------------------------------------------------------------------
 
@@ -142,13 +54,13 @@ def _login_page(request: Request, state: UIState, *, error: str | None = None, s
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_token()
     response = state.render("login.html", status_code, csrf=token, error=error, message=message,
                             cert_login=from_trusted_proxy(request, state.settings))
-    _cookie(response, request, LOGIN_CSRF_COOKIE, token, state)
+    set_cookie(response, request, LOGIN_CSRF_COOKIE, token, state)
     return response
 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, _terminal: Terminal, expired: int = 0) -> HTMLResponse:
-    return _login_page(request, _state(request),
+    return _login_page(request, ui_state(request),
                        message="セッションが終了しました。もう一度ログインしてください。" if expired else None)
 
 
@@ -160,14 +72,14 @@ def _check_login_csrf(request: Request, form: dict[str, str]) -> None:
 
 def _logged_in(request: Request, state: UIState, token: str) -> RedirectResponse:
     response = RedirectResponse("/staff/", status_code=303)
-    _cookie(response, request, SESSION_COOKIE, token, state)
+    set_cookie(response, request, SESSION_COOKIE, token, state)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
     return response
 
 
 @router.post("/login", response_model=None)
 def login(request: Request, session: DB, terminal: Terminal, form: Form) -> Response:
-    state = _state(request)
+    state = ui_state(request)
     _check_login_csrf(request, form)
     try:
         token, _row = login_with_password(
@@ -189,7 +101,7 @@ def login(request: Request, session: DB, terminal: Terminal, form: Form) -> Resp
 @router.post("/login/certificate", response_model=None)
 def login_certificate(request: Request, session: DB, terminal: Terminal, form: Form) -> Response:
     """IC-card login: only a trusted front proxy may assert the verified certificate (docs/operations.md)."""
-    state = _state(request)
+    state = ui_state(request)
     _check_login_csrf(request, form)
     fingerprint = request.headers.get(state.settings.staff_cert_header, "")
     if not from_trusted_proxy(request, state.settings):
@@ -208,7 +120,7 @@ def login_certificate(request: Request, session: DB, terminal: Terminal, form: F
 
 @router.post("/logout", response_model=None)
 def logout(ctx: Staff, form: Form) -> Response:
-    _check_csrf(ctx, form)
+    check_csrf(ctx, form)
     end_session(ctx.session, ctx.row, ctx.user, at=ctx.now())
     ctx.session.commit()
     response = RedirectResponse("/staff/login", status_code=303)
@@ -226,31 +138,14 @@ def home(ctx: Staff) -> HTMLResponse:
     return ctx.page("dashboard.html", board=board, today=now.astimezone(apps.JST).date().isoformat())
 
 
-def _date(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
-def _enum(cls: Any, value: str | None) -> Any:
-    try:
-        return cls(value) if value else None
-    except ValueError:
-        return None
-
-
-def _int(value: str | None, default: int = 1) -> int:
-    return int(value) if value and value.isdigit() and len(value) < 9 else default
-
-
 def _filters(request: Request) -> apps.ListFilters:
     q = request.query_params
     return apps.ListFilters(
-        procedure=q.get("procedure") or None, status=_enum(Status, q.get("status")),
-        date_from=_date(q.get("from")), date_to=_date(q.get("to")), linkage=_enum(LinkageState, q.get("linkage")),
+        procedure=q.get("procedure") or None, status=parse_enum(Status, q.get("status")),
+        date_from=parse_date(q.get("from")), date_to=parse_date(q.get("to")),
+        linkage=parse_enum(LinkageState, q.get("linkage")),
         needs_review=q.get("queue") == "1", signature_errors=q.get("sigerr") == "1",
-        query=(q.get("q") or "")[:64] or None, page=_int(q.get("page")),
+        query=(q.get("q") or "")[:64] or None, page=parse_int(q.get("page")),
     )
 
 
@@ -313,8 +208,8 @@ def _detail(ctx: Ctx, app_id: int, *, status_code: int = 200, version: int | Non
 @router.get("/applications/{app_id}", response_class=HTMLResponse)
 def application_detail(request: Request, app_id: int, ctx: Staff) -> HTMLResponse:
     q = request.query_params
-    version = _int(q.get("version"), 0) or None
-    compare = _int(q.get("compare"), 0) or None
+    version = parse_int(q.get("version"), 0) or None
+    compare = parse_int(q.get("compare"), 0) or None
     return _detail(ctx, app_id, version=version, compare=compare)
 
 
@@ -331,8 +226,8 @@ _STATUS_ERRORS: list[tuple[type[StatusError], int, str]] = [
 
 @router.post("/applications/{app_id}/status", response_model=None)
 def post_status(app_id: int, ctx: Staff, form: Form) -> Response:
-    _check_csrf(ctx, form)
-    action = _enum(Action, form.get("action"))
+    check_csrf(ctx, form)
+    action = parse_enum(Action, form.get("action"))
     try:
         if action is None:
             raise InvalidRequest("unknown action", code="UNKNOWN_ACTION")
@@ -351,7 +246,7 @@ def post_status(app_id: int, ctx: Staff, form: Form) -> Response:
 
 @router.post("/applications/{app_id}/reviewed", response_model=None)
 def post_reviewed(app_id: int, ctx: Staff, form: Form) -> Response:
-    _check_csrf(ctx, form)
+    check_csrf(ctx, form)
     try:
         mark_reviewed(ctx.session, application_id=app_id, actor=ctx.principal, at=ctx.now())
     except NotPermitted:
@@ -363,7 +258,7 @@ def post_reviewed(app_id: int, ctx: Staff, form: Form) -> Response:
 
 @router.post("/applications/{app_id}/atena", response_model=None)
 def post_atena(app_id: int, ctx: Staff, form: Form) -> Response:
-    _check_csrf(ctx, form)
+    check_csrf(ctx, form)
     try:
         apps.set_atena(ctx.session, ctx.principal, app_id, atena_number=form.get("atena_number", "").strip()[:32],
                        reason=form.get("reason", "")[:2000], at=ctx.now())
@@ -383,8 +278,8 @@ def post_atena(app_id: int, ctx: Staff, form: Form) -> Response:
 @router.post("/applications/{app_id}/my-number", response_model=None)
 def post_reveal(app_id: int, ctx: Staff, form: Form) -> Response:
     """Shows the number once, in this response only (never stored in the session or a redirect)."""
-    _check_csrf(ctx, form)
-    version_id, position = _int(form.get("version_id"), 0), _int(form.get("position"), -1)
+    check_csrf(ctx, form)
+    version_id, position = parse_int(form.get("version_id"), 0), parse_int(form.get("position"), -1)
     try:
         number = apps.reveal(ctx.session, ctx.principal, app_id, version_id=version_id, position=position,
                              reason=form.get("reason", "")[:2000], at=ctx.now(),
@@ -408,17 +303,6 @@ def attachment(attachment_id: int, ctx: Staff) -> Response:
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(download.name)}"})
 
 
-@router.get("/audit", response_class=HTMLResponse)
-def audit(request: Request, ctx: Staff) -> HTMLResponse:
-    q = request.query_params
-    result = apps.access_log_page(ctx.session, ctx.principal, at=ctx.now(), staff_id=(q.get("staff") or "")[:64],
-                                  atena_number=(q.get("atena") or "")[:32], day=_date(q.get("day")),
-                                  page=_int(q.get("page")), page_size=ctx.state.settings.page_size)
-    ctx.session.commit()
-    return ctx.page("audit.html", result=result, q=q)
-
-
-
 @router.get("/outbox", response_class=HTMLResponse)
 def outbox_page(ctx: Staff) -> HTMLResponse:
     return ctx.page("outbox.html", items=outbox.failed_items(ctx.session, ctx.principal))
@@ -426,7 +310,7 @@ def outbox_page(ctx: Staff) -> HTMLResponse:
 
 @router.post("/outbox/{item_id}/retry", response_model=None)
 def outbox_retry(item_id: int, ctx: Staff, form: Form) -> Response:
-    _check_csrf(ctx, form)
+    check_csrf(ctx, form)
     try:
         outbox.retry_item(ctx.session, ctx.principal, item_id, at=ctx.now())
     except ForwardingTransitionError:
