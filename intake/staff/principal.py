@@ -5,7 +5,8 @@ Authorisation lives here and in the services, never in templates:
 * **roles** (:class:`status.Role`) decide the functions: ``viewer`` reads applications,
   ``reviewer`` and ``department_admin`` also change status, set 宛名番号 and export the list as CSV,
   ``department_admin`` also re-queues failed forwards of its departments, ``auditor`` reads the
-  access log only, ``system_admin`` sees operational counts and the outbox of every department but no application data;
+  access log only, ``system_admin`` sees operational counts and the outbox of every department but no
+  application data, manages staff accounts and runs linkage imports (counts only on screen);
 * **departments** decide the records: a procedure belongs to the department the procedure catalogue
   names (:mod:`intake.procedures`); a procedure missing from a configured catalogue belongs to
   :data:`UNASSIGNED`; without a catalogue (development) every procedure belongs to :data:`ALL`;
@@ -27,11 +28,13 @@ from status import Actor as StatusActor
 from status import Role
 
 __all__ = [
+    "ADMIN_ROLES",
     "ALL",
     "APPLICATION_ROLES",
     "AUDIT_ROLES",
     "CHANGE_ROLES",
     "EXPORT_ROLES",
+    "LINKAGE_IMPORT_ROLES",
     "OUTBOX_ROLES",
     "UNASSIGNED",
     "Principal",
@@ -49,6 +52,9 @@ AUDIT_ROLES = frozenset({Role.AUDITOR})
 #: The CSV export of the application list (logged): the roles that work cases, not viewer or auditor.
 EXPORT_ROLES = frozenset({Role.REVIEWER, Role.DEPARTMENT_ADMIN})
 OUTBOX_ROLES = frozenset({Role.DEPARTMENT_ADMIN, Role.SYSTEM_ADMIN})
+#: Importing 番号紐付情報 (ward-wide, counts only on screen) and managing staff accounts.
+LINKAGE_IMPORT_ROLES = frozenset({Role.SYSTEM_ADMIN})
+ADMIN_ROLES = frozenset({Role.SYSTEM_ADMIN})
 STAFF_ROLES = frozenset(Role) - {Role.SYSTEM}
 
 
