@@ -5,17 +5,19 @@ display), and every read of personal data writes an access-log row (P13). Servic
 
 from __future__ import annotations
 
+import enum
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from intake.accesslog.service import append_access, verify_chain
 from intake.applications.status import history_of, load_for
 from intake.crypto import Sealer
-from intake.errors import NotFound, PermissionDenied
+from intake.errors import InvalidRequest, NotFound, PermissionDenied
+from intake.kana import search_key
 from intake.linkage.service import set_atena_manually
 from intake.models import (
     AccessLogRow,
@@ -28,25 +30,34 @@ from intake.models import (
     LinkageState,
     MyNumberRow,
     SignerIdentityRow,
+    StaffUser,
     VerificationRecord,
     VersionState,
 )
 from intake.mynumbers.service import REVEAL_PERMISSION, reveal_my_number
 from intake.staff.principal import AUDIT_ROLES, CHANGE_ROLES, EXPORT_ROLES, Principal
 from signature.xmlparse import parse_xml
-from status import FINAL_STATUSES, Action, Status, StatusHistory, allowed_actions
+from status import FINAL_STATUSES, Action, Role, Status, StatusHistory, allowed_actions
 
 __all__ = [
+    "ASSIGNED_TO_ME",
+    "CHART_DAYS",
     "JST",
+    "UNASSIGNED",
     "AccessLogPage",
     "ApplicationDetail",
     "ApplicationPage",
     "Dashboard",
+    "ExportTooLarge",
     "FieldChange",
     "FormField",
     "ListFilters",
+    "ProcedureTrend",
+    "VersionFilter",
     "access_log_page",
     "application_detail",
+    "assign",
+    "colleagues",
     "dashboard",
     "download_attachment",
     "export_applications",
@@ -87,7 +98,24 @@ class ListFilters:
     signature_errors: bool = False
     #: 受付番号 (any version of the chain) or 宛名番号, exact
     query: str | None = None
+    #: a prefix of the applicant's フリガナ, compared as :func:`intake.kana.search_key`
+    kana: str | None = None
+    version: VersionFilter | None = None
+    #: ``ASSIGNED_TO_ME``, ``UNASSIGNED`` or a login id
+    assigned: str | None = None
     page: int = 1
+
+
+class VersionFilter(enum.StrEnum):
+    """The list's 版 filter: whether a chain has more than its first submission."""
+
+    SINGLE = "single"  # 初回の版のみ
+    RESUBMITTED = "resubmitted"  # 再申請・補正あり
+    NEW_UNREVIEWED = "new_unreviewed"  # 新しい版が届いて未確認（未完了）
+
+
+ASSIGNED_TO_ME = "me"
+UNASSIGNED = "none"
 
 
 @dataclass(frozen=True)
@@ -101,6 +129,7 @@ class ApplicationRow:
     linkage_state: LinkageState
     needs_review: bool
     indication: str
+    assigned_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +138,10 @@ class ApplicationPage:
     total: int
     page: int
     pages: int
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _list_conditions(principal: Principal, filters: ListFilters, current: type[ApplicationVersion]
@@ -133,6 +166,24 @@ def _list_conditions(principal: Principal, filters: ListFilters, current: type[A
         in_chain = select(ApplicationVersion.application_id).where(ApplicationVersion.receipt_number == query)
         conditions.append(or_(Application.first_receipt_number == query, Application.id.in_(in_chain),
                               Application.atena_number == query))
+    kana = search_key(filters.kana or "")
+    if kana:
+        conditions.append(Application.applicant_kana.like(_like_prefix(kana), escape="\\"))
+    if filters.version is not None:
+        resubmitted = Application.id.in_(select(ApplicationVersion.application_id)
+                                         .where(ApplicationVersion.state == VersionState.SUPERSEDED))
+        if filters.version is VersionFilter.SINGLE:
+            conditions.append(not_(resubmitted))
+        else:
+            conditions.append(resubmitted)
+        if filters.version is VersionFilter.NEW_UNREVIEWED:
+            conditions.extend([Application.needs_review.is_(True), Application.status.not_in(_FINAL)])
+    if filters.assigned == ASSIGNED_TO_ME:
+        conditions.append(Application.assigned_to == principal.login)
+    elif filters.assigned == UNASSIGNED:
+        conditions.append(Application.assigned_to.is_(None))
+    elif filters.assigned:
+        conditions.append(Application.assigned_to == filters.assigned)
     return conditions
 
 
@@ -141,7 +192,7 @@ def _list_rows(session: Session, stmt: Select[Application, ApplicationVersion]) 
         ApplicationRow(app.id, app.first_receipt_number,
                        version.receipt_number if version else app.first_receipt_number, app.procedure_name,
                        app.status, app.created_at, app.linkage_state, app.needs_review,
-                       version.indication if version else "-")
+                       version.indication if version else "-", app.assigned_to)
         for app, version in session.execute(stmt)
     ]
 
@@ -159,10 +210,7 @@ def list_applications(
     """One page of the principal's applications, newest first. The list shows no personal data; a
     search by 宛名番号 is itself logged (it tells who looked for whom)."""
     _require_reader(principal)
-    query = (filters.query or "").strip()
-    if query.isdigit():
-        append_access(session, actor=principal.access_actor(), at=at, action="application.search",
-                      subject="search:atena_or_receipt", atena_number=query[:32])
+    _log_search(session, principal, filters, at=at)
     base = _list_query(principal, filters)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     pages = max(1, -(-total // page_size))
@@ -170,6 +218,18 @@ def list_applications(
     rows = _list_rows(session, base.order_by(Application.created_at.desc(), Application.id.desc())
                       .limit(page_size).offset((page - 1) * page_size))
     return ApplicationPage(rows, total, page, pages)
+
+
+def _log_search(session: Session, principal: Principal, filters: ListFilters, *, at: datetime) -> None:
+    """A search that names a person is itself logged (who looked for whom). The 宛名番号 goes to the
+    log's own column; a フリガナ is recorded as "a name was searched", never the name itself."""
+    query = (filters.query or "").strip()
+    if query.isdigit():
+        append_access(session, actor=principal.access_actor(), at=at, action="application.search",
+                      subject="search:atena_or_receipt", atena_number=query[:32])
+    if search_key(filters.kana or ""):
+        append_access(session, actor=principal.access_actor(), at=at, action="application.search",
+                      subject="search:kana")
 
 
 def export_summary(filters: ListFilters) -> str:
@@ -181,34 +241,74 @@ def export_summary(filters: ListFilters) -> str:
         f"linkage={filters.linkage.value if filters.linkage else '*'}",
         f"queue={int(filters.needs_review)}", f"sigerr={int(filters.signature_errors)}",
         f"search={'yes' if (filters.query or '').strip() else 'no'}",
+        f"kana={'yes' if search_key(filters.kana or '') else 'no'}",
+        f"version={filters.version.value if filters.version else '*'}",
+        f"assigned={'yes' if filters.assigned else '*'}",
     ]
     return "export:" + ";".join(parts)
 
 
+class ExportTooLarge(InvalidRequest):
+    """More rows than one export may hold (``ui.export_max_rows``): nothing is exported or logged."""
+
+    code = "EXPORT_TOO_LARGE"
+
+    def __init__(self, rows: int, limit: int) -> None:
+        super().__init__(f"{rows} rows exceed the export limit of {limit}")
+        self.rows, self.limit = rows, limit
+
+
 def export_applications(
-    session: Session, principal: Principal, filters: ListFilters, *, at: datetime,
+    session: Session, principal: Principal, filters: ListFilters, *, at: datetime, max_rows: int,
 ) -> list[ApplicationRow]:
     """Every row of the list (all pages) for the CSV export; reviewer and department_admin only
-    (:data:`EXPORT_ROLES`). Exactly one access-log row per export, whatever the filters."""
+    (:data:`EXPORT_ROLES`). Exactly one access-log row per export, whatever the filters; more than
+    ``max_rows`` rows is :class:`ExportTooLarge` (an export is a copy leaving the system)."""
     if not principal.has_any(EXPORT_ROLES):
         raise PermissionDenied("this role does not export applications", code="ROLE_REFUSED")
+    base = _list_query(principal, filters)
+    rows = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    if rows > max_rows:
+        raise ExportTooLarge(rows, max_rows)
     query = (filters.query or "").strip()
     append_access(session, actor=principal.access_actor(), at=at, action="application.export",
                   subject=export_summary(filters), atena_number=query[:32] if query.isdigit() else None)
-    return _list_rows(session, _list_query(principal, filters)
-                      .order_by(Application.created_at.desc(), Application.id.desc()))
+    return _list_rows(session, base.order_by(Application.created_at.desc(), Application.id.desc()))
 
 
 # --- dashboard --------------------------------------------------------------------------------------
+
+
+CHART_DAYS = 14
+
+
+@dataclass(frozen=True)
+class ProcedureTrend:
+    """Arrivals (versions) of one procedure per JST day, oldest day first."""
+
+    procedure_id: str
+    procedure_name: str
+    counts: list[int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
 
 
 @dataclass(frozen=True)
 class Dashboard:
     today_arrivals: int
     my_queue: int
+    assigned_to_me: int
     unlinked: int
     signature_errors: int
     failed_forwards: int
+    days: list[date]
+    trends: list[ProcedureTrend]
+
+    @property
+    def peak(self) -> int:
+        return max((c for t in self.trends for c in t.counts), default=0)
 
 
 def dashboard(session: Session, principal: Principal, *, at: datetime) -> Dashboard | None:
@@ -226,17 +326,46 @@ def dashboard(session: Session, principal: Principal, *, at: datetime) -> Dashbo
             q = select(func.count()).select_from(Application).where(scope, stmt)
         return session.scalar(q) or 0
 
+    days, trends = _trends(session, scope, at=at)
     failed = session.scalar(
         select(func.count()).select_from(ForwardItem).join(ApplicationVersion).join(Application)
         .where(scope, ForwardItem.state == ForwardState.FAILED)) or 0
     return Dashboard(
         today_arrivals=count(ApplicationVersion.arrived_at >= today, versions=True),
         my_queue=count(and_(Application.needs_review.is_(True), open_)),
+        assigned_to_me=count(and_(Application.assigned_to == principal.login, open_)),
         unlinked=count(and_(Application.linkage_state.in_([LinkageState.UNRESOLVED, LinkageState.CONFLICT]), open_)),
         signature_errors=count(and_(ApplicationVersion.state == VersionState.CURRENT,
                                     ApplicationVersion.indication != "PASSED", open_), versions=True),
         failed_forwards=failed,
+        days=days,
+        trends=trends,
     )
+
+
+def _trends(session: Session, scope: ColumnElement[bool], *, at: datetime) -> tuple[list[date], list[ProcedureTrend]]:
+    """Arrivals per procedure and JST day over the last :data:`CHART_DAYS` days, today included.
+    Bucketed here rather than in SQL: the day boundary is Asia/Tokyo on SQLite and PostgreSQL alike,
+    and the rows are two narrow columns of two weeks."""
+    today = at.astimezone(JST).date()
+    days = [today - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
+    index = {d: i for i, d in enumerate(days)}
+    counts: dict[str, list[int]] = {}
+    names: dict[str, str] = {}
+    rows = session.execute(
+        select(Application.procedure_id, Application.procedure_name, ApplicationVersion.arrived_at)
+        .join(Application, ApplicationVersion.application_id == Application.id)
+        .where(scope, ApplicationVersion.arrived_at >= _day_start(days[0]),
+               ApplicationVersion.arrived_at < _day_start(today + timedelta(days=1))))
+    for procedure_id, name, arrived in rows:
+        slot = index.get(arrived.astimezone(JST).date())
+        if slot is None:  # pragma: no cover - the query bounds the days
+            continue
+        counts.setdefault(procedure_id, [0] * CHART_DAYS)[slot] += 1
+        names.setdefault(procedure_id, name)
+    trends = [ProcedureTrend(p, names[p], c) for p, c in counts.items()]
+    trends.sort(key=lambda t: (-t.total, t.procedure_id))
+    return days, trends
 
 
 # --- detail -----------------------------------------------------------------------------------------
@@ -441,6 +570,14 @@ def access_log_page(
 
 
 
+def colleagues(session: Session, principal: Principal) -> list[str]:
+    """Logins of active members who work cases in one of the principal's departments (the list's
+    担当者 filter)."""
+    users = session.scalars(select(StaffUser).where(StaffUser.active.is_(True)).order_by(StaffUser.login))
+    return [u.login for u in users
+            if set(u.departments) & principal.departments and set(u.roles) & {r.value for r in CHANGE_ROLES}]
+
+
 # --- scoped changes ---------------------------------------------------------------------------------
 
 
@@ -451,6 +588,24 @@ def set_atena(
     load_for(session, principal, application_id)
     return set_atena_manually(session, application_id=application_id, atena_number=atena_number,
                               actor=principal.access_actor(), reason=reason, at=at)
+
+
+def assign(
+    session: Session, principal: Principal, application_id: int, *, to_me: bool, at: datetime,
+) -> None:
+    """Take over a chain (担当する) or release it (担当を外す); reviewer and department_admin only.
+    Releasing someone else's chain is a department_admin's call."""
+    if not principal.has_any(CHANGE_ROLES):
+        raise PermissionDenied("this role does not work applications", code="ROLE_REFUSED")
+    app = load_for(session, principal, application_id, lock=True)
+    if not to_me and app.assigned_to not in (None, principal.login) and Role.DEPARTMENT_ADMIN not in principal.roles:
+        raise PermissionDenied("only a department admin releases another member's case", code="ROLE_REFUSED")
+    before = app.assigned_to
+    app.assigned_to = principal.login if to_me else None
+    app.updated_at = at
+    append_access(session, actor=principal.access_actor(), at=at, action="application.assign",
+                  subject=f"application:{app.id}", reason=f"担当変更: {before or '-'} → {app.assigned_to or '-'}",
+                  atena_number=app.atena_number)
 
 
 def reveal(

@@ -112,6 +112,8 @@ def change_status(
     _check_time(at)
     app = load_for(session, actor, application_id, lock=True)
     row = _apply(session, app, action, actor=actor.status_actor(), comment=comment, at=at)
+    if action is Action.START_REVIEW and app.assigned_to is None:
+        app.assigned_to = actor.login  # who starts the review works the case, until handed over
     append_access(session, actor=actor.access_actor(), at=at, action=f"status.{action.value}",
                   subject=f"application:{app.id}", reason=row.comment or None, atena_number=app.atena_number)
     return row

@@ -145,7 +145,9 @@ def _filters(request: Request) -> apps.ListFilters:
         date_from=parse_date(q.get("from")), date_to=parse_date(q.get("to")),
         linkage=parse_enum(LinkageState, q.get("linkage")),
         needs_review=q.get("queue") == "1", signature_errors=q.get("sigerr") == "1",
-        query=(q.get("q") or "")[:64] or None, page=parse_int(q.get("page")),
+        query=(q.get("q") or "")[:64] or None, kana=(q.get("kana") or "")[:64] or None,
+        version=parse_enum(apps.VersionFilter, q.get("version")), assigned=(q.get("assigned") or "")[:64] or None,
+        page=parse_int(q.get("page")),
     )
 
 
@@ -154,7 +156,14 @@ def _filters(request: Request) -> apps.ListFilters:
 def application_export(request: Request, ctx: Staff) -> Response:
     """The filtered list as CSV (all pages), UTF-8 with a BOM: Excel in Japan opens it correctly by
     double-click, and unlike CP932 every character of a name or procedure survives."""
-    rows = apps.export_applications(ctx.session, ctx.principal, _filters(request), at=ctx.now())
+    try:
+        rows = apps.export_applications(ctx.session, ctx.principal, _filters(request), at=ctx.now(),
+                                        max_rows=ctx.state.settings.export_max_rows)
+    except apps.ExportTooLarge as exc:
+        ctx.session.rollback()
+        return ctx.page("error.html", 400, status=400, message=(
+            f"該当する申請が {exc.rows:,} 件あり、CSV出力の上限（{exc.limit:,} 件）を超えています。"
+            "手続・期間などで絞り込んでから出力してください。"))
     ctx.session.commit()
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -193,7 +202,12 @@ def application_list(request: Request, ctx: Staff) -> HTMLResponse:
     query_base = "&".join(f"{quote(k)}={quote(v)}" for k, v in params.items())
     return ctx.page("list.html", result=result, filters=filters, procedures=procedures, statuses=list(Status),
                     linkage_states=list(LinkageState), query_base=query_base,
-                    may_export=ctx.principal.has_any(EXPORT_ROLES))
+                    may_export=ctx.principal.has_any(EXPORT_ROLES), version_filters=VERSION_LABELS,
+                    colleagues=apps.colleagues(ctx.session, ctx.principal))
+
+
+VERSION_LABELS = {apps.VersionFilter.SINGLE: "初回の版のみ", apps.VersionFilter.RESUBMITTED: "再申請・補正あり",
+                  apps.VersionFilter.NEW_UNREVIEWED: "新しい版が未確認"}
 
 
 def _detail(ctx: Ctx, app_id: int, *, status_code: int = 200, version: int | None = None,
@@ -271,6 +285,18 @@ def post_atena(app_id: int, ctx: Staff, form: Form) -> Response:
     except ReasonRequired:
         ctx.session.rollback()
         return _detail(ctx, app_id, status_code=400, error="処理事由を入力してください。")
+    ctx.session.commit()
+    return _back(app_id)
+
+
+@router.post("/applications/{app_id}/assign", response_model=None)
+def post_assign(app_id: int, ctx: Staff, form: Form) -> Response:
+    check_csrf(ctx, form)
+    try:
+        apps.assign(ctx.session, ctx.principal, app_id, to_me=form.get("to") != "none", at=ctx.now())
+    except PermissionDenied:
+        ctx.session.rollback()
+        return _detail(ctx, app_id, status_code=403, error="担当を変更する権限がありません。")
     ctx.session.commit()
     return _back(app_id)
 
