@@ -5,13 +5,18 @@ an auditor then finds those actions in the access log. Screenshots go to tests/a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from intake.models import ForwardItem, ForwardState
 from intake.mynumbers.service import extract_my_numbers
 from signature.testing.builder import ApplicationSpec
+from tests.conftest import NOW, PackageFactory
+from tests.intake.staffdata import deliver
 from tests.intake.ui.conftest import PASSWORD, UIWorld
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -112,3 +117,94 @@ def test_reviewer_and_auditor_paths(ui_world: UIWorld, browser: object, spec: Ap
     expect(reveal_row).to_contain_text("ip:127.0.0.1")
     expect(reveal_row).to_contain_text("1234567890")
     page.screenshot(path=str(ARTIFACTS / "04-audit.png"), full_page=True)
+
+
+def test_reviewer_compares_versions_takes_the_case_and_exports(
+        ui_world: UIWorld, browser: object, spec: ApplicationSpec, make_package: PackageFactory) -> None:
+    from playwright.sync_api import BrowserContext, expect
+
+    assert isinstance(browser, BrowserContext)
+    fix = replace(spec, receipt_number="20261125-0000000002", kind="補正", first_receipt_number=spec.receipt_number,
+                  arrived_at=spec.arrived_at + timedelta(minutes=10),
+                  form_xml=spec.form_xml.replace("<職業/>".encode(), "<職業>会社員</職業>".encode()))
+    assert fix.form_xml != spec.form_xml
+    with ui_world.sessions() as s:
+        deliver(s, ui_world.runtime, make_package(spec=fix))
+    page = browser.new_page()
+    _login(page, ui_world, "reviewer")
+    page.get_by_role("link", name="申請一覧").click()
+    page.get_by_label("版").select_option(label="再申請・補正あり")
+    page.get_by_role("button", name="絞り込む").click()
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    page.get_by_role("link", name=fix.receipt_number).click()
+
+    # the newest version is shown, compared with the one before: the field that changed, and only it
+    expect(page.locator("#versions table.list").first.locator("tbody tr")).to_have_count(2)
+    diff = page.locator("#diff tbody tr")
+    expect(diff).to_have_count(1)
+    expect(diff.first).to_contain_text("職業")
+    expect(diff.first.locator("td.after")).to_have_text("会社員")
+    # open the first version and compare it with the correction from there
+    page.get_by_role("link", name=spec.receipt_number, exact=True).click()
+    page.get_by_role("link", name="この版と比較").click()
+    expect(page.locator("#diff td.before")).to_have_text("会社員")
+    page.screenshot(path=str(ARTIFACTS / "05-compare-versions.png"), full_page=True)
+
+    page.get_by_role("button", name="自分が担当する").click()
+    expect(page.locator("#assigned")).to_contain_text("reviewer")
+
+    # export what the list shows: a CSV with a BOM, the chain under its newest 受付番号
+    page.get_by_role("link", name="申請一覧").click()
+    page.get_by_label("担当者").select_option(label="自分")
+    page.get_by_role("button", name="絞り込む").click()
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="この条件でCSV出力（全ページ・記録されます）").click()
+    data = Path(download.value.path()).read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    lines = data.decode("utf-8-sig").splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith(f"{fix.receipt_number},{spec.receipt_number},")
+
+
+def test_viewer_finds_by_kana_and_can_change_nothing(ui_world: UIWorld, browser: object,
+                                                    spec: ApplicationSpec) -> None:
+    from playwright.sync_api import BrowserContext, expect
+
+    assert isinstance(browser, BrowserContext)
+    hiragana = "".join(chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else c for c in spec.applicant.name_kana[:3])
+    page = browser.new_page()
+    _login(page, ui_world, "viewer")
+    page.get_by_role("link", name="申請一覧").click()
+    expect(page.get_by_role("link", name="この条件でCSV出力（全ページ・記録されます）")).to_have_count(0)
+    page.get_by_label("フリガナ（前方一致）").fill(hiragana)
+    page.get_by_role("button", name="絞り込む").click()
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    page.get_by_role("link", name=spec.receipt_number).click()
+    expect(page.locator("#status")).to_have_text("到達")
+    for label in ("受付する", "自分が担当する", "宛名番号を設定する", "個人番号を表示"):
+        expect(page.get_by_role("button", name=label)).to_have_count(0)
+    expect(page.locator(".masked").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "06-viewer-detail.png"), full_page=True)
+
+
+def test_department_admin_retries_a_failed_forward_from_the_dashboard(ui_world: UIWorld, browser: object) -> None:
+    from playwright.sync_api import BrowserContext, expect
+
+    assert isinstance(browser, BrowserContext)
+    with ui_world.sessions() as s:
+        s.add(ForwardItem(version_id=ui_world.own_version, route="kodomo-system", idempotency_key="browser:own",
+                          state=ForwardState.FAILED, attempts=12, next_attempt_at=NOW, last_error="HTTP_503: down"))
+        s.commit()
+    page = browser.new_page()
+    _login(page, ui_world, "depadmin")
+    expect(page.locator("#failed")).to_have_text("1")
+    page.locator("#failed").click()
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "07-outbox.png"), full_page=True)
+    page.get_by_role("button", name="再送する").click()
+    expect(page.locator("table.list tbody")).to_contain_text("転送に失敗した申請はありません。")
+    with ui_world.sessions() as s:
+        item = s.scalar(select(ForwardItem).where(ForwardItem.idempotency_key == "browser:own"))
+        assert item is not None
+        assert (item.state, item.attempts) == (ForwardState.PENDING, 0)
