@@ -17,12 +17,20 @@ the caller commits. Behaviour (docs/intake.md, "宛名番号 linkage"):
   Each change is a decision carrying this import's id.
 
 Imports are serialised (a PostgreSQL advisory lock; SQLite has a single writer).
+
+``progress`` (optional) is called as ``progress(phase, done, total)`` with ``done <= total``, the
+phases in this order: ``parse`` (bytes of the file), ``apply`` (entries written or made inactive)
+and ``resolve`` (chains re-evaluated, per batch). A file already imported reports nothing; a
+rejected one stops in or after ``parse``. It runs inside the import's transaction: it must be
+quick and must not touch the session (intake/linkage/jobs.py keeps it in memory for the staff
+UI's progress page). Nothing else about the import depends on it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -38,9 +46,11 @@ from intake.linkage.errors import LineProblem, LinkageFileRejected, by_line
 from intake.linkage.service import apply_outcome, chunks, evaluate_chains
 from intake.models import Application, ApplicationVersion, Event, LinkageEntry, LinkageImport, LinkageState
 
-__all__ = ["ImportResult", "Mode", "import_linkage", "import_linkage_file"]
+__all__ = ["ImportResult", "Mode", "Progress", "import_linkage", "import_linkage_file"]
 
 Mode = Literal["auto", "full", "delta"]
+#: ``progress(phase, done, total)``: see the module docstring.
+Progress = Callable[[str, int, int], None]
 _LOCK_ID = 0x4C4E4B47  # "LNKG"
 
 _Key = tuple[str, date | None, date | None]  # (宛名番号, valid_from, valid_to) of one serial
@@ -85,7 +95,7 @@ class ImportResult:
 
 
 def import_linkage_file(
-    session: Session, path: Path, *, at: datetime, mode: Mode = "auto",
+    session: Session, path: Path, *, at: datetime, mode: Mode = "auto", progress: Progress | None = None,
 ) -> ImportResult:
     """Import the file at ``path`` (see the module docstring); the caller commits.
 
@@ -95,13 +105,15 @@ def import_linkage_file(
         data = path.read_bytes()
     except OSError:
         return _rejected(session, "", (LineProblem(0, None, "the file cannot be read"),), at=at)
-    return import_linkage(session, data, file_name=path.name, at=at, mode=mode)
+    return import_linkage(session, data, file_name=path.name, at=at, mode=mode, progress=progress)
 
 
 def import_linkage(
     session: Session, data: bytes, *, file_name: str, at: datetime, mode: Mode = "auto",
+    progress: Progress | None = None,
 ) -> ImportResult:
     """Import one file's bytes; ``file_name`` is only recorded. The caller commits."""
+    report = progress or _no_progress
     if at.tzinfo is None:
         raise InvalidRequest("naive datetime refused: pass an aware datetime", code="NAIVE_DATETIME")
     if mode not in ("auto", "full", "delta"):
@@ -113,10 +125,12 @@ def import_linkage(
     if earlier is not None:
         return ImportResult(ok=True, file_sha256=sha, duplicate=True, import_id=earlier.id,
                             mode="full" if earlier.mode == "full" else "delta", rows=earlier.rows)
+    report("parse", 0, len(data))
     try:
         parsed = parse_linkage_file(data, mode=mode)
     except LinkageFileRejected as exc:
         return _rejected(session, sha, exc.problems, at=at)
+    report("parse", len(data), len(data))
     last = _last_created_at(session)
     if parsed.created_at is not None and last is not None and parsed.created_at < last[1]:
         return _rejected(session, sha, (LineProblem(0, "作成日時", f"older than the file of import {last[0]}"),),
@@ -126,11 +140,11 @@ def import_linkage(
     session.add(imp)
     session.flush()
     if parsed.kind == "full":
-        added, deactivated, touched, notices = _apply_full(session, parsed, imp.id)
+        added, deactivated, touched, notices = _apply_full(session, parsed, imp.id, report)
     else:
-        added, deactivated, touched, notices = _apply_delta(session, parsed, imp.id)
+        added, deactivated, touched, notices = _apply_delta(session, parsed, imp.id, report)
     notices = list(by_line([*parsed.notices, *notices]))
-    resolved, conflicts = _resolve_after_import(session, touched, imp.id, at=at)
+    resolved, conflicts = _resolve_after_import(session, touched, imp.id, at=at, report=report)
     imp.resolved = resolved
     waiting = session.scalar(
         select(func.count()).select_from(Application)
@@ -143,6 +157,10 @@ def import_linkage(
     return ImportResult(ok=True, file_sha256=sha, import_id=imp.id, mode=parsed.kind, rows=len(parsed.rows),
                         added=added, deactivated=deactivated, notices=tuple(notices),
                         resolved=resolved, conflicts=conflicts, waiting=int(waiting))
+
+
+def _no_progress(_phase: str, _done: int, _total: int) -> None:
+    return None
 
 
 def _rejected(session: Session, sha: str, problems: tuple[LineProblem, ...], *, at: datetime) -> ImportResult:
@@ -182,6 +200,7 @@ def _active(session: Session, serials: set[str] | None) -> dict[str, dict[_Key, 
 
 def _write(
     session: Session, before: dict[str, dict[_Key, int]], after: dict[str, set[_Key]], import_id: int,
+    report: Progress,
 ) -> tuple[int, int, set[str]]:
     """Make the active set go from ``before`` to ``after`` (serials absent from ``after`` keep theirs)."""
     stale: list[int] = []
@@ -196,11 +215,17 @@ def _write(
         stale.extend(gone)
         new.extend({"cert_serial": serial, "atena_number": n, "valid_from": f, "valid_to": t,
                     "import_id": import_id, "active": True} for n, f, t in sorted(fresh, key=_sort_key))
+    total, done = len(stale) + len(new), 0
+    report("apply", done, total)
     for batch in chunks(stale):
         session.execute(update(LinkageEntry).where(LinkageEntry.id.in_(batch)).values(active=False),
                         execution_options={"synchronize_session": False})
+        done += len(batch)
+        report("apply", done, total)
     for rows in chunks(new, 1000):
         session.execute(insert(LinkageEntry), rows)
+        done += len(rows)
+        report("apply", done, total)
     return len(new), len(stale), touched
 
 
@@ -209,18 +234,18 @@ def _sort_key(key: _Key) -> tuple[str, date, date]:
 
 
 def _apply_full(
-    session: Session, parsed: ParsedFile, import_id: int,
+    session: Session, parsed: ParsedFile, import_id: int, report: Progress,
 ) -> tuple[int, int, set[str], list[LineProblem]]:
     before = _active(session, None)
     after: dict[str, set[_Key]] = {serial: set() for serial in before}
     for row in parsed.rows:
         after.setdefault(row.serial, set()).add(_key(row))
-    added, deactivated, touched = _write(session, before, after, import_id)
+    added, deactivated, touched = _write(session, before, after, import_id, report)
     return added, deactivated, touched, []
 
 
 def _apply_delta(
-    session: Session, parsed: ParsedFile, import_id: int,
+    session: Session, parsed: ParsedFile, import_id: int, report: Progress,
 ) -> tuple[int, int, set[str], list[LineProblem]]:
     """Rows in file order, keyed by serial like portal_sim's ``apply_delta``: 追加 / 変更 set the
     serial's link to the row's state, 削除 removes it. Two rows of one file that give a serial
@@ -248,7 +273,7 @@ def _apply_delta(
             keys.clear()
             restarted.add(row.serial)
         keys.add(_key(row))
-    added, deactivated, touched = _write(session, before, after, import_id)
+    added, deactivated, touched = _write(session, before, after, import_id, report)
     return added, deactivated, touched, notices
 
 
@@ -258,7 +283,9 @@ def _key(row: LinkageRow) -> _Key:
 
 # -- resolving -----------------------------------------------------------------------------------
 
-def _resolve_after_import(session: Session, touched: set[str], import_id: int, *, at: datetime) -> tuple[int, int]:
+def _resolve_after_import(
+    session: Session, touched: set[str], import_id: int, *, at: datetime, report: Progress,
+) -> tuple[int, int]:
     ids: set[int] = set(session.scalars(select(Application.id).where(
         Application.linkage_state.in_([LinkageState.UNRESOLVED, LinkageState.CONFLICT]))))
     for batch in chunks(sorted(touched)):
@@ -266,7 +293,8 @@ def _resolve_after_import(session: Session, touched: set[str], import_id: int, *
             select(ApplicationVersion.application_id).join(Application)
             .where(ApplicationVersion.user_cert_serial.in_(batch), Application.linkage_state == LinkageState.AUTO)
         ))
-    resolved = conflicts = 0
+    resolved = conflicts = done = 0
+    report("resolve", done, len(ids))
     for id_batch in chunks(sorted(ids)):
         # Row locks (PostgreSQL): a concurrent manual setting either commits first (and is seen
         # here as MANUAL) or waits for this import.
@@ -284,4 +312,6 @@ def _resolve_after_import(session: Session, touched: set[str], import_id: int, *
                 resolved += 1
             elif decision.state is LinkageState.CONFLICT:
                 conflicts += 1
+        done += len(id_batch)
+        report("resolve", done, len(ids))
     return resolved, conflicts
