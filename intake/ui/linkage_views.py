@@ -154,7 +154,6 @@ def linkage_job(job_id: int, ctx: Staff) -> HTMLResponse:
     view = jobs.job(ctx.session, ctx.principal, _registry(ctx), job_id)
     response = _page(ctx, "linkage_job.html", job=view)
     if view.running:
-        # The template's <meta http-equiv="refresh"> sits in <main> (base.html has no head block);
-        # the header says the same for any browser that ignores a meta refresh outside <head>.
+        # The page's <meta http-equiv="refresh"> and this header say the same: reload in 2 s, no script.
         response.headers["Refresh"] = "2"
     return response
