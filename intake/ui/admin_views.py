@@ -1,9 +1,286 @@
-"""Staff UI routes: admin pages (being built)."""
+"""Staff UI routes of the admin pages (``/staff/admin/...``): staff accounts, and a read-only view of
+the roles, departments, procedures and forwarding routes.
+
+Thin, like every route module: :mod:`intake.staff.admin` checks the role (system_admin only), the
+処理事由 and the guards, and writes the access log. A new TOTP secret is shown once, in the answer
+to the POST that made it (never stored, never put in a redirect), so those POSTs answer 200.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from intake.errors import IntakeError
+from intake.staff import admin
+from intake.staff.admin_errors import (
+    AccountStateConflict,
+    AdminGuard,
+    FingerprintTaken,
+    InvalidDepartments,
+    InvalidDisplayName,
+    InvalidFingerprint,
+    InvalidLoginId,
+    InvalidRoles,
+    LoginTaken,
+    NoChange,
+    PasswordMismatch,
+    ReasonRequired,
+    WeakPassword,
+)
+from intake.ui.common import Ctx, Form, Staff, check_csrf
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(prefix="/admin")
+
+_MAX_TEXT = 2000
+_MAX_PASSWORD = 256
+
+_ERRORS: list[tuple[type[IntakeError], int, str]] = [
+    (ReasonRequired, 400, "処理事由を入力してください。"),
+    (InvalidLoginId, 400, "ログインIDは英小文字・数字・「.」「_」「-」の3〜64文字で入力してください。"),
+    (InvalidDisplayName, 400, "氏名を入力してください（128文字まで）。"),
+    (InvalidRoles, 400, "役割を1つ以上選択してください。"),
+    (InvalidDepartments, 400, "部署を1つ以上、手続カタログにある部署から選択してください。"),
+    (WeakPassword, 400, f"パスワードは{admin.MIN_PASSWORD_LENGTH}文字以上で入力してください。"),
+    (PasswordMismatch, 400, "確認用に入力したパスワードが一致しません。"),
+    (InvalidFingerprint, 400, "ICカード証明書のフィンガープリントは SHA-256 の16進数64桁で入力してください。"),
+    (NoChange, 400, "変更された項目がありません。"),
+    (LoginTaken, 409, "このログインIDはすでに使われています。"),
+    (FingerprintTaken, 409, "このICカード証明書は別のアカウントに登録されています。"),
+]
+_GUARDS = {
+    "self_deactivate": "自分自身のアカウントは無効にできません。",
+    "self_demote": "自分自身からシステム管理者の役割を外すことはできません。",
+    "last_admin": ("有効なシステム管理者が他にいないため、このアカウントを無効にしたり、"
+                   "システム管理者の役割を外したりすることはできません。"),
+}
+_STATES = {
+    "already_active": "このアカウントはすでに有効です。",
+    "already_inactive": "このアカウントはすでに無効です。",
+    "not_locked": "このアカウントはロックされていません。",
+    "no_password": ("このアカウントにはパスワードによるログインが設定されていません。"
+                    "先にパスワードを設定してください。"),
+}
+#: ``?done=`` after a redirect: fixed keys to fixed texts (nothing from the query reaches the page).
+_DONE = {
+    "update": "アカウントを更新しました。",
+    "deactivate": "アカウントを無効にしました。ログイン中のセッションは終了しました。",
+    "reactivate": "アカウントを有効にしました。",
+    "unlock": "ロックを解除しました。",
+    "password": "パスワードを設定しました。",
+}
+
+
+def _explain(exc: IntakeError) -> tuple[int, str] | None:
+    if isinstance(exc, AdminGuard):
+        return 409, _GUARDS[exc.rule]
+    if isinstance(exc, AccountStateConflict):
+        return 409, _STATES[exc.state]
+    return next(((c, m) for t, c, m in _ERRORS if isinstance(exc, t)), None)
+
+
+def _text(form: dict[str, str], name: str, limit: int = _MAX_TEXT) -> str:
+    return form.get(name, "")[:limit]
+
+
+def _checked(form: dict[str, str], prefix: str) -> list[str]:
+    """Checkboxes are named ``<prefix><value>`` (the form reader keeps one value per name)."""
+    return [k[len(prefix):] for k, v in form.items() if k.startswith(prefix) and v]
+
+
+def _departments(ctx: Ctx, held: tuple[str, ...] = ()) -> dict[str, str]:
+    known = admin.known_departments(ctx.state.runtime.procedures)
+    return {**known, **{d: "（カタログにない部署）" for d in held if d not in known}}
+
+
+def _page(ctx: Ctx, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
+    return ctx.page(name, status_code, role_labels=admin.ROLE_LABELS, role_order=admin.ROLE_ORDER, **context)
+
+
+# --- accounts ---------------------------------------------------------------------------------------
+
+
+@router.get("", response_model=None)
+def admin_home(ctx: Staff) -> Response:
+    admin.require_admin(ctx.principal)
+    return RedirectResponse("/staff/admin/users", status_code=303)
+
+
+@router.get("/users", response_class=HTMLResponse)
+def user_list(ctx: Staff) -> HTMLResponse:
+    return _page(ctx, "admin_users.html", users=admin.list_users(ctx.session, ctx.principal, at=ctx.now()))
+
+
+def _new_form(ctx: Ctx, *, status_code: int = 200, error: str | None = None,
+              values: dict[str, str] | None = None) -> HTMLResponse:
+    admin.require_admin(ctx.principal)
+    return _page(ctx, "admin_user_new.html", status_code, error=error, values=values or {},
+                 departments=_departments(ctx), min_password=admin.MIN_PASSWORD_LENGTH)
+
+
+@router.get("/users/new", response_class=HTMLResponse)
+def user_new(ctx: Staff) -> HTMLResponse:
+    return _new_form(ctx)
+
+
+@router.post("/users", response_model=None)
+def user_create(ctx: Staff, form: Form) -> Response:
+    check_csrf(ctx, form)
+    try:
+        created = admin.create_account(
+            # An over-long login id is cut well past the limit, so it is refused rather than shortened.
+            ctx.session, ctx.principal, login=_text(form, "login", 256).strip(),
+            display_name=_text(form, "display_name", 256), roles=_checked(form, "role_"),
+            departments=_checked(form, "dept_"), may_reveal_my_number=bool(form.get("reveal")),
+            password=_text(form, "password", _MAX_PASSWORD),
+            password_confirm=_text(form, "password_confirm", _MAX_PASSWORD),
+            client_cert_sha256=_text(form, "cert", 128), reason=_text(form, "reason"), at=ctx.now(),
+            catalogue=ctx.state.runtime.procedures, sealer=ctx.state.runtime.package_sealer,
+            issuer=ctx.state.settings.totp_issuer)
+    except IntakeError as exc:
+        explained = _explain(exc)
+        if explained is None:
+            raise
+        ctx.session.rollback()
+        kept = {k: v for k, v in form.items() if k not in {"csrf", "password", "password_confirm"}}
+        return _new_form(ctx, status_code=explained[0], error=explained[1], values=kept)
+    ctx.session.commit()
+    return _page(ctx, "admin_secret.html", totp=created.totp, user_id=created.user_id,
+                 heading="アカウントを作成しました")
+
+
+def _detail(ctx: Ctx, user_id: int, *, status_code: int = 200, error: str | None = None,
+            done: str | None = None) -> HTMLResponse:
+    user = admin.get_user(ctx.session, ctx.principal, user_id, at=ctx.now())
+    return _page(ctx, "admin_user.html", status_code, u=user, error=error, done=_DONE.get(done or ""),
+                 departments=_departments(ctx, user.departments), is_self=user.login == ctx.principal.login,
+                 min_password=admin.MIN_PASSWORD_LENGTH)
+
+
+@router.get("/users/{user_id}", response_class=HTMLResponse)
+def user_detail(user_id: int, ctx: Staff, done: str | None = None) -> HTMLResponse:
+    return _detail(ctx, user_id, done=done)
+
+
+def _back(user_id: int, done: str) -> RedirectResponse:
+    return RedirectResponse(f"/staff/admin/users/{user_id}?done={done}", status_code=303)
+
+
+def _failed(ctx: Ctx, user_id: int, exc: IntakeError) -> HTMLResponse:
+    explained = _explain(exc)
+    if explained is None:
+        raise exc
+    ctx.session.rollback()
+    return _detail(ctx, user_id, status_code=explained[0], error=explained[1])
+
+
+@router.post("/users/{user_id}", response_model=None)
+def user_update(user_id: int, ctx: Staff, form: Form) -> Response:
+    check_csrf(ctx, form)
+    try:
+        admin.update_account(
+            ctx.session, ctx.principal, user_id, display_name=_text(form, "display_name", 256),
+            roles=_checked(form, "role_"), departments=_checked(form, "dept_"),
+            may_reveal_my_number=bool(form.get("reveal")), client_cert_sha256=_text(form, "cert", 128),
+            reason=_text(form, "reason"), at=ctx.now(), catalogue=ctx.state.runtime.procedures)
+    except IntakeError as exc:
+        return _failed(ctx, user_id, exc)
+    ctx.session.commit()
+    return _back(user_id, "update")
+
+
+@router.post("/users/{user_id}/deactivate", response_model=None)
+def user_deactivate(user_id: int, ctx: Staff, form: Form) -> Response:
+    check_csrf(ctx, form)
+    try:
+        admin.deactivate(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now())
+    except IntakeError as exc:
+        return _failed(ctx, user_id, exc)
+    ctx.session.commit()
+    return _back(user_id, "deactivate")
+
+
+@router.post("/users/{user_id}/reactivate", response_model=None)
+def user_reactivate(user_id: int, ctx: Staff, form: Form) -> Response:
+    check_csrf(ctx, form)
+    try:
+        admin.reactivate(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now())
+    except IntakeError as exc:
+        return _failed(ctx, user_id, exc)
+    ctx.session.commit()
+    return _back(user_id, "reactivate")
+
+
+@router.post("/users/{user_id}/unlock", response_model=None)
+def user_unlock(user_id: int, ctx: Staff, form: Form) -> Response:
+    check_csrf(ctx, form)
+    try:
+        admin.unlock(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now())
+    except IntakeError as exc:
+        return _failed(ctx, user_id, exc)
+    ctx.session.commit()
+    return _back(user_id, "unlock")
+
+
+@router.post("/users/{user_id}/totp", response_model=None)
+def user_totp_reset(user_id: int, ctx: Staff, form: Form) -> Response:
+    check_csrf(ctx, form)
+    try:
+        totp = admin.reset_totp(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now(),
+                                sealer=ctx.state.runtime.package_sealer, issuer=ctx.state.settings.totp_issuer,
+                                current_session=ctx.row.id)
+    except IntakeError as exc:
+        return _failed(ctx, user_id, exc)
+    ctx.session.commit()
+    return _page(ctx, "admin_secret.html", totp=totp, user_id=user_id, heading="二要素認証（TOTP）を再設定しました")
+
+
+@router.post("/users/{user_id}/password", response_model=None)
+def user_password(user_id: int, ctx: Staff, form: Form) -> Response:
+    check_csrf(ctx, form)
+    try:
+        totp = admin.set_password(
+            ctx.session, ctx.principal, user_id, password=_text(form, "password", _MAX_PASSWORD),
+            password_confirm=_text(form, "password_confirm", _MAX_PASSWORD), reason=_text(form, "reason"),
+            at=ctx.now(), sealer=ctx.state.runtime.package_sealer, issuer=ctx.state.settings.totp_issuer,
+            current_session=ctx.row.id)
+    except IntakeError as exc:
+        return _failed(ctx, user_id, exc)
+    ctx.session.commit()
+    if totp is None:
+        return _back(user_id, "password")
+    return _page(ctx, "admin_secret.html", totp=totp, user_id=user_id,
+                 heading="パスワードを設定しました（二要素認証も設定しました）")
+
+
+# --- configuration (read-only) ----------------------------------------------------------------------
+
+
+@router.get("/roles", response_class=HTMLResponse)
+def roles_page(ctx: Staff) -> HTMLResponse:
+    return _page(ctx, "admin_roles.html", matrix=admin.role_matrix(ctx.session, ctx.principal))
+
+
+@router.get("/departments", response_class=HTMLResponse)
+def departments_page(ctx: Staff) -> HTMLResponse:
+    catalogue = ctx.state.runtime.procedures
+    return _page(ctx, "admin_departments.html", configured=catalogue.configured,
+                 rows=admin.department_overview(ctx.session, ctx.principal, catalogue),
+                 source=ctx.state.runtime.settings.procedures_file)
+
+
+@router.get("/procedures", response_class=HTMLResponse)
+def procedures_page(ctx: Staff) -> HTMLResponse:
+    runtime = ctx.state.runtime
+    return _page(ctx, "admin_procedures.html", configured=runtime.procedures.configured,
+                 rows=admin.procedure_overview(ctx.principal, runtime.procedures, runtime.routes),
+                 source=runtime.settings.procedures_file, routes_source=runtime.settings.routes_file)
+
+
+@router.get("/routes", response_class=HTMLResponse)
+def routes_page(ctx: Staff) -> HTMLResponse:
+    runtime = ctx.state.runtime
+    return _page(ctx, "admin_routes.html", rows=admin.route_overview(ctx.principal, runtime.routes, runtime.procedures),
+                 source=runtime.settings.routes_file)
