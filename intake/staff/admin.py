@@ -384,6 +384,10 @@ def update_account(
                                      else "replaced"))
     if not changes:
         raise NoChange("nothing to change")
+    if user.login == principal.login and any(not c.startswith(("display_name", "ic_card")) for c in changes):
+        # Separation of duties: nobody widens (or narrows) their own access; another admin does it,
+        # and the access log shows two people.
+        raise AdminGuard("self_privilege")
     user.display_name, user.roles, user.departments = name, sorted(r.value for r in new_roles), depts
     user.may_reveal_my_number, user.client_cert_sha256 = may_reveal_my_number, fp
     _log(session, principal, at=at, action="admin.user.update", user_id=user.id,

@@ -96,7 +96,7 @@ class FingerprintTaken(Conflict):
     code = "FINGERPRINT_TAKEN"
 
 
-GuardRule = Literal["self_deactivate", "self_demote", "last_admin"]
+GuardRule = Literal["self_deactivate", "self_demote", "self_privilege", "last_admin"]
 
 
 class AdminGuard(Conflict):

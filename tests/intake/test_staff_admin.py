@@ -297,8 +297,16 @@ def test_an_admin_cannot_deactivate_or_demote_themselves(session: Session, admin
     with pytest.raises(AdminGuard) as caught:
         _update(session, admin1, roles=["reviewer"])
     assert caught.value.rule == "self_demote"
-    # Adding a role to oneself, keeping system_admin, is allowed.
-    assert _update(session, admin1, roles=["system_admin", "auditor"]) == ["roles=system_admin→auditor,system_admin"]
+    # Nor widen their own access (separation of duties): another admin must do it.
+    for change in ({"roles": ["system_admin", "reviewer"]}, {"may_reveal_my_number": True},
+                   {"departments": [OWN_DEPT, OTHER_DEPT]}):
+        with pytest.raises(AdminGuard) as caught:
+            _update(session, admin1, **change)
+        assert caught.value.rule == "self_privilege"
+    assert admin1.roles == ["system_admin"]
+    assert admin1.may_reveal_my_number is False
+    # Their own display name is theirs to fix.
+    assert _update(session, admin1, display_name="管理 二郎") == ["display_name"]
 
 
 def test_another_admin_can_be_demoted_while_one_remains(session: Session, admin1: StaffUser) -> None:

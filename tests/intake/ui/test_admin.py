@@ -457,6 +457,12 @@ def test_admin_guards(ui_world: UIWorld) -> None:
         demote = client.post(f"/staff/admin/users/{me}", data={**edit_form(csrf, display_name="職員 sysadmin")})
         assert demote.status_code == 409
         assert "自分自身からシステム管理者の役割を外す" in demote.text
+        # Nor grant themselves more: the My Number reveal, on top of system_admin.
+        grant = client.post(f"/staff/admin/users/{me}", data={
+            **edit_form(csrf, display_name="職員 sysadmin"), "role_viewer": "", "role_system_admin": "1",
+            "reveal": "1"})
+        assert grant.status_code == 409
+        assert "自分自身の役割・所属部署・個人番号の表示権限は変更できません" in grant.text
         # The other admin can be deactivated; then sysadmin is the last one again.
         other = user_id(ui_world, "admin2")
         assert client.post(f"/staff/admin/users/{other}/deactivate",
