@@ -1,4 +1,5 @@
-"""``python -m intake serve | db upgrade | linkage import | outbox retry | check | audit verify | staff add``."""
+"""``python -m intake serve | db upgrade | linkage import | outbox retry | check | audit verify | audit purge |
+staff add``."""
 
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     mail.add_argument("--department", default=None, help="send: only this department id")
     mail.add_argument("--dry-run", action="store_true", help="send: print the mail, send and record nothing")
     audit = sub.add_parser("audit", help="access log (P13)")
-    audit.add_argument("action", choices=["verify"])
+    audit.add_argument("action", choices=["verify", "purge"],
+                       help="verify: check the hash chain and record the result; "
+                            "purge: delete rows older than access_log_retention_years (after checking them)")
+    audit.add_argument("--dry-run", action="store_true", help="purge: check and count only, delete nothing")
     staff = sub.add_parser("staff", help="staff UI accounts")
     staff.add_argument("action", choices=["add"])
     staff.add_argument("login")
@@ -79,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     if args.command == "audit":
-        return _audit_verify(sessions)
+        return _audit_purge(args, settings, sessions) if args.action == "purge" else _audit_verify(sessions)
     if args.command == "staff":
         return _staff_add(args, settings, sessions)
     if args.command == "linkage":
@@ -209,19 +213,63 @@ def _check(settings: IntakeSettings) -> int:
 
 
 def _audit_verify(sessions: sessionmaker[Session]) -> int:
-    """Exit 0 when the access log's hash chain is intact, else 1 and the ids where it breaks."""
-    from sqlalchemy import func, select
-
-    from intake.accesslog.service import verify_chain
-    from intake.models import AccessLogRow
+    """Exit 0 when the access log's hash chain is intact, else 1 and the ids where it breaks. The
+    result is recorded (the auditor's page shows the latest check)."""
+    from intake.accesslog.checks import run_check
 
     with sessions() as session:
-        broken = verify_chain(session)
-        total = session.scalar(select(func.count()).select_from(AccessLogRow)) or 0
-    if broken:
-        print(f"NG  access log chain broken at row id(s): {' '.join(str(i) for i in broken)}")
+        check = run_check(session, at=system_clock())
+        session.commit()
+    if check.anchor_through_id is not None:
+        print(f"..  chain starts at the retention record: rows up to id {check.anchor_through_id} were purged")
+    if not check.intact:
+        for problem in check.problems:
+            print(f"NG  {problem.value}")
+        if check.broken_count > len(check.broken):
+            print(f"NG  {check.broken_count} broken row(s), the first {len(check.broken)} listed")
+        print(f"NG  access log chain broken at row id(s): {' '.join(str(i) for i in check.broken)}")
         return 1
-    print(f"OK  access log chain intact ({total} rows)")
+    head = f"; head id {check.last_id} hash {check.last_hash}" if check.last_id is not None else ""
+    print(f"OK  access log chain intact ({check.rows} rows){head}")
+    return 0
+
+
+def _audit_purge(args: argparse.Namespace, settings: IntakeSettings, sessions: sessionmaker[Session]) -> int:
+    """Delete the access-log rows older than the retention (``--dry-run``: count and check only).
+    Exit 0 done (or nothing to do), 1 refused (the chain of those rows is broken: they stay as
+    evidence), 2 could not run."""
+    import socket
+
+    from intake.accesslog.errors import PurgeRefused
+    from intake.accesslog.retention import purge_expired
+    from intake.errors import IntakeError
+
+    years = settings.access_log_retention_years
+    with sessions() as session:
+        try:
+            result = purge_expired(session, at=system_clock(), retention_years=years, dry_run=args.dry_run,
+                                   terminal=f"host:{socket.gethostname()}"[:128])
+        except PurgeRefused as exc:
+            session.rollback()
+            print(f"NG  purge refused, nothing deleted: {exc}")
+            return 1
+        except IntakeError as exc:
+            session.rollback()
+            print(f"{exc.code}: {exc}", file=sys.stderr)
+            return 2
+        if args.dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    cutoff = f"{result.cutoff:%Y-%m-%d %H:%M} JST"
+    if not result.rows:
+        print(f"OK  nothing to purge: no access-log row before {cutoff} (retention {years} years)")
+    elif args.dry_run:
+        print(f"DRY RUN  would purge {result.rows} access-log row(s), ids {result.first_id}-{result.through_id}, "
+              f"before {cutoff} (retention {years} years); their chain is intact; nothing changed")
+    else:
+        print(f"OK  purged {result.rows} access-log row(s), ids {result.first_id}-{result.through_id}, "
+              f"before {cutoff} (retention {years} years); the chain now starts from hash {result.last_hash}")
     return 0
 
 

@@ -1,26 +1,56 @@
 """Append to and verify the hash-chained access log.
 
 Each row's hash covers its own fields and the previous row's hash, so deleting or altering a row
-breaks the chain at that point (:func:`verify_chain`). Appends are serialised per database
+breaks the chain at that point (:func:`check_chain`). Appends are serialised per database
 (PostgreSQL: a transaction-scoped advisory lock; SQLite: its single writer).
+
+A retention purge (:mod:`intake.accesslog.retention`) deletes the oldest rows and leaves an
+:class:`~intake.models.AccessLogRetention` record holding the hash of the last deleted row: the check
+starts there instead of at :data:`GENESIS`, so it reads only the rows that remain, and a deletion
+without such a record still shows as a break. The check streams rows; it never loads the table.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from intake.models import AccessLogRow
+from intake.models import AccessLogRetention, AccessLogRow
 
-__all__ = ["GENESIS", "Actor", "append_access", "verify_chain"]
+__all__ = [
+    "CHAIN_COLUMNS",
+    "GENESIS",
+    "MAX_REPORTED",
+    "PURGE_ACTION",
+    "Actor",
+    "ChainCheck",
+    "ChainProblem",
+    "ChainWalker",
+    "append_access",
+    "chain_rows",
+    "check_chain",
+    "newest_retention",
+    "verify_chain",
+    "witness_subject",
+]
 
 GENESIS = "0" * 64
 _LOCK_ID = 0x5348494E  # "SHIN"
+#: At most this many broken ids are kept in a result (a wholesale rewrite must not exhaust memory).
+MAX_REPORTED = 1000
+#: Action of the access-log row every purge writes: the purge's witness inside the chain.
+PURGE_ACTION = "audit.purge"
+#: The columns the hash covers, selected as plain rows: no ORM objects for a whole-table walk.
+CHAIN_COLUMNS = (AccessLogRow.id, AccessLogRow.at, AccessLogRow.staff_id, AccessLogRow.department,
+                  AccessLogRow.terminal, AccessLogRow.action, AccessLogRow.reason, AccessLogRow.atena_number,
+                  AccessLogRow.subject, AccessLogRow.prev_hash, AccessLogRow.hash)
 
 
 @dataclass(frozen=True)
@@ -33,13 +63,59 @@ class Actor:
     permissions: frozenset[str] = frozenset()
 
 
-def _digest(row: AccessLogRow) -> str:
+class ChainProblem(enum.StrEnum):
+    """Why a check is not clean, beyond rows whose own link is wrong."""
+
+    #: A row at or below the newest purge's ``purged_through_id`` exists (left behind or put back).
+    ROW_BELOW_ANCHOR = "row_below_anchor"
+    #: The newest retention record has no matching ``audit.purge`` row in the chain: not a real purge.
+    ANCHOR_UNWITNESSED = "anchor_unwitnessed"
+    #: The last row the previous recorded check saw is gone (rows cut off the end of the chain).
+    HEAD_MISSING = "head_missing"
+    #: The last row the previous recorded check saw now has another hash (rewritten).
+    HEAD_CHANGED = "head_changed"
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """The result of one walk over the chain. ``broken``: ids where it breaks (at most
+    :data:`MAX_REPORTED`; ``broken_count`` counts them all)."""
+
+    rows: int
+    broken: tuple[int, ...]
+    broken_count: int
+    problems: tuple[ChainProblem, ...]
+    #: ``purged_through_id`` of the retention record the walk started from (``None``: from GENESIS).
+    anchor_through_id: int | None
+    first_id: int | None
+    last_id: int | None
+    #: Stored hash of the last row walked: the next check confirms that row is still there.
+    last_hash: str | None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_count == 0 and not self.problems
+
+
+def witness_subject(record: AccessLogRetention) -> str:
+    """The subject of the ``audit.purge`` row that vouches for ``record`` (fits in 128 characters)."""
+    return f"retention:{record.id}:{record.purged_through_id}:{record.last_hash}"
+
+
+def _digest_of(at: datetime, staff_id: str, department: str, terminal: str, action: str, reason: str | None,
+               atena_number: str | None, subject: str, prev_hash: str) -> str:
     body = json.dumps(
-        [row.at.astimezone(UTC).isoformat(), row.staff_id, row.department, row.terminal, row.action, row.reason,
-         row.atena_number, row.subject, row.prev_hash],
+        [at.astimezone(UTC).isoformat(), staff_id, department, terminal, action, reason, atena_number, subject,
+         prev_hash],
         ensure_ascii=False, separators=(",", ":"),
     )
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _digest(row: Any) -> str:
+    """The hash of an :class:`AccessLogRow` or of a row of :data:`CHAIN_COLUMNS`."""
+    return _digest_of(row.at, row.staff_id, row.department, row.terminal, row.action, row.reason,
+                      row.atena_number, row.subject, row.prev_hash)
 
 
 def append_access(
@@ -50,21 +126,118 @@ def append_access(
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
     last = session.scalar(select(AccessLogRow.hash).order_by(AccessLogRow.id.desc()).limit(1))
+    if last is None:  # empty: a purge may have taken every row; the chain goes on from its record
+        anchor = newest_retention(session)
+        last = anchor.last_hash if anchor is not None else GENESIS
     row = AccessLogRow(at=at, staff_id=actor.staff_id, department=actor.department, terminal=actor.terminal,
-                       action=action, reason=reason, atena_number=atena_number, subject=subject,
-                       prev_hash=last or GENESIS)
+                       action=action, reason=reason, atena_number=atena_number, subject=subject, prev_hash=last)
     row.hash = _digest(row)
     session.add(row)
     session.flush()
     return row
 
 
+class ChainWalker:
+    """Follows the chain row by row from a starting hash; shared by the check and the purge."""
+
+    def __init__(self, start_hash: str) -> None:
+        self.prev = start_hash
+        self.rows = 0
+        self.broken: list[int] = []
+        self.broken_count = 0
+
+    def mark(self, row_id: int) -> None:
+        self.broken_count += 1
+        if len(self.broken) < MAX_REPORTED:
+            self.broken.append(row_id)
+
+    def step(self, row: Any) -> bool:
+        """Take the next row (by id); ``False`` when the chain breaks at it."""
+        self.rows += 1
+        ok = bool(row.prev_hash == self.prev and _digest(row) == row.hash)
+        if not ok:
+            self.mark(row.id)
+        self.prev = row.hash  # a single altered row is reported once, not every row after it
+        return ok
+
+
+def chain_rows(session: Session, *, after_id: int, batch_size: int) -> Any:
+    """Rows with ``id > after_id`` in id order, streamed (``yield_per``: a server-side cursor on
+    PostgreSQL), as plain rows of the hashed columns."""
+    stmt = (select(*CHAIN_COLUMNS).where(AccessLogRow.id > after_id).order_by(AccessLogRow.id)
+            .execution_options(yield_per=batch_size))
+    return session.execute(stmt)
+
+
+def newest_retention(session: Session) -> AccessLogRetention | None:
+    """The retention record the chain now starts from (the purge that reached furthest)."""
+    return session.scalars(select(AccessLogRetention).order_by(AccessLogRetention.purged_through_id.desc())
+                           .limit(1)).first()
+
+
+def check_chain(
+    session: Session, *, expected_head: tuple[int, str] | None = None, batch_size: int = 1000,
+) -> ChainCheck:
+    """Walk the chain from the newest retention record (or GENESIS) to the newest row.
+
+    ``expected_head`` is the last ``(id, hash)`` an earlier check saw: rows cut off the end of a
+    chain leave a chain that is itself intact, so only a remembered head reveals them.
+    """
+    anchor = newest_retention(session)
+    result = _walk(session, anchor, expected_head, batch_size)
+    if not result.intact and _anchor_id(newest_retention(session)) != _anchor_id(anchor):
+        # A purge committed while we walked (PostgreSQL, READ COMMITTED): walk again from its record.
+        result = _walk(session, newest_retention(session), expected_head, batch_size)
+    return result
+
+
+def _anchor_id(anchor: AccessLogRetention | None) -> int | None:
+    return None if anchor is None else anchor.id
+
+
+def _walk(session: Session, anchor: AccessLogRetention | None, expected_head: tuple[int, str] | None,
+          batch_size: int) -> ChainCheck:
+    through = anchor.purged_through_id if anchor is not None else 0
+    walker = ChainWalker(anchor.last_hash if anchor is not None else GENESIS)
+    problems: list[ChainProblem] = []
+    left_behind = list(session.scalars(select(AccessLogRow.id).where(AccessLogRow.id <= through)
+                                       .order_by(AccessLogRow.id).limit(MAX_REPORTED)))
+    if left_behind:
+        problems.append(ChainProblem.ROW_BELOW_ANCHOR)
+        for row_id in left_behind:
+            walker.mark(row_id)
+    witness = witness_subject(anchor) if anchor is not None else None
+    witnessed = False
+    first_id: int | None = None
+    last_id: int | None = None
+    head_hash: str | None = None
+    for row in chain_rows(session, after_id=through, batch_size=batch_size):
+        walker.step(row)
+        if first_id is None:
+            first_id = row.id
+        last_id, head_hash = row.id, row.hash
+        if witness is not None and not witnessed and row.action == PURGE_ACTION and row.subject == witness:
+            witnessed = True
+    if anchor is not None and not witnessed:
+        # A retention record anyone could insert; only the purge's own chained row vouches for it.
+        problems.append(ChainProblem.ANCHOR_UNWITNESSED)
+        walker.mark(first_id if first_id is not None else through)
+    if expected_head is not None and expected_head[0] > through:
+        head_id, head = expected_head
+        stored = session.scalar(select(AccessLogRow.hash).where(AccessLogRow.id == head_id))
+        if stored is None:
+            problems.append(ChainProblem.HEAD_MISSING)
+            walker.mark(head_id)
+        elif stored != head:
+            problems.append(ChainProblem.HEAD_CHANGED)
+            if head_id not in walker.broken:
+                walker.mark(head_id)
+    return ChainCheck(rows=walker.rows, broken=tuple(walker.broken), broken_count=walker.broken_count,
+                      problems=tuple(problems), anchor_through_id=anchor.purged_through_id if anchor else None,
+                      first_id=first_id, last_id=last_id, last_hash=head_hash)
+
+
 def verify_chain(session: Session) -> list[int]:
-    """Ids of rows where the chain breaks (altered row, or a row missing before it). Empty: intact."""
-    broken: list[int] = []
-    prev = GENESIS
-    for row in session.scalars(select(AccessLogRow).order_by(AccessLogRow.id)):
-        if row.prev_hash != prev or _digest(row) != row.hash:
-            broken.append(row.id)
-        prev = row.hash
-    return broken
+    """Ids of rows where the chain breaks (altered row, a row missing before it, a row left at or
+    below the purge anchor, an unwitnessed anchor). Empty: intact. See :func:`check_chain`."""
+    return list(check_chain(session).broken)

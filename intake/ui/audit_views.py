@@ -1,26 +1,105 @@
-"""The auditor's pages: the access log (P13), searched and checked."""
+"""The auditor's pages: the access log (P13) searched, exported as CSV and checked on demand.
+
+Thin: parse, call :mod:`intake.accesslog.search` (which checks the auditor role and logs), render.
+The page shows the latest recorded chain check; only 「今すぐ検証」 (POST, CSRF) re-hashes the log.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from intake.applications import service as apps
-from intake.ui.common import Staff, parse_date, parse_int
+from intake.accesslog import search
+from intake.accesslog.errors import ExportTooLarge
+from intake.accesslog.service import ChainProblem
+from intake.ui.common import Form, Staff, check_csrf, parse_date, parse_int
 
-__all__ = ["router"]
+__all__ = ["EXPORT_HEADER", "router"]
 
 router = APIRouter()
+
+#: The query parameters of the filters, their length caps and the matching field.
+_PARAMS = {"staff": ("staff_id", 64), "atena": ("atena_number", 32), "action": ("action", 64),
+           "terminal": ("terminal", 128), "department": ("department", 128), "subject": ("subject", 128)}
+
+EXPORT_HEADER = ["処理日時(JST)", "職員", "部署", "端末", "処理", "対象", "処理事由", "宛名番号", "ハッシュ"]
+
+PROBLEM_LABELS = {
+    ChainProblem.ROW_BELOW_ANCHOR: "保存期間による削除の範囲内に行が残っている、または戻されています",
+    ChainProblem.ANCHOR_UNWITNESSED: "削除記録に対応する削除の記録行（audit.purge）がありません",
+    ChainProblem.HEAD_MISSING: "前回の検証で最後にあった行がなくなっています（末尾の削除）",
+    ChainProblem.HEAD_CHANGED: "前回の検証で最後にあった行が書き換えられています",
+}
+
+
+def _filters(request: Request) -> tuple[search.AccessLogFilters, dict[str, str]]:
+    """The filters and the query parameters that set them (for the pager and the export link)."""
+    q = request.query_params
+    values: dict[str, str] = {}
+    fields: dict[str, str] = {}
+    for param, (field, cap) in _PARAMS.items():
+        value = (q.get(param) or "").strip()[:cap]
+        if value:
+            values[param], fields[field] = value, value
+    date_from, date_to = parse_date(q.get("from")), parse_date(q.get("to"))
+    for param, day in (("from", date_from), ("to", date_to)):
+        if day is not None:
+            values[param] = day.isoformat()
+    return search.AccessLogFilters(date_from=date_from, date_to=date_to, **fields), values
 
 
 @router.get("/audit", response_class=HTMLResponse)
 def audit(request: Request, ctx: Staff) -> HTMLResponse:
-    q = request.query_params
-    result = apps.access_log_page(ctx.session, ctx.principal, at=ctx.now(), staff_id=(q.get("staff") or "")[:64],
-                                  atena_number=(q.get("atena") or "")[:32], day=parse_date(q.get("day")),
-                                  page=parse_int(q.get("page")), page_size=ctx.state.settings.page_size)
+    filters, values = _filters(request)
+    result = search.search_access_log(ctx.session, ctx.principal, filters, at=ctx.now(),
+                                      page=parse_int(request.query_params.get("page")),
+                                      page_size=ctx.state.settings.page_size)
     ctx.session.commit()
-    return ctx.page("audit.html", result=result, q=q)
+    return ctx.page("audit.html", result=result, values=values, query_base=urlencode(values),
+                    retention_years=ctx.state.runtime.settings.access_log_retention_years,
+                    export_max_rows=ctx.state.settings.export_max_rows, problem_labels=PROBLEM_LABELS,
+                    tz=search.JST)
 
 
+@router.get("/audit.csv", response_model=None)
+def audit_export(request: Request, ctx: Staff) -> Response:
+    """The filtered log as CSV, UTF-8 with a BOM (Excel in Japan opens it by double-click). Over the
+    cap: 400 — the request (its filters) is what must change; 413 would say the request body was too
+    large, and this request has none."""
+    filters, _values = _filters(request)
+    limit = ctx.state.settings.export_max_rows
+    try:
+        rows = search.export_access_log(ctx.session, ctx.principal, filters, at=ctx.now(), max_rows=limit)
+    except ExportTooLarge:
+        ctx.session.rollback()
+        return ctx.page("error.html", 400, status=400,
+                        message=f"該当する行が出力の上限（{limit:,} 件）を超えています。条件を絞り込んでください。")
+    ctx.session.commit()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(EXPORT_HEADER)
+    for r in rows:
+        writer.writerow([_cell(v) for v in (
+            r.at.astimezone(search.JST).strftime("%Y-%m-%d %H:%M:%S"), r.staff_id, r.department, r.terminal,
+            r.action, r.subject, r.reason or "", r.atena_number or "", r.hash)])
+    stamp = ctx.now().astimezone(search.JST).strftime("%Y%m%d-%H%M")
+    return Response(("\ufeff" + out.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="access-log-{stamp}.csv"'})
 
+
+def _cell(value: str) -> str:
+    """A cell Excel will not run as a formula (CSV injection): the log holds what staff typed."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@router.post("/audit/verify", response_model=None)
+def audit_verify(ctx: Staff, form: Form) -> Response:
+    """「今すぐ検証」: the full chain check, recorded; then back to the page (post/redirect/get)."""
+    check_csrf(ctx, form)
+    search.verify_now(ctx.session, ctx.principal, at=ctx.now())
+    ctx.session.commit()
+    return RedirectResponse("/staff/audit", status_code=303)

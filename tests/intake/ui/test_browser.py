@@ -106,6 +106,8 @@ def test_reviewer_and_auditor_paths(ui_world: UIWorld, browser: object, spec: Ap
     # the auditor finds each action, with who, where and why
     _login(page, ui_world, "auditor")
     page.get_by_role("link", name="アクセスログ", exact=True).click()
+    expect(page.locator("#chain-status")).to_contain_text("まだ検証されていません")  # a view does not re-hash
+    page.get_by_role("button", name="今すぐ検証").click()
     expect(page.locator(".ok")).to_contain_text("異常なし")
     log = page.locator("#access-log")
     for action in ("login.success", "application.view", "status.accept", "status.start_review",

@@ -1,0 +1,34 @@
+"""Errors of the access log's search, export and retention, with typed fields for their callers."""
+
+from __future__ import annotations
+
+from intake.errors import Conflict, IntakeError, InvalidRequest
+
+__all__ = ["ExportTooLarge", "PurgeRefused", "PurgeRunning"]
+
+
+class ExportTooLarge(InvalidRequest):
+    """More rows match than one export may hold: the auditor narrows the filters."""
+
+    code = "EXPORT_TOO_LARGE"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} rows match")
+        self.limit = limit
+
+
+class PurgeRefused(IntakeError):
+    """The rows a purge would delete do not chain intact: they are evidence and stay."""
+
+    code = "CHAIN_BROKEN"
+
+    def __init__(self, broken: tuple[int, ...], *, why: str = "the chain of the rows to purge is broken") -> None:
+        super().__init__(f"{why} at row id(s): " + " ".join(map(str, broken)))
+        self.broken = broken
+        self.why = why
+
+
+class PurgeRunning(Conflict):
+    """Another purge holds the purge lock (PostgreSQL), or the rows changed while purging."""
+
+    code = "PURGE_RUNNING"
