@@ -8,19 +8,18 @@ from __future__ import annotations
 import enum
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from intake.accesslog.service import append_access, verify_chain
+from intake.accesslog.service import append_access
 from intake.applications.status import history_of, load_for
 from intake.crypto import Sealer
 from intake.errors import InvalidRequest, NotFound, PermissionDenied
 from intake.kana import search_key
 from intake.linkage.service import set_atena_manually
 from intake.models import (
-    AccessLogRow,
     Application,
     ApplicationVersion,
     Attachment,
@@ -35,7 +34,7 @@ from intake.models import (
     VersionState,
 )
 from intake.mynumbers.service import REVEAL_PERMISSION, reveal_my_number
-from intake.staff.principal import AUDIT_ROLES, CHANGE_ROLES, EXPORT_ROLES, Principal
+from intake.staff.principal import CHANGE_ROLES, EXPORT_ROLES, Principal
 from signature.xmlparse import parse_xml
 from status import FINAL_STATUSES, Action, Role, Status, StatusHistory, allowed_actions
 
@@ -44,7 +43,6 @@ __all__ = [
     "CHART_DAYS",
     "JST",
     "UNASSIGNED",
-    "AccessLogPage",
     "ApplicationDetail",
     "ApplicationPage",
     "Dashboard",
@@ -54,7 +52,6 @@ __all__ = [
     "ListFilters",
     "ProcedureTrend",
     "VersionFilter",
-    "access_log_page",
     "application_detail",
     "assign",
     "colleagues",
@@ -529,45 +526,6 @@ def download_attachment(
     append_access(session, actor=principal.access_actor(), at=at, action="attachment.download",
                   subject=f"attachment:{att.id}", atena_number=app.atena_number)
     return Download(att.name, att.media_type, sealer.open(att.data, aad=f"attachments:{att.id}".encode()))
-
-
-# --- access log -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AccessLogPage:
-    rows: list[AccessLogRow]
-    total: int
-    page: int
-    pages: int
-    broken: list[int]
-
-
-def access_log_page(
-    session: Session, principal: Principal, *, at: datetime, staff_id: str | None = None,
-    atena_number: str | None = None, day: date | None = None, page: int = 1, page_size: int = 50,
-) -> AccessLogPage:
-    """The auditor's view of the access log, newest first, with the chain check. Itself logged."""
-    if not principal.has_any(AUDIT_ROLES):
-        raise PermissionDenied("only auditors read the access log", code="ROLE_REFUSED")
-    conditions: list[ColumnElement[bool]] = []
-    if staff_id:
-        conditions.append(AccessLogRow.staff_id == staff_id)
-    if atena_number:
-        conditions.append(AccessLogRow.atena_number == atena_number)
-    if day is not None:
-        conditions.extend([AccessLogRow.at >= _day_start(day).astimezone(UTC),
-                           AccessLogRow.at < _day_start(day + timedelta(days=1)).astimezone(UTC)])
-    total = session.scalar(select(func.count()).select_from(AccessLogRow).where(*conditions)) or 0
-    pages = max(1, -(-total // page_size))
-    page = min(max(1, page), pages)
-    rows = list(session.scalars(select(AccessLogRow).where(*conditions).order_by(AccessLogRow.id.desc())
-                                .limit(page_size).offset((page - 1) * page_size)))
-    broken = verify_chain(session)
-    append_access(session, actor=principal.access_actor(), at=at, action="audit.view", subject="access_log",
-                  atena_number=atena_number or None)
-    return AccessLogPage(rows, total, page, pages, broken)
-
 
 
 def colleagues(session: Session, principal: Principal) -> list[str]:
