@@ -10,14 +10,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from intake.models import ForwardItem, ForwardState
 from intake.mynumbers.service import extract_my_numbers
+from intake.runtime import Runtime
+from intake.settings import StaffUISettings
 from signature.testing.builder import ApplicationSpec
 from tests.conftest import NOW, PackageFactory
+from tests.intake.conftest import Clock
 from tests.intake.staffdata import deliver
-from tests.intake.ui.conftest import PASSWORD, UIWorld
+from tests.intake.ui.conftest import PASSWORD, UIWorld, build_world
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -210,3 +213,90 @@ def test_department_admin_retries_a_failed_forward_from_the_dashboard(ui_world: 
         item = s.scalar(select(ForwardItem).where(ForwardItem.idempotency_key == "browser:own"))
         assert item is not None
         assert (item.state, item.attempts) == (ForwardState.PENDING, 0)
+
+
+def test_system_admin_creates_an_account_and_imports_linkage(
+        engine: Engine, runtime: Runtime, clock: Clock, make_package: PackageFactory, spec: ApplicationSpec,
+        browser: object, tmp_path: Path) -> None:
+    from playwright.sync_api import BrowserContext, expect
+
+    from portal_sim import linkage as sim
+    from tests.intake.test_linkage import ATENA, link
+
+    assert isinstance(browser, BrowserContext)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "linkage-20261125.csv").write_bytes(sim.to_csv([link()]))
+    world, server = build_world(engine, runtime, clock, make_package, spec, ui=StaffUISettings(linkage_inbox=inbox))
+    try:
+        page = browser.new_page()
+        _login(page, world, "sysadmin")
+        # a new reviewer for the department; the TOTP secret is shown once, and works
+        page.get_by_role("link", name="職員・設定の管理").click()
+        page.get_by_role("link", name="新しいアカウントを作成する").click()
+        page.get_by_label("ログインID").fill("tanaka")
+        page.get_by_label("氏名").fill("田中 一郎")
+        page.get_by_label("審査担当").check()
+        page.get_by_label("子ども家庭課", exact=False).check()
+        page.get_by_label("初期パスワード（12文字以上）").fill(PASSWORD)
+        page.get_by_label("初期パスワード（確認）").fill(PASSWORD)
+        page.get_by_label("処理事由").fill("4月の人事異動")
+        page.get_by_role("button", name="作成する").click()
+        secret = page.locator("#totp-secret").inner_text()
+        world.secrets["tanaka"] = secret
+        page.screenshot(path=str(ARTIFACTS / "08-admin-secret.png"), full_page=True)
+
+        # the linkage import: preview (nothing stored), confirm with a reason, watch it finish
+        page.get_by_role("link", name="紐付情報の取込").click()
+        page.get_by_role("button", name="確認（テスト実行）").click()
+        expect(page.locator("body")).to_contain_text("まだ何も取り込まれていません")
+        page.screenshot(path=str(ARTIFACTS / "09-linkage-preview.png"), full_page=True)
+        page.get_by_label("処理事由（必須）").fill("11月分の番号紐付情報の取込")
+        page.get_by_role("button", name="取り込む").click()
+        expect(page.locator("body")).to_contain_text("取込が完了しました", timeout=30_000)  # meta refresh
+        expect(page.locator("body")).not_to_contain_text(ATENA)
+        page.get_by_role("button", name="ログアウト").click()
+        page.wait_for_url(f"{world.base_url}/staff/login")
+
+        # the new account logs in with the shown secret and sees the 宛名番号 the import set
+        _login(page, world, "tanaka")
+        page.get_by_role("link", name="申請一覧").click()
+        page.get_by_role("link", name=spec.receipt_number).click()
+        expect(page.locator("#linkage-state")).to_have_text("自動")
+        expect(page.locator("#atena-number")).to_have_text(ATENA)
+    finally:
+        server.__exit__(None, None, None)
+
+
+def test_auditor_searches_and_exports_the_log(ui_world: UIWorld, browser: object) -> None:
+    from playwright.sync_api import BrowserContext, expect
+
+    assert isinstance(browser, BrowserContext)
+    page = browser.new_page()
+    _login(page, ui_world, "reviewer")  # something to find: a take-over and an export
+    page.goto(f"{ui_world.base_url}/staff/applications/{ui_world.own_app}")
+    page.get_by_role("button", name="自分が担当する").click()
+    page.get_by_role("link", name="申請一覧").click()
+    with page.expect_download():
+        page.get_by_role("link", name="この条件でCSV出力（全ページ・記録されます）").click()
+    page.get_by_role("button", name="ログアウト").click()
+    page.wait_for_url(f"{ui_world.base_url}/staff/login")
+
+    _login(page, ui_world, "auditor")
+    page.get_by_role("link", name="アクセスログ", exact=True).click()
+    page.get_by_label("職員ID").fill("reviewer")
+    page.get_by_role("button", name="検索").click()
+    log = page.locator("#access-log")
+    for action in ("login.success", "application.view", "application.assign", "application.export", "logout"):
+        expect(log.locator("td.action", has_text=action).first).to_be_visible()
+    expect(log.locator("td", has_text="auditor")).to_have_count(0)
+    expect(log.locator("tr", has=page.locator("td.action", has_text="application.assign"))).to_contain_text(
+        "担当変更: - → reviewer")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="CSV出力", exact=False).click()
+    data = Path(download.value.path()).read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    text = data.decode("utf-8-sig")
+    assert "application.export" in text
+    assert "application.assign" in text
+    page.screenshot(path=str(ARTIFACTS / "10-audit-search.png"), full_page=True)
