@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -57,6 +58,10 @@ __all__ = [
     "VerificationRecord",
     "VersionState",
 ]
+
+
+#: A chain not yet 完了 / 却下 / 取下げ (status.FINAL_STATUSES), as SQL for partial indexes.
+_OPEN_SQL = "status NOT IN ('完了', '却下', '取下げ')"
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -159,6 +164,10 @@ class Application(Base):
         Index("ix_applications_applicant_kana", "applicant_kana",
               postgresql_ops={"applicant_kana": "text_pattern_ops"}),
         Index("ix_applications_created_at_id", "created_at", "id"),
+        # Open chains are a few percent of all: the dashboard's counts and the queue filter read only them.
+        Index("ix_applications_open", "procedure_id",
+              postgresql_include=["needs_review", "linkage_state", "assigned_to"],
+              postgresql_where=text(_OPEN_SQL), sqlite_where=text(_OPEN_SQL)),
     )
 
     versions: Mapped[list[ApplicationVersion]] = relationship(
@@ -187,6 +196,17 @@ class ApplicationVersion(Base):
     form_file: Mapped[str] = mapped_column(String(255))
     #: 申請者情報 as the applicant typed it (personal data), in document order.
     applicant: Mapped[list[list[str]]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_application_versions_arrived_at", "arrived_at"),  # today's arrivals, the 14-day chart
+        Index("ix_application_versions_current", "application_id",
+              postgresql_where=text("state = 'current'"), sqlite_where=text("state = 'current'")),
+        Index("ix_application_versions_superseded", "application_id",  # the list's 版 filter
+              postgresql_where=text("state = 'superseded'"), sqlite_where=text("state = 'superseded'")),
+        Index("ix_application_versions_current_not_passed", "application_id",  # 署名エラー
+              postgresql_where=text("state = 'current' AND indication <> 'PASSED'"),
+              sqlite_where=text("state = 'current' AND indication <> 'PASSED'")),
+    )
 
     application: Mapped[Application] = relationship(back_populates="versions")
     attachments: Mapped[list[Attachment]] = relationship(back_populates="version")
@@ -368,12 +388,12 @@ class AccessLogRow(Base):
 
     id: Mapped[IntPK]
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    staff_id: Mapped[str] = mapped_column(String(64))
+    staff_id: Mapped[str] = mapped_column(String(64), index=True)  # the auditor's searches
     department: Mapped[str] = mapped_column(String(128))
     terminal: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
     reason: Mapped[str | None] = mapped_column(Text)
-    atena_number: Mapped[str | None] = mapped_column(String(32))
+    atena_number: Mapped[str | None] = mapped_column(String(32), index=True)
     subject: Mapped[str] = mapped_column(String(128))  # e.g. "version:12", never the data itself
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)

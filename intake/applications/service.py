@@ -42,6 +42,7 @@ __all__ = [
     "ASSIGNED_TO_ME",
     "CHART_DAYS",
     "JST",
+    "LIST_COUNT_CAP",
     "UNASSIGNED",
     "ApplicationDetail",
     "ApplicationPage",
@@ -129,12 +130,19 @@ class ApplicationRow:
     assigned_to: str | None = None
 
 
+#: The list counts matching chains up to here and then says "more than": an exact count(*) of half
+#: a million rows costs most of a second on every page view (docs/benchmarks.md, "Staff UI pages").
+LIST_COUNT_CAP = 10_000
+
+
 @dataclass(frozen=True)
 class ApplicationPage:
     rows: list[ApplicationRow]
-    total: int
+    total: int  # exact up to LIST_COUNT_CAP; when ``capped``, "more than LIST_COUNT_CAP"
     page: int
-    pages: int
+    pages: int  # when ``capped``: the pages known so far
+    capped: bool = False
+    has_next: bool = False
 
 
 def _like_prefix(text: str) -> str:
@@ -203,18 +211,27 @@ def _list_query(principal: Principal, filters: ListFilters) -> Select[Applicatio
 
 def list_applications(
     session: Session, principal: Principal, filters: ListFilters, *, page_size: int, at: datetime,
+    count_cap: int = LIST_COUNT_CAP,
 ) -> ApplicationPage:
-    """One page of the principal's applications, newest first. The list shows no personal data; a
-    search by 宛名番号 is itself logged (it tells who looked for whom)."""
+    """One page of the principal's applications, newest first, counted up to ``count_cap``. The list
+    shows no personal data; a search by 宛名番号 is itself logged (it tells who looked for whom)."""
     _require_reader(principal)
     _log_search(session, principal, filters, at=at)
     base = _list_query(principal, filters)
-    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    pages = max(1, -(-total // page_size))
-    page = min(max(1, filters.page), pages)
+    total = _count_upto(session, base, count_cap)
+    capped = total > count_cap
+    pages = max(1, -(-min(total, count_cap) // page_size))
+    page = max(1, filters.page) if capped else min(max(1, filters.page), pages)
     rows = _list_rows(session, base.order_by(Application.created_at.desc(), Application.id.desc())
-                      .limit(page_size).offset((page - 1) * page_size))
-    return ApplicationPage(rows, total, page, pages)
+                      .limit(page_size + 1).offset((page - 1) * page_size))
+    has_next = len(rows) > page_size
+    return ApplicationPage(rows[:page_size], min(total, count_cap), page, max(pages, page), capped, has_next)
+
+
+def _count_upto(session: Session, base: Select[Application, ApplicationVersion], cap: int) -> int:
+    """How many rows ``base`` matches, counting no further than ``cap + 1``."""
+    ids = base.with_only_columns(Application.id).limit(cap + 1).subquery()
+    return session.scalar(select(func.count()).select_from(ids)) or 0
 
 
 def _log_search(session: Session, principal: Principal, filters: ListFilters, *, at: datetime) -> None:
@@ -250,9 +267,9 @@ class ExportTooLarge(InvalidRequest):
 
     code = "EXPORT_TOO_LARGE"
 
-    def __init__(self, rows: int, limit: int) -> None:
-        super().__init__(f"{rows} rows exceed the export limit of {limit}")
-        self.rows, self.limit = rows, limit
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more rows than the export limit of {limit}")
+        self.limit = limit
 
 
 def export_applications(
@@ -264,9 +281,8 @@ def export_applications(
     if not principal.has_any(EXPORT_ROLES):
         raise PermissionDenied("this role does not export applications", code="ROLE_REFUSED")
     base = _list_query(principal, filters)
-    rows = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    if rows > max_rows:
-        raise ExportTooLarge(rows, max_rows)
+    if _count_upto(session, base, max_rows) > max_rows:
+        raise ExportTooLarge(max_rows)
     query = (filters.query or "").strip()
     append_access(session, actor=principal.access_actor(), at=at, action="application.export",
                   subject=export_summary(filters), atena_number=query[:32] if query.isdigit() else None)

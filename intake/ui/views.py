@@ -162,7 +162,7 @@ def application_export(request: Request, ctx: Staff) -> Response:
     except apps.ExportTooLarge as exc:
         ctx.session.rollback()
         return ctx.page("error.html", 400, status=400, message=(
-            f"該当する申請が {exc.rows:,} 件あり、CSV出力の上限（{exc.limit:,} 件）を超えています。"
+            f"該当する申請がCSV出力の上限（{exc.limit:,} 件）を超えています。"
             "手続・期間などで絞り込んでから出力してください。"))
     ctx.session.commit()
     out = io.StringIO()

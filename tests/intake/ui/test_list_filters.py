@@ -12,14 +12,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, select
 
+from intake.applications.service import ApplicationPage, ListFilters, list_applications
 from intake.kana import search_key
 from intake.models import AccessLogRow, Application
 from intake.runtime import Runtime
 from intake.settings import StaffUISettings
 from signature.testing.builder import ApplicationSpec
+from status import Role
 from tests.conftest import NOW, PackageFactory
 from tests.intake.conftest import Clock
-from tests.intake.staffdata import deliver
+from tests.intake.staffdata import deliver, principal
 from tests.intake.ui.conftest import UIWorld, build_world
 
 OWN = "20261125-0000000001"  # the world's own application; its applicant is resident 0
@@ -169,7 +171,6 @@ def test_export_is_capped_and_a_refused_export_is_not_logged(
             refused = client.get("/staff/applications.csv")
             assert refused.status_code == 400
             assert "上限（1 件）" in refused.text
-            assert "2 件" in refused.text
             assert client.get("/staff/applications.csv", params={"q": SATO}).status_code == 200
         with w.sessions() as s:
             exports = list(s.scalars(select(AccessLogRow).where(AccessLogRow.action == "application.export")))
@@ -207,3 +208,28 @@ def test_failed_forward_card_links_to_the_outbox_only_for_who_may_open_it(two_ap
         page = client.get("/staff/").text
         assert 'id="failed"' in page
         assert '<a href="/staff/outbox"><span class="label">転送失敗' not in page
+
+
+def test_the_list_counts_up_to_a_cap_and_still_pages_beyond_it(two_apps: UIWorld, make_package: PackageFactory,
+                                                               spec: ApplicationSpec) -> None:
+    with two_apps.sessions() as s:
+        deliver(s, two_apps.runtime, make_package(spec=replace(spec, receipt_number="20261125-0000000009")))
+    reviewer = principal(Role.REVIEWER, login="reviewer")
+
+    def listed(page: int, cap: int) -> ApplicationPage:
+        with two_apps.sessions() as s:
+            return list_applications(s, reviewer, ListFilters(page=page), page_size=1, at=NOW, count_cap=cap)
+
+    exact = listed(1, 3)
+    assert (exact.total, exact.capped, exact.pages, exact.has_next) == (3, False, 3, True)
+    assert listed(3, 3).has_next is False
+    assert listed(9, 3).page == 3  # an exact count clamps the page
+    first = listed(1, 2)
+    assert (first.total, first.capped, first.pages, first.has_next) == (2, True, 2, True)
+    last = listed(3, 2)  # past what was counted: still served
+    assert (last.page, last.pages, last.has_next, len(last.rows)) == (3, 3, False, 1)
+    assert {r.receipt_number for p in (1, 2, 3) for r in listed(p, 2).rows} == {
+        OWN, SATO, "20261125-0000000009"}
+    with closing(two_apps.login("reviewer")) as client:
+        page = client.get("/staff/applications").text
+    assert "3 件（1 / 1 ページ）" in page
