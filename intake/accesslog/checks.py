@@ -2,8 +2,8 @@
 log on every view (that is O(rows), and the log holds 7 years).
 
 A check is an :class:`~intake.models.Event` (append-only history, ``detail`` holds ids and hashes,
-no personal data), not a new table: the schema is frozen at migration 0004, and an event already
-has what a check needs (when, what kind, a JSON detail). Each check also remembers the last row it
+no personal data), not a table of its own: an event already has what a check needs (when, what
+kind, a JSON detail), and the events table is append-only. Each check also remembers the last row it
 saw, so the next one notices rows cut off the end of the chain.
 """
 
