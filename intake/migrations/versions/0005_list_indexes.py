@@ -13,8 +13,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import intake.db
-
 revision = '0005'
 down_revision = '0004'
 branch_labels = None
