@@ -55,6 +55,7 @@ bench: install
 	$(PY) bench/bench_intake.py --json bench/results-intake.json
 	$(PY) bench/bench_portal_generate.py
 	$(PY) bench/bench_relay.py --json bench/results-relay.json
+	$(PY) bench/bench_ui.py --json bench/results-ui.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(SHINSEI_VAR_DIR) .bench-cache
