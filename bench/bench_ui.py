@@ -26,6 +26,7 @@ import os
 import platform
 import random
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,7 +58,7 @@ from tests.support.servers import serve_in_thread
 PASSWORD = "bench password for the staff UI"  # noqa: S105 - a throw-away account in a throw-away cluster
 REVIEWER = STAFF[BENCH_DEPT][0]
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-_TOTAL = re.compile(r"<p>(\d+) 件")
+_TOTAL = re.compile(r"<p>([\d,]+) 件(以上)?")  # "N 件", or "10,000 件以上" once the list stops counting
 
 
 class Clock:
@@ -173,6 +174,7 @@ def measure(client: httpx.Client, sc: Scenario, capture: SqlCapture, *, warmup: 
     capture.scenario = sc.name
     times: list[float] = []
     total: int | None = None
+    capped = False
     size = 0
     started = time.perf_counter()
     try:
@@ -182,7 +184,8 @@ def measure(client: httpx.Client, sc: Scenario, capture: SqlCapture, *, warmup: 
             times.append((time.perf_counter() - t) * 1000)
             assert r.status_code == 200, (sc.name, r.status_code, r.text[:300])
             found = _TOTAL.search(r.text)
-            total = int(found.group(1)) if found else None
+            total = int(found.group(1).replace(",", "")) if found else None
+            capped = bool(found and found.group(2))
             size = len(r.content)
             if time.perf_counter() - started > budget:
                 break
@@ -196,7 +199,7 @@ def measure(client: httpx.Client, sc: Scenario, capture: SqlCapture, *, warmup: 
         "max_ms": round(max(times), 1), "mean_ms": round(sum(times) / len(times), 1),
         "db_ms_per_request": round(db_ms, 1),
         "statements_per_request": round(sum(s.calls for _, s in stmts) / len(times), 1),
-        "total_rows_shown": total, "bytes": size,
+        "total_rows_shown": total, "total_capped": capped, "bytes": size,
         "top_statements": [{"sql": " ".join(stmt.split())[:160], "calls_per_request": round(st.calls / len(times), 2),
                             "mean_ms": round(st.total_ms / st.calls, 2)} for stmt, st in stmts[:4]],
     }
@@ -307,11 +310,13 @@ def measure_all(args: argparse.Namespace, engine: Engine, runtime: Runtime, capt
             results[sc.name] = r = measure(client, sc, capture, warmup=args.warmup, requests=args.requests,
                                            budget=args.budget)
             log(f"  {sc.name:<26} p50 {r['p50_ms']:8.1f}  p95 {r['p95_ms']:8.1f}  max {r['max_ms']:8.1f} ms"
-                f"  (n={r['n']}, db {r['db_ms_per_request']:.1f} ms, rows {r['total_rows_shown']})")
+                f"  (n={r['n']}, db {r['db_ms_per_request']:.1f} ms, rows {r['total_rows_shown']}"
+                f"{'+' if r['total_capped'] else ''})")
     default_total = results.get("list_default", {}).get("total_rows_shown")
     for name, r in results.items():
         r["filter_ignored"] = (name.startswith("list_") and name not in ("list_default", "list_page_200")
-                               and r["total_rows_shown"] is not None and r["total_rows_shown"] == default_total)
+                               and not r["total_capped"] and r["total_rows_shown"] is not None
+                               and r["total_rows_shown"] == default_total)
     return results
 
 
@@ -363,6 +368,19 @@ def try_proposals(args: argparse.Namespace, engine: Engine, runtime: Runtime, ca
     }
 
 
+def commit() -> str:
+    """The commit measured (``+dirty`` when intake/ has uncommitted changes)."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,  # noqa: S607
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "intake"], cwd=repo,  # noqa: S607
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def machine() -> dict[str, Any]:
     mem = 0
     with open("/proc/meminfo", encoding="ascii") as f:
@@ -375,7 +393,8 @@ def machine() -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter()
-    result: dict[str, Any] = {"machine": machine(), "applications": args.applications, "sample": args.sample}
+    result: dict[str, Any] = {"machine": machine(), "applications": args.applications, "sample": args.sample,
+                              "commit": commit()}
     with tempfile.TemporaryDirectory(prefix="shinsei-bench-ui-") as tmp, bench_cluster() as (url, _pglog):
         base = Path(tmp)
         settings = IntakeSettings(var_dir=base / "var", database_url=url, mail=MailSettings(enabled=False),
@@ -420,7 +439,7 @@ def report(result: dict[str, Any]) -> None:
     log(f"{'page':<26} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'db ms':>7} {'rows':>8}  note")
     for name, r in result["pages"].items():
         note = "filter IGNORED (same total as unfiltered)" if r.get("filter_ignored") else ""
-        rows = "" if r["total_rows_shown"] is None else str(r["total_rows_shown"])
+        rows = "" if r["total_rows_shown"] is None else str(r["total_rows_shown"]) + ("+" if r["total_capped"] else "")
         log(f"{name:<26} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['max_ms']:8.1f} {r['db_ms_per_request']:7.1f}"
             f" {rows:>8}  {note}")
     log("")
