@@ -246,7 +246,8 @@ class Attachment(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     media_type: Mapped[str] = mapped_column(String(64))
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    #: loaded only when read (a download, a forward): the detail page lists names and sizes
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     malware_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
 
     version: Mapped[ApplicationVersion] = relationship(back_populates="attachments")

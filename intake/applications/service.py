@@ -10,8 +10,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, Select, and_, func, not_, select, union
+from sqlalchemy.orm import Session, aliased, load_only
 
 from intake.accesslog.service import append_access
 from intake.applications.status import history_of, load_for
@@ -168,9 +168,11 @@ def _list_conditions(principal: Principal, filters: ListFilters, current: type[A
         conditions.extend([current.indication != "PASSED", Application.status.not_in(_FINAL)])
     query = (filters.query or "").strip()
     if query:
-        in_chain = select(ApplicationVersion.application_id).where(ApplicationVersion.receipt_number == query)
-        conditions.append(or_(Application.first_receipt_number == query, Application.id.in_(in_chain),
-                              Application.atena_number == query))
+        # A UNION of three index lookups: an OR across them makes PostgreSQL scan every chain.
+        conditions.append(Application.id.in_(union(
+            select(Application.id).where(Application.first_receipt_number == query),
+            select(ApplicationVersion.application_id).where(ApplicationVersion.receipt_number == query),
+            select(Application.id).where(Application.atena_number == query))))
     kana = search_key(filters.kana or "")
     if kana:
         conditions.append(Application.applicant_kana.like(_like_prefix(kana), escape="\\"))
@@ -206,7 +208,18 @@ def _list_query(principal: Principal, filters: ListFilters) -> Select[Applicatio
     current = aliased(ApplicationVersion)
     return (select(Application, current)
             .outerjoin(current, and_(current.application_id == Application.id, current.state == VersionState.CURRENT))
+            .options(load_only(current.receipt_number, current.indication))  # not the form or applicant
             .where(*_list_conditions(principal, filters, current)))
+
+
+def _count_upto(session: Session, principal: Principal, filters: ListFilters, cap: int) -> int:
+    """How many chains the list matches, counting no further than ``cap + 1``. The current version
+    is joined only when a filter needs it (署名エラー)."""
+    if filters.signature_errors:
+        ids = _list_query(principal, filters).with_only_columns(Application.id)
+    else:
+        ids = select(Application.id).where(*_list_conditions(principal, filters, ApplicationVersion))
+    return session.scalar(select(func.count()).select_from(ids.limit(cap + 1).subquery())) or 0
 
 
 def list_applications(
@@ -218,7 +231,7 @@ def list_applications(
     _require_reader(principal)
     _log_search(session, principal, filters, at=at)
     base = _list_query(principal, filters)
-    total = _count_upto(session, base, count_cap)
+    total = _count_upto(session, principal, filters, count_cap)
     capped = total > count_cap
     pages = max(1, -(-min(total, count_cap) // page_size))
     page = max(1, filters.page) if capped else min(max(1, filters.page), pages)
@@ -227,11 +240,6 @@ def list_applications(
     has_next = len(rows) > page_size
     return ApplicationPage(rows[:page_size], min(total, count_cap), page, max(pages, page), capped, has_next)
 
-
-def _count_upto(session: Session, base: Select[Application, ApplicationVersion], cap: int) -> int:
-    """How many rows ``base`` matches, counting no further than ``cap + 1``."""
-    ids = base.with_only_columns(Application.id).limit(cap + 1).subquery()
-    return session.scalar(select(func.count()).select_from(ids)) or 0
 
 
 def _log_search(session: Session, principal: Principal, filters: ListFilters, *, at: datetime) -> None:
@@ -280,13 +288,13 @@ def export_applications(
     ``max_rows`` rows is :class:`ExportTooLarge` (an export is a copy leaving the system)."""
     if not principal.has_any(EXPORT_ROLES):
         raise PermissionDenied("this role does not export applications", code="ROLE_REFUSED")
-    base = _list_query(principal, filters)
-    if _count_upto(session, base, max_rows) > max_rows:
+    if _count_upto(session, principal, filters, max_rows) > max_rows:
         raise ExportTooLarge(max_rows)
     query = (filters.query or "").strip()
     append_access(session, actor=principal.access_actor(), at=at, action="application.export",
                   subject=export_summary(filters), atena_number=query[:32] if query.isdigit() else None)
-    return _list_rows(session, base.order_by(Application.created_at.desc(), Application.id.desc()))
+    return _list_rows(session, _list_query(principal, filters)
+                      .order_by(Application.created_at.desc(), Application.id.desc()))
 
 
 # --- dashboard --------------------------------------------------------------------------------------

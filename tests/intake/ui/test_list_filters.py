@@ -109,6 +109,10 @@ def test_version_filter(two_apps: UIWorld, make_package: PackageFactory, spec: A
         assert listed("new_unreviewed") == set()
         assert listed("resubmitted") == {RESUBMISSION}
         assert listed("bogus") == {RESUBMISSION, SATO}  # an unknown value filters nothing
+        # a chain is found by the 受付番号 of any of its versions
+        for receipt in (OWN, RESUBMISSION):
+            assert receipts(client.get("/staff/applications", params={"q": receipt}).text) == {RESUBMISSION}
+        assert receipts(client.get("/staff/applications", params={"q": "20261125-0000000099"}).text) == set()
 
 
 def _assigned(w: UIWorld) -> str | None:
