@@ -23,6 +23,10 @@ from tests.intake.conftest import Clock
 from tests.intake.staffdata import OTHER_PROCEDURE, OWN_DEPT, OWN_PROCEDURE
 from tests.intake.ui.conftest import PASSWORD, USERS, UIWorld, build_world, csrf_of, user_id
 
+# The admin service runs on SQLite and PostgreSQL in tests/intake/test_staff_admin.py (row locks of
+# the last-admin guard included); over HTTP the engine changes nothing, so SQLite is enough here.
+pytestmark = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+
 _SECRET = re.compile(r'id="totp-secret"[^>]*>([A-Z2-7]+)<')
 _URI = re.compile(r'id="totp-uri"[^>]*>([^<]+)<')
 NEW_PASSWORD = "another long passphrase 2"  # noqa: S105 - a test account
