@@ -8,6 +8,8 @@ to the POST that made it (never stored, never put in a redirect), so those POSTs
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -193,37 +195,31 @@ def user_update(user_id: int, ctx: Staff, form: Form) -> Response:
     return _back(user_id, "update")
 
 
-@router.post("/users/{user_id}/deactivate", response_model=None)
-def user_deactivate(user_id: int, ctx: Staff, form: Form) -> Response:
+def _account_change(ctx: Ctx, user_id: int, form: dict[str, str], change: Callable[..., object], done: str
+                    ) -> Response:
+    """A POST that changes an account's state with a 処理事由, then back to the account page."""
     check_csrf(ctx, form)
     try:
-        admin.deactivate(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now())
+        change(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now())
     except IntakeError as exc:
         return _failed(ctx, user_id, exc)
     ctx.session.commit()
-    return _back(user_id, "deactivate")
+    return _back(user_id, done)
+
+
+@router.post("/users/{user_id}/deactivate", response_model=None)
+def user_deactivate(user_id: int, ctx: Staff, form: Form) -> Response:
+    return _account_change(ctx, user_id, form, admin.deactivate, "deactivate")
 
 
 @router.post("/users/{user_id}/reactivate", response_model=None)
 def user_reactivate(user_id: int, ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        admin.reactivate(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now())
-    except IntakeError as exc:
-        return _failed(ctx, user_id, exc)
-    ctx.session.commit()
-    return _back(user_id, "reactivate")
+    return _account_change(ctx, user_id, form, admin.reactivate, "reactivate")
 
 
 @router.post("/users/{user_id}/unlock", response_model=None)
 def user_unlock(user_id: int, ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        admin.unlock(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now())
-    except IntakeError as exc:
-        return _failed(ctx, user_id, exc)
-    ctx.session.commit()
-    return _back(user_id, "unlock")
+    return _account_change(ctx, user_id, form, admin.unlock, "unlock")
 
 
 @router.post("/users/{user_id}/totp", response_model=None)

@@ -6,8 +6,6 @@ The page shows the latest recorded chain check; only 「今すぐ検証」 (POST
 
 from __future__ import annotations
 
-import csv
-import io
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -17,6 +15,7 @@ from intake.accesslog import search
 from intake.accesslog.errors import ExportTooLarge
 from intake.accesslog.service import ChainProblem
 from intake.ui.common import Form, Staff, check_csrf, parse_date, parse_int
+from intake.ui.web import csv_download
 
 __all__ = ["EXPORT_HEADER", "router"]
 
@@ -67,8 +66,8 @@ def audit(request: Request, ctx: Staff) -> HTMLResponse:
 
 @router.get("/audit.csv", response_model=None)
 def audit_export(request: Request, ctx: Staff) -> Response:
-    """The filtered log as CSV, UTF-8 with a BOM (Excel in Japan opens it by double-click). Over the
-    cap: 400 — the request (its filters) is what must change; 413 would say the request body was too
+    """The filtered log as CSV (:func:`intake.ui.web.csv_download`). Over the cap: 400 — the request
+    (its filters) is what must change; 413 would say the request body was too
     large, and this request has none."""
     filters, _values = _filters(request)
     limit = ctx.state.settings.export_max_rows
@@ -79,21 +78,11 @@ def audit_export(request: Request, ctx: Staff) -> Response:
         return ctx.page("error.html", 400, status=400,
                         message=f"該当する行が出力の上限（{limit:,} 件）を超えています。条件を絞り込んでください。")
     ctx.session.commit()
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(EXPORT_HEADER)
-    for r in rows:
-        writer.writerow([_cell(v) for v in (
-            r.at.astimezone(search.JST).strftime("%Y-%m-%d %H:%M:%S"), r.staff_id, r.department, r.terminal,
-            r.action, r.subject, r.reason or "", r.atena_number or "", r.hash)])
     stamp = ctx.now().astimezone(search.JST).strftime("%Y%m%d-%H%M")
-    return Response(("\ufeff" + out.getvalue()).encode("utf-8"), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="access-log-{stamp}.csv"'})
-
-
-def _cell(value: str) -> str:
-    """A cell Excel will not run as a formula (CSV injection): the log holds what staff typed."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    return csv_download(EXPORT_HEADER, ((
+        r.at.astimezone(search.JST).strftime("%Y-%m-%d %H:%M:%S"), r.staff_id, r.department, r.terminal,
+        r.action, r.subject, r.reason or "", r.atena_number or "", r.hash) for r in rows),
+        name=f"access-log-{stamp}.csv")
 
 
 @router.post("/audit/verify", response_model=None)
