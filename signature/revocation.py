@@ -43,9 +43,9 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import ExtensionOID
+from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
 from signature.errors import SignatureError, TrustConfigError
 
@@ -73,10 +73,16 @@ _KNOWN_CRL_EXTENSIONS = frozenset({
 # Collision-prone digests: a forged CRL must not be accepted because its signature uses them.
 _WEAK_HASHES = ("md5", "sha1")
 
-_SIGNING_KEYS = (
-    rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey,
-    dsa.DSAPublicKey,
-)
+# DSA is refused for CRLs as it is for signatures (docs/package-format.md). It is recognised by
+# the CRL's signature algorithm, never by touching cryptography's DSA classes: those are deprecated
+# (cryptography >= 51) and would warn at import time.
+_DSA_SIGNATURES = frozenset({
+    SignatureAlgorithmOID.DSA_WITH_SHA1, SignatureAlgorithmOID.DSA_WITH_SHA224,
+    SignatureAlgorithmOID.DSA_WITH_SHA256, SignatureAlgorithmOID.DSA_WITH_SHA384,
+    SignatureAlgorithmOID.DSA_WITH_SHA512,
+})
+
+_SIGNING_KEYS = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)
 
 
 class RevocationStatus(enum.StrEnum):
@@ -307,6 +313,9 @@ class RevocationStore:
             # certificates of the base as good. Complete CRLs are required.
             ignore("delta CRLs are not supported")
             return None
+        if crl.signature_algorithm_oid in _DSA_SIGNATURES:
+            ignore("DSA signatures are refused")
+            return None
         hash_alg = crl.signature_hash_algorithm
         if hash_alg is not None and hash_alg.name in _WEAK_HASHES:
             ignore(f"weak signature hash {hash_alg.name}")
@@ -384,7 +393,7 @@ class RevocationStore:
             key_der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
             if key_der not in verdicts:
                 if not isinstance(key, _SIGNING_KEYS):
-                    verdicts[key_der] = False  # X25519/X448 keys cannot sign
+                    verdicts[key_der] = False  # X25519/X448 keys cannot sign; DSA is refused
                     continue
                 try:
                     verdicts[key_der] = crl.is_signature_valid(key)

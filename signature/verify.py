@@ -206,9 +206,10 @@ def _check_policy(cert: x509.Certificate, oid: str) -> None:
     # RFC 5280 policy processing could follow, and the question is "is this a signing certificate".
     try:
         policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+        identifiers = {p.policy_identifier.dotted_string for p in policies}
     except x509.ExtensionNotFound:
-        policies = x509.CertificatePolicies([])
-    if oid not in {p.policy_identifier.dotted_string for p in policies}:
+        identifiers = set()  # (cryptography >= 51 refuses to build an empty CertificatePolicies)
+    if oid not in identifiers:
         raise VerificationFailure(
             ReasonCode.CERT_POLICY, f"certificatePolicies lacks {oid}",
             indication=Indication.INDETERMINATE, sub_indication=SubIndication.CHAIN_CONSTRAINTS_FAILURE,

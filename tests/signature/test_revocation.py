@@ -364,6 +364,23 @@ def test_forged_crl_is_ignored(
     assert "JPKI-TEST" not in caplog.text  # the warning names the file, not the issuer
 
 
+@pytest.mark.filterwarnings("ignore:DSA is deprecated:cryptography.utils.CryptographyDeprecationWarning")
+def test_dsa_signed_crl_is_ignored(tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """A CRL signed with DSA is refused as DSA signatures are, even by a configured DSA issuer."""
+    from cryptography.hazmat.primitives.asymmetric import dsa  # deprecated (cryptography >= 51): here only
+
+    key = dsa.generate_private_key(key_size=2048)
+    root = _root(key)  # type: ignore[arg-type]  # _root signs with any issuer key
+    crl = make_crl(key, root, [(S_GOOD, REVOKED_AT)])  # type: ignore[arg-type]
+    assert crl.is_signature_valid(key.public_key())  # a genuine DSA signature, not a broken one
+    write(tmp_path / "dsa.crl", der(crl))
+    with caplog.at_level(logging.WARNING, logger="signature.revocation"):
+        store = RevocationStore([tmp_path / "dsa.crl"], [root])
+    assert store.crl_count == 0
+    assert "dsa.crl" in caplog.text
+    assert "DSA signatures are refused" in caplog.text
+
+
 def test_malformed_file_is_ignored(tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="signature.revocation"):
         store = store_of(tmp_path, pki, ("junk.crl", b"\x30\x03\x02\x01"), ("good.der", der(root2_crl(pki))),
