@@ -2,6 +2,14 @@
 
 import sys
 
-from intake.cli import main
+try:
+    from intake.cli import main
 
-sys.exit(main())
+    code = main()
+except ImportError as exc:
+    # signature.libxml2.LibxmlMismatch (lxml and xmlsec on different libxml2) or xmlsec missing: one
+    # clear line instead of a traceback. Other import errors are bugs and keep their traceback.
+    if exc.name != "xmlsec":
+        raise
+    sys.exit(f"intake: cannot start: {exc}")
+sys.exit(code)

@@ -1,5 +1,15 @@
 """``python -m portal_sim``: see :mod:`portal_sim.cli`."""
 
-from portal_sim.cli import main
+import sys
 
-raise SystemExit(main())
+try:
+    from portal_sim.cli import main
+
+    code = main()
+except ImportError as exc:
+    # signature.libxml2.LibxmlMismatch (lxml and xmlsec on different libxml2) or xmlsec missing: one
+    # clear line instead of a traceback. Other import errors are bugs and keep their traceback.
+    if exc.name != "xmlsec":
+        raise
+    sys.exit(f"portal_sim: cannot start: {exc}")
+sys.exit(code)

@@ -11,7 +11,11 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-import xmlsec
+from signature.libxml2 import load_xmlsec
+
+# The package's first import of xmlsec: a libxml2 other than lxml's stops here, naming both versions.
+load_xmlsec()
+import xmlsec  # noqa: E402 - after the check above
 
 __all__ = [
     "ENVELOPED_SIGNATURE",
