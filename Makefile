@@ -8,23 +8,42 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests and the demo need (the xmlsec1 command line is the independent signer).
 APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose chromium fonts-noto-cjk nftables iproute2
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# uv installs exactly uv.lock (every package pinned, every file hashed); uv itself comes from
+# tools/uv-requirements.txt, pinned with hashes too. docs/decisions.md: "Locked dependencies".
+UV_DIR := .uv
+UV := $(UV_DIR)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON := $(PYTHON)
+# No uv-managed Python downloads: the venv is made from the machine's interpreter.
+export UV_PYTHON_DOWNLOADS := never
+# The install stamp follows the lock (and uv's own pin), not pyproject.toml alone.
+STAMP := $(VENV)/.installed-$(shell cat uv.lock tools/uv-requirements.txt | sha256sum | cut -c1-12)
 SHINSEI_VAR_DIR ?= ./var
 
-.PHONY: help install apt lint test demo smoke bench clean
+.PHONY: help install apt lockcheck lock upgrade audit lint test demo smoke bench clean
 
 help:
 	@echo "make demo   - install, then run portal_sim -> relay -> intake on this machine and show the outcome"
 	@echo "make smoke  - the same flow headless: check the outcome, exit 0/1"
 	@echo "make test   - install, then ruff, mypy, import contracts and the whole pytest suite"
 	@echo "make bench  - verification and CRL benchmarks (writes bench/results.json)"
+	@echo "make lock   - re-resolve uv.lock after a deliberate change of pyproject.toml (then make test)"
+	@echo "make upgrade - move every dependency (and uv) to the newest allowed release, then run the suite"
+	@echo "make audit  - known vulnerabilities of the locked set (needs the vulnerability service; not in make test)"
 
 install: apt $(STAMP)
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(UV): tools/uv-requirements.txt
+	@rm -rf $(UV_DIR)
 	@# pip warns about configured local index folders that do not exist on every machine: keep it quiet.
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --require-hashes --no-deps --only-binary :all: \
+	  --target $(UV_DIR) -r tools/uv-requirements.txt 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@test -x $(UV)
+
+# --locked: install exactly uv.lock, and stop if pyproject.toml no longer agrees with it.
+$(STAMP): uv.lock pyproject.toml $(UV)
+	@echo "installing the locked dependencies (uv.lock) into $(VENV)"
+	@$(UV) sync --locked --extra dev --quiet
 	@rm -f $(VENV)/.installed-* && touch $@
 
 apt:
@@ -35,7 +54,24 @@ apt:
 	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-lint: install
+# The lock must describe pyproject.toml exactly (tests/test_lock.py shows this check failing).
+lockcheck: $(UV)
+	@$(UV) lock --check --quiet || { echo "uv.lock does not match pyproject.toml: run 'make lock', then 'make test', and commit both" >&2; exit 1; }
+
+lock: $(UV)
+	$(UV) lock
+
+# Newest allowed releases of everything, uv included, with the whole suite as the gate.
+upgrade: $(UV)
+	$(UV) pip compile tools/uv.in --generate-hashes --universal --python-version 3.11 --upgrade --quiet -o tools/uv-requirements.txt
+	$(UV) lock --upgrade
+	$(MAKE) test
+	@echo "upgrade passed the suite: review 'git diff uv.lock tools/uv-requirements.txt' and commit it"
+
+audit: install
+	$(PY) tools/audit.py $(AUDIT_ARGS)
+
+lint: install lockcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
@@ -58,4 +94,4 @@ bench: install
 	$(PY) bench/bench_ui.py --json bench/results-ui.json
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(SHINSEI_VAR_DIR) .bench-cache
+	rm -rf $(VENV) $(UV_DIR) .mypy_cache .pytest_cache .ruff_cache $(SHINSEI_VAR_DIR) .bench-cache

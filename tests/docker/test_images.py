@@ -58,3 +58,16 @@ def test_zones_hold_in_the_compose_file(compose: dict[str, Any]) -> None:
         assert services[name]["read_only"] is True
         assert any(t.startswith("/tmp") for t in services[name]["tmpfs"])  # noqa: S108 - a mount point
         assert "ALL" in services[name]["cap_drop"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_install_only_the_lock(dockerfile: Path) -> None:
+    """No resolution at build time: every pip install takes hashed pins, without dependencies."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    installs = [line for line in text.splitlines() if "pip install" in line]
+    assert installs
+    for line in installs:
+        assert "--require-hashes" in line, line
+        assert "--no-deps" in line, line
+    assert "pip wheel" not in text
+    assert "uv export --frozen" in text  # exported from uv.lock as it is, never re-resolved
