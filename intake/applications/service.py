@@ -14,9 +14,10 @@ from sqlalchemy import ColumnElement, Select, and_, func, not_, select, union
 from sqlalchemy.orm import Session, aliased, load_only
 
 from intake.accesslog.service import append_access
-from intake.applications.status import history_of, load_for
+from intake.applications.status import history_of
+from intake.authz import APPLICATION_ROLES, CHANGE_ROLES, EXPORT_ROLES, REVEAL_PERMISSION, Principal, load_for
 from intake.crypto import Sealer
-from intake.errors import InvalidRequest, NotFound, PermissionDenied
+from intake.errors import AccessDenied, Denial, ExportTooLarge, NotFound, PermissionDenied
 from intake.kana import search_key
 from intake.linkage.service import set_atena_manually
 from intake.models import (
@@ -33,8 +34,8 @@ from intake.models import (
     VerificationRecord,
     VersionState,
 )
-from intake.mynumbers.service import REVEAL_PERMISSION, reveal_my_number
-from intake.staff.principal import CHANGE_ROLES, EXPORT_ROLES, Principal
+from intake.mynumbers.service import reveal_my_number
+from intake.sealing import open_attachment
 from signature.xmlparse import parse_xml
 from status import FINAL_STATUSES, Action, Role, Status, StatusHistory, allowed_actions
 
@@ -47,7 +48,6 @@ __all__ = [
     "ApplicationDetail",
     "ApplicationPage",
     "Dashboard",
-    "ExportTooLarge",
     "FieldChange",
     "FormField",
     "ListFilters",
@@ -78,8 +78,7 @@ def _day_start(day: date) -> datetime:
 
 
 def _require_reader(principal: Principal) -> None:
-    if not principal.reads_applications:
-        raise PermissionDenied("this role does not read applications", code="ROLE_REFUSED")
+    principal.require(APPLICATION_ROLES, "read applications")
 
 
 # --- list -------------------------------------------------------------------------------------------
@@ -270,24 +269,13 @@ def export_summary(filters: ListFilters) -> str:
     return "export:" + ";".join(parts)
 
 
-class ExportTooLarge(InvalidRequest):
-    """More rows than one export may hold (``ui.export_max_rows``): nothing is exported or logged."""
-
-    code = "EXPORT_TOO_LARGE"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"more rows than the export limit of {limit}")
-        self.limit = limit
-
-
 def export_applications(
     session: Session, principal: Principal, filters: ListFilters, *, at: datetime, max_rows: int,
 ) -> list[ApplicationRow]:
     """Every row of the list (all pages) for the CSV export; reviewer and department_admin only
     (:data:`EXPORT_ROLES`). Exactly one access-log row per export, whatever the filters; more than
     ``max_rows`` rows is :class:`ExportTooLarge` (an export is a copy leaving the system)."""
-    if not principal.has_any(EXPORT_ROLES):
-        raise PermissionDenied("this role does not export applications", code="ROLE_REFUSED")
+    principal.require(EXPORT_ROLES, "export applications")
     if _count_upto(session, principal, filters, max_rows) > max_rows:
         raise ExportTooLarge(max_rows)
     query = (filters.query or "").strip()
@@ -549,7 +537,7 @@ def download_attachment(
         raise PermissionDenied("the relay flagged this file as malware", code="MALWARE_FLAGGED")
     append_access(session, actor=principal.access_actor(), at=at, action="attachment.download",
                   subject=f"attachment:{att.id}", atena_number=app.atena_number)
-    return Download(att.name, att.media_type, sealer.open(att.data, aad=f"attachments:{att.id}".encode()))
+    return Download(att.name, att.media_type, open_attachment(sealer, att.id, att.data))
 
 
 def colleagues(session: Session, principal: Principal) -> list[str]:
@@ -577,11 +565,10 @@ def assign(
 ) -> None:
     """Take over a chain (担当する) or release it (担当を外す); reviewer and department_admin only.
     Releasing someone else's chain is a department_admin's call."""
-    if not principal.has_any(CHANGE_ROLES):
-        raise PermissionDenied("this role does not work applications", code="ROLE_REFUSED")
+    principal.require(CHANGE_ROLES, "work applications")
     app = load_for(session, principal, application_id, lock=True)
     if not to_me and app.assigned_to not in (None, principal.login) and Role.DEPARTMENT_ADMIN not in principal.roles:
-        raise PermissionDenied("only a department admin releases another member's case", code="ROLE_REFUSED")
+        raise AccessDenied("only a department admin releases another member's case", cause=Denial.ROLE)
     before = app.assigned_to
     app.assigned_to = principal.login if to_me else None
     app.updated_at = at

@@ -33,6 +33,7 @@ from intake.models import (
 )
 from intake.mynumbers.service import extract_my_numbers, store_my_numbers
 from intake.runtime import Runtime
+from intake.sealing import open_package, seal_attachment, seal_package
 from signature.report import FileRole, VerificationReport
 from signature.verify import verify_package
 
@@ -83,7 +84,7 @@ def store_delivery(
     )
     session.add(delivery)
     session.flush()  # the unique key is claimed here; a concurrent twin fails on it
-    delivery.package = runtime.package_sealer.seal(body, aad=_package_aad(delivery.id))
+    delivery.package = seal_package(runtime.package_sealer, delivery.id, body)
     session.add(VerificationRecord(
         delivery_id=delivery.id, indication=report.indication.value,
         sub_indication=report.sub_indication.value if report.sub_indication else None,
@@ -104,12 +105,8 @@ def delivery_reason(report: VerificationReport) -> str | None:
     return report.reason_code.value if report.reason_code else None
 
 
-def _package_aad(delivery_id: int) -> bytes:
-    return f"deliveries:{delivery_id}".encode()
-
-
-def open_package(delivery: Delivery, runtime: Runtime) -> bytes:
-    return runtime.package_sealer.open(delivery.package, aad=_package_aad(delivery.id))
+def package_bytes(delivery: Delivery, runtime: Runtime) -> bytes:
+    return open_package(runtime.package_sealer, delivery.id, delivery.package)
 
 
 def _malware_files(relay_report: dict[str, Any] | None) -> set[str]:
@@ -184,7 +181,7 @@ def _store_version(
                              media_type=f.media_type, data=b"", malware_flagged=f.name in malware)
             session.add(att)
             session.flush()
-            att.data = runtime.package_sealer.seal(f.data, aad=f"attachments:{att.id}".encode())
+            att.data = seal_attachment(runtime.package_sealer, att.id, f.data)
     if report.signer is not None:
         s = report.signer
         session.add(SignerIdentityRow(

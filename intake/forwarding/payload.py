@@ -23,13 +23,15 @@ from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.accesslog.service import Actor, append_access
+from intake.accesslog.service import append_access
+from intake.authz import REVEAL_PERMISSION, Actor
 from intake.crypto import CryptoError
 from intake.forwarding.errors import PayloadError
 from intake.forwarding.routes import Route
-from intake.models import ApplicationVersion, Attachment, MyNumberRow
-from intake.mynumbers.service import REVEAL_PERMISSION, reveal_my_number
+from intake.models import ApplicationVersion, MyNumberRow
+from intake.mynumbers.service import reveal_my_number
 from intake.runtime import Runtime
+from intake.sealing import open_attachment
 from signature.errors import UnreadablePackage
 from signature.xmlparse import parse_xml
 
@@ -65,11 +67,6 @@ def _system_actor(route: Route) -> Actor:
     return Actor(staff_id=SYSTEM_STAFF_ID, department="system", terminal=route.name, permissions=permissions)
 
 
-def _attachment_aad(att: Attachment) -> bytes:
-    # Must match how intake/deliveries/service.py seals attachments.
-    return f"attachments:{att.id}".encode()
-
-
 def build_payload(
     session: Session, runtime: Runtime, *, version_id: int, idempotency_key: str, route: Route, at: datetime
 ) -> Payload:
@@ -90,7 +87,7 @@ def build_payload(
         if att.role != "attachment":
             continue  # the form travels masked, never as its original (My-Number-bearing) bytes
         try:
-            data = runtime.package_sealer.open(att.data, aad=_attachment_aad(att))
+            data = open_attachment(runtime.package_sealer, att.id, att.data)
         except CryptoError as exc:
             raise PayloadError(f"attachment {att.id} cannot be opened", code="ATTACHMENT_UNREADABLE") from exc
         attachments.append({"file_name": att.name, "media_type": att.media_type, "size": att.size,

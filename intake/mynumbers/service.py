@@ -9,15 +9,16 @@ from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.accesslog.service import Actor, append_access
+from intake.accesslog.service import append_access
+from intake.authz import REVEAL_PERMISSION, Actor
 from intake.crypto import Sealer
-from intake.errors import NotFound, PermissionDenied
+from intake.errors import AccessDenied, Denial, NotFound, ReasonRequired
 from intake.models import ApplicationVersion, MyNumberRow
+from intake.sealing import open_my_number, seal_my_number
 from signature.mynumber import is_valid_my_number
 from signature.xmlparse import parse_xml
 
 __all__ = [
-    "REVEAL_PERMISSION",
     "ExtractedNumber",
     "MyNumberAccessDenied",
     "extract_my_numbers",
@@ -25,12 +26,14 @@ __all__ = [
     "store_my_numbers",
 ]
 
-REVEAL_PERMISSION = "my_number.reveal"
 MY_NUMBER_ELEMENT = "個人番号"
 
 
-class MyNumberAccessDenied(PermissionDenied):
-    """The actor lacks the reveal permission, or gave no reason (処理事由)."""
+class MyNumberAccessDenied(AccessDenied):
+    """The actor lacks the reveal permission (:data:`intake.authz.REVEAL_PERMISSION`)."""
+
+    def __init__(self) -> None:
+        super().__init__("the reveal permission is required", cause=Denial.PERMISSION)
 
 
 @dataclass(frozen=True)
@@ -69,28 +72,25 @@ def store_my_numbers(
             continue  # an unanswered field
         session.add(MyNumberRow(
             version_id=version.id, position=n.position, path=n.path, valid_check_digit=n.valid,
-            ciphertext=sealer.seal(n.value.encode(), aad=_aad(version.id, n.position)),
+            ciphertext=seal_my_number(sealer, version.id, n.position, n.value),
             key_id=sealer.active_key_id,
         ))
-
-
-def _aad(version_id: int, position: int) -> bytes:
-    return f"my_numbers:{version_id}:{position}".encode()
 
 
 def reveal_my_number(
     session: Session, *, actor: Actor, version_id: int, position: int, reason: str, at: datetime,
     sealer: Sealer, atena_number: str | None = None,
 ) -> str:
-    """The one way to read a My Number: permission, a stated reason, an access-log row."""
+    """The one way to read a My Number: permission (:class:`MyNumberAccessDenied`), a stated reason
+    (:class:`intake.errors.ReasonRequired`), an access-log row."""
     if REVEAL_PERMISSION not in actor.permissions:
-        raise MyNumberAccessDenied("the reveal permission is required")
+        raise MyNumberAccessDenied
     if not reason.strip():
-        raise MyNumberAccessDenied("a reason (処理事由) is required")
+        raise ReasonRequired
     row = session.scalar(select(MyNumberRow).where(MyNumberRow.version_id == version_id,
                                                    MyNumberRow.position == position))
     if row is None:
         raise NotFound("no such My Number")
     append_access(session, actor=actor, at=at, action="my_number.reveal", reason=reason.strip(),
                   atena_number=atena_number, subject=f"version:{version_id}:my_number:{position}")
-    return sealer.open(row.ciphertext, aad=_aad(version_id, position)).decode()
+    return open_my_number(sealer, version_id, position, row.ciphertext)

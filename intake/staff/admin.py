@@ -25,27 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.accesslog.service import append_access
-from intake.crypto import Sealer
-from intake.errors import InvalidRequest, NotFound, PermissionDenied
-from intake.forwarding.routes import RetryPolicy, Route, Timeouts
-from intake.models import StaffSession, StaffUser
-from intake.procedures import Procedure, ProcedureCatalogue
-from intake.staff.admin_errors import (
-    AccountStateConflict,
-    AdminGuard,
-    FingerprintTaken,
-    InvalidDepartments,
-    InvalidDisplayName,
-    InvalidFingerprint,
-    InvalidLoginId,
-    InvalidRoles,
-    LoginTaken,
-    NoChange,
-    PasswordMismatch,
-    ReasonRequired,
-    WeakPassword,
-)
-from intake.staff.principal import (
+from intake.authz import (
     ADMIN_ROLES,
     ALL,
     APPLICATION_ROLES,
@@ -58,9 +38,29 @@ from intake.staff.principal import (
     UNASSIGNED,
     Principal,
 )
+from intake.crypto import Sealer
+from intake.errors import InvalidRequest, NotFound, ReasonRequired
+from intake.forwarding.routes import RetryPolicy, Route, Timeouts
+from intake.models import StaffSession, StaffUser
+from intake.procedures import Procedure, ProcedureCatalogue
+from intake.sealing import seal_totp
+from intake.staff.admin_errors import (
+    AccountStateConflict,
+    AdminGuard,
+    FingerprintTaken,
+    InvalidDepartments,
+    InvalidDisplayName,
+    InvalidFingerprint,
+    InvalidLoginId,
+    InvalidRoles,
+    LoginTaken,
+    NoChange,
+    PasswordMismatch,
+    WeakPassword,
+)
 
 # Same package: one password hasher and one AAD format for sealed TOTP secrets, shared with the login.
-from intake.staff.service import _fingerprint, _hasher, _totp_aad, create_user
+from intake.staff.service import _fingerprint, _hasher, create_user
 from status import Role
 
 __all__ = [
@@ -111,7 +111,7 @@ ROLE_ORDER: tuple[Role, ...] = (Role.VIEWER, Role.REVIEWER, Role.DEPARTMENT_ADMI
 
 @dataclass(frozen=True)
 class Capability:
-    """One row of the role matrix, generated from the role sets of :mod:`intake.staff.principal`."""
+    """One row of the role matrix, generated from the role sets of :mod:`intake.authz`."""
 
     label: str
     roles: frozenset[Role]
@@ -132,8 +132,7 @@ CAPABILITIES: tuple[Capability, ...] = (
 
 
 def require_admin(principal: Principal) -> None:
-    if not principal.has_any(ADMIN_ROLES):
-        raise PermissionDenied("only system administrators manage staff accounts", code="ROLE_REFUSED")
+    principal.require(ADMIN_ROLES, "manage staff accounts")
 
 
 # --- reading ----------------------------------------------------------------------------------------
@@ -444,7 +443,7 @@ def unlock(session: Session, principal: Principal, user_id: int, *, reason: str,
 
 def _new_totp(user: StaffUser, sealer: Sealer) -> str:
     secret = pyotp.random_base32()
-    user.totp_secret = sealer.seal(secret.encode(), aad=_totp_aad(user.id))
+    user.totp_secret = seal_totp(sealer, user.id, secret)
     user.totp_last_step = None
     return secret
 

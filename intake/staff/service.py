@@ -25,14 +25,15 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.accesslog.service import Actor, append_access
+from intake.accesslog.service import append_access
+from intake.authz import STAFF_ROLES, Actor, Principal
 from intake.crypto import Sealer
 from intake.errors import InvalidRequest
 from intake.models import StaffSession, StaffUser
 from intake.procedures import ProcedureCatalogue
+from intake.sealing import open_totp, seal_totp
 from intake.settings import StaffUISettings
 from intake.staff.errors import AccountLocked, LoginFailed, SessionEnded, UnknownRole
-from intake.staff.principal import STAFF_ROLES, Principal
 from status import Role
 
 __all__ = [
@@ -69,10 +70,6 @@ def _aware(at: datetime) -> None:
         raise InvalidRequest("naive datetime refused: pass an aware datetime", code="NAIVE_DATETIME")
 
 
-def _totp_aad(user_id: int) -> bytes:
-    return f"staff_users:{user_id}:totp".encode()
-
-
 def create_user(
     session: Session, *, login: str, display_name: str, roles: list[str], departments: list[str], at: datetime,
     sealer: Sealer, password: str | None = None, may_reveal_my_number: bool = False,
@@ -102,14 +99,14 @@ def create_user(
     secret = None
     if password is not None:
         secret = totp_secret or pyotp.random_base32()
-        user.totp_secret = sealer.seal(secret.encode(), aad=_totp_aad(user.id))
+        user.totp_secret = seal_totp(sealer, user.id, secret)
     return NewUser(user, secret)
 
 
 def totp_secret_of(user: StaffUser, sealer: Sealer) -> str | None:
     if user.totp_secret is None:
         return None
-    return sealer.open(user.totp_secret, aad=_totp_aad(user.id)).decode()
+    return open_totp(sealer, user.id, user.totp_secret)
 
 
 def _fingerprint(value: str) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from intake.deliveries.service import expected_key, open_package, store_delivery
+from intake.deliveries.service import expected_key, package_bytes, store_delivery
 from intake.errors import InvalidRequest
 from intake.forwarding.routes import Route
 from intake.models import (
@@ -50,7 +50,7 @@ def test_passed_package_is_stored_with_my_numbers_apart(
     assert delivery is not None
     assert delivery.receipt_number == spec.receipt_number
     assert body not in delivery.package  # encrypted at rest
-    assert open_package(delivery, runtime) == body
+    assert package_bytes(delivery, runtime) == body
     report = session.scalar(select(VerificationRecord).where(VerificationRecord.delivery_id == delivery_id))
     assert report is not None
     assert report.indication == "PASSED"
