@@ -1,8 +1,38 @@
-"""Exception tree of the intake. API views translate these to HTTP answers in one place."""
+"""Exception tree of the intake: the shared base classes and the refusals several domains raise.
+
+Each domain keeps its own ``errors.py`` for what only it raises, subclassing these. API views and
+the staff UI translate them to HTTP answers in one place each. ``code`` is a stable identifier,
+free of personal data, for clients and logs.
+
+::
+
+    IntakeError
+    ├── InvalidRequest
+    │   ├── ReasonRequired         a 処理事由 is required and was blank
+    │   └── ExportTooLarge         more rows than one export may hold (``limit``)
+    ├── NotFound                   missing, or out of the actor's scope (one answer for both)
+    ├── PermissionDenied
+    │   └── AccessDenied           typed ``cause`` (role, permission), see :mod:`intake.authz`
+    └── Conflict
+        └── IllegalTransition      a state change a state machine does not allow (``subject``, ``from_``, ``to``)
+"""
 
 from __future__ import annotations
 
-__all__ = ["Conflict", "IntakeError", "InvalidRequest", "NotFound", "PermissionDenied"]
+import enum
+
+__all__ = [
+    "AccessDenied",
+    "Conflict",
+    "Denial",
+    "ExportTooLarge",
+    "IllegalTransition",
+    "IntakeError",
+    "InvalidRequest",
+    "NotFound",
+    "PermissionDenied",
+    "ReasonRequired",
+]
 
 
 class IntakeError(Exception):
@@ -30,3 +60,51 @@ class PermissionDenied(IntakeError):
 
 class Conflict(IntakeError):
     code = "CONFLICT"
+
+
+class ReasonRequired(InvalidRequest):
+    """The action needs a 処理事由 (it is written to the access log) and none was given."""
+
+    code = "REASON_REQUIRED"
+
+    def __init__(self, message: str = "a reason (処理事由) is required") -> None:
+        super().__init__(message)
+
+
+class ExportTooLarge(InvalidRequest):
+    """More rows than one export may hold: nothing is exported or logged; narrow the filters."""
+
+    code = "EXPORT_TOO_LARGE"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more rows match than the export limit of {limit}")
+        self.limit = limit
+
+
+class Denial(enum.StrEnum):
+    """Why an authenticated actor may not do something."""
+
+    #: none of the actor's roles carries the function (e.g. an auditor changing a status)
+    ROLE = "role"
+    #: the role is right but a separate permission is missing (e.g. the My Number reveal)
+    PERMISSION = "permission"
+
+
+class AccessDenied(PermissionDenied):
+    """A refusal with its typed ``cause``, so callers never re-derive why."""
+
+    def __init__(self, message: str, *, cause: Denial, code: str | None = None) -> None:
+        super().__init__(message, code=code or f"{cause.value.upper()}_REFUSED")
+        self.cause = cause
+
+
+class IllegalTransition(Conflict):
+    """``subject`` (e.g. ``"forward item 7"``) cannot go from ``from_`` to ``to``."""
+
+    code = "ILLEGAL_TRANSITION"
+
+    def __init__(self, subject: str, from_: str, to: str) -> None:
+        super().__init__(f"{subject}: {from_} → {to} is not allowed")
+        self.subject = subject
+        self.from_ = from_
+        self.to = to

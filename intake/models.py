@@ -463,7 +463,7 @@ class StatusTransitionRow(Base):
 
 class StaffUser(Base):
     """A member of staff of the staff UI (職員). ``roles`` and ``departments`` decide what the user
-    may do and see (:mod:`intake.staff.principal`); the TOTP secret is sealed with the package key."""
+    may do and see (:mod:`intake.authz`); the TOTP secret is sealed with the package key."""
 
     __tablename__ = "staff_users"
 

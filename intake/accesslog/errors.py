@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from intake.errors import Conflict, IntakeError, InvalidRequest
+from intake.errors import Conflict, IntakeError
 
-__all__ = ["ExportTooLarge", "PurgeRefused", "PurgeRunning"]
-
-
-class ExportTooLarge(InvalidRequest):
-    """More rows match than one export may hold: the auditor narrows the filters."""
-
-    code = "EXPORT_TOO_LARGE"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"more than {limit} rows match")
-        self.limit = limit
+__all__ = ["PurgeRefused", "PurgeRunning"]
 
 
 class PurgeRefused(IntakeError):

@@ -23,12 +23,12 @@ from intake.accesslog.service import (
     GENESIS,
     MAX_REPORTED,
     PURGE_ACTION,
-    Actor,
     ChainWalker,
     append_access,
     newest_retention,
     witness_subject,
 )
+from intake.authz import Actor
 from intake.errors import InvalidRequest
 from intake.models import AccessLogRetention, AccessLogRow
 

@@ -15,11 +15,10 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from intake.accesslog.checks import CheckRecord, latest_check, run_check, unchecked_rows
-from intake.accesslog.errors import ExportTooLarge
 from intake.accesslog.service import append_access, newest_retention
-from intake.errors import PermissionDenied
+from intake.authz import AUDIT_ROLES, Principal
+from intake.errors import ExportTooLarge
 from intake.models import AccessLogRetention, AccessLogRow
-from intake.staff.principal import AUDIT_ROLES, Principal
 
 __all__ = [
     "JST",
@@ -99,8 +98,7 @@ def _day_start(day: date) -> datetime:
 
 
 def _require_auditor(principal: Principal) -> None:
-    if not principal.has_any(AUDIT_ROLES):
-        raise PermissionDenied("only auditors read the access log", code="ROLE_REFUSED")
+    principal.require(AUDIT_ROLES, "read the access log")
 
 
 def _log_subject(prefix: str, filters: AccessLogFilters) -> tuple[str, str | None]:

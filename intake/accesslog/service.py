@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from intake.authz import Actor
 from intake.models import AccessLogRetention, AccessLogRow
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "GENESIS",
     "MAX_REPORTED",
     "PURGE_ACTION",
-    "Actor",
     "ChainCheck",
     "ChainProblem",
     "ChainWalker",
@@ -52,15 +52,6 @@ CHAIN_COLUMNS = (AccessLogRow.id, AccessLogRow.at, AccessLogRow.staff_id, Access
                   AccessLogRow.terminal, AccessLogRow.action, AccessLogRow.reason, AccessLogRow.atena_number,
                   AccessLogRow.subject, AccessLogRow.prev_hash, AccessLogRow.hash)
 
-
-@dataclass(frozen=True)
-class Actor:
-    """Who does something, from where. ``permissions`` are checked by services, not templates."""
-
-    staff_id: str
-    department: str
-    terminal: str
-    permissions: frozenset[str] = frozenset()
 
 
 class ChainProblem(enum.StrEnum):

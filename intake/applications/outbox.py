@@ -15,10 +15,10 @@ from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import Session
 
 from intake.accesslog.service import append_access
-from intake.errors import NotFound, PermissionDenied
+from intake.authz import OUTBOX_ROLES, Principal
+from intake.errors import NotFound
 from intake.forwarding.service import error_code, retry_failed
 from intake.models import Application, ApplicationVersion, ForwardItem, ForwardState
-from intake.staff.principal import OUTBOX_ROLES, Principal
 from status import Role
 
 __all__ = ["OutboxRow", "failed_items", "retry_item"]
@@ -36,8 +36,7 @@ class OutboxRow:
 
 
 def _scope(principal: Principal) -> ColumnElement[bool]:
-    if not principal.has_any(OUTBOX_ROLES):
-        raise PermissionDenied("this role does not manage the outbox", code="ROLE_REFUSED")
+    principal.require(OUTBOX_ROLES, "manage the outbox")
     return true() if Role.SYSTEM_ADMIN in principal.roles else principal.procedure_clause()
 
 

@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.accesslog.service import append_access
-from intake.errors import InvalidRequest, NotFound
+from intake.authz import Principal, load_for
+from intake.errors import InvalidRequest
 from intake.events import record_event
 from intake.models import (
     Application,
@@ -31,7 +32,6 @@ from intake.models import (
     StatusTransitionRow,
     VersionState,
 )
-from intake.staff.principal import Principal
 from intake.statusoutbox.service import enqueue_status
 from status import Action, NotPermitted, Role, Status, StatusHistory, Transition
 from status import Actor as StatusActor
@@ -42,7 +42,6 @@ __all__ = [
     "change_status",
     "current_receipt_number",
     "history_of",
-    "load_for",
     "mark_reviewed",
     "on_version_stored",
 ]
@@ -54,17 +53,6 @@ SYSTEM_ACTOR = StatusActor(id="system", roles=frozenset({Role.SYSTEM}))
 def _check_time(at: datetime) -> None:
     if at.tzinfo is None:
         raise InvalidRequest("naive datetime refused: pass an aware datetime", code="NAIVE_DATETIME")
-
-
-def load_for(session: Session, principal: Principal, application_id: int, *, lock: bool = False) -> Application:
-    """The application if it exists and is in ``principal``'s departments, else :class:`NotFound`
-    (one answer for both, so ids cannot be probed across departments)."""
-    if not principal.reads_applications:
-        raise NotFound("no such application")
-    app = session.get(Application, application_id, with_for_update=lock or None, populate_existing=lock)
-    if app is None or not principal.covers(app.procedure_id):
-        raise NotFound("no such application")
-    return app
 
 
 def history_of(session: Session, app: Application) -> StatusHistory:

@@ -10,7 +10,8 @@
         │   ├── TransientSendError    worth another attempt later (connect error, timeout, 5xx, 408/409/425/429)
         │   └── RejectedError         the business system refused the request (other 4xx, 3xx): retrying
         │                             the same bytes cannot help, the item fails at once
-        └── IllegalTransition     (also a Conflict) e.g. a manual retry of an item that is not FAILED
+
+A manual retry of an item that is not FAILED is the shared :class:`intake.errors.IllegalTransition`.
 
 Messages and fields never hold personal data: they end up in ``forward_outbox.last_error``, events
 and logs. Other libraries' errors (httpx, OSError, CryptoError) are translated at the boundary.
@@ -18,11 +19,10 @@ and logs. Other libraries' errors (httpx, OSError, CryptoError) are translated a
 
 from __future__ import annotations
 
-from intake.errors import Conflict, IntakeError
+from intake.errors import IntakeError
 
 __all__ = [
     "ForwardingError",
-    "IllegalTransition",
     "PayloadError",
     "RejectedError",
     "RouteConfigError",
@@ -69,14 +69,3 @@ class TransientSendError(SendError):
 class RejectedError(SendError):
     transient = False
 
-
-class IllegalTransition(ForwardingError, Conflict):
-    """A state change the outbox does not allow (``from_`` → ``to``) for item ``item_id``."""
-
-    code = "ILLEGAL_TRANSITION"
-
-    def __init__(self, item_id: int, from_: str, to: str) -> None:
-        super().__init__(f"forward item {item_id}: {from_} → {to} is not allowed")
-        self.item_id = item_id
-        self.from_ = from_
-        self.to = to

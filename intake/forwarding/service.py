@@ -13,9 +13,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.errors import InvalidRequest, NotFound
+from intake.errors import IllegalTransition, InvalidRequest, NotFound
 from intake.events import record_event
-from intake.forwarding.errors import IllegalTransition
 from intake.forwarding.routes import Route
 from intake.models import ApplicationVersion, ForwardItem, ForwardState
 
@@ -70,7 +69,7 @@ def retry_failed(session: Session, *, item_id: int | None, at: datetime) -> int:
         if item is None:
             raise NotFound(f"no forward item {item_id}")
         if item.state is not ForwardState.FAILED:
-            raise IllegalTransition(item.id, item.state.value, ForwardState.PENDING.value)
+            raise IllegalTransition(f"forward item {item.id}", item.state.value, ForwardState.PENDING.value)
         items: Sequence[ForwardItem] = [item]
     else:
         items = session.scalars(query.order_by(ForwardItem.id).with_for_update()).all()

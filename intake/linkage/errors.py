@@ -5,10 +5,10 @@
     IntakeError
     ├── InvalidRequest
     │   ├── InvalidAtenaNumber        a 宛名番号 that is not in the register's format
-    │   ├── ReasonRequired            a manual setting without a reason (処理事由)
+    │   ├── ReasonRequired            (the shared class) a manual setting without a 処理事由
     │   └── LinkageFileRejected       a 番号紐付情報 file with broken lines (``problems``)
-    ├── PermissionDenied
-    │   └── LinkagePermissionDenied   the actor may not set 宛名番号 by hand
+    ├── AccessDenied
+    │   └── LinkagePermissionDenied   the actor lacks SET_ATENA_PERMISSION (cause: permission)
     └── NotFound                      (no such application; the shared class)
 """
 
@@ -17,14 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from intake.errors import InvalidRequest, PermissionDenied
+from intake.errors import AccessDenied, Denial, InvalidRequest
 
 __all__ = [
     "InvalidAtenaNumber",
     "LineProblem",
     "LinkageFileRejected",
     "LinkagePermissionDenied",
-    "ReasonRequired",
     "by_line",
 ]
 
@@ -33,12 +32,12 @@ class InvalidAtenaNumber(InvalidRequest):
     code = "INVALID_ATENA_NUMBER"
 
 
-class ReasonRequired(InvalidRequest):
-    code = "REASON_REQUIRED"
+class LinkagePermissionDenied(AccessDenied):
+    """The actor lacks :data:`intake.authz.SET_ATENA_PERMISSION`."""
 
-
-class LinkagePermissionDenied(PermissionDenied):
-    code = "LINKAGE_PERMISSION_DENIED"
+    def __init__(self) -> None:
+        super().__init__("the permission to set 宛名番号 is required", cause=Denial.PERMISSION,
+                         code="LINKAGE_PERMISSION_DENIED")
 
 
 @dataclass(frozen=True)

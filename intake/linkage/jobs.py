@@ -29,7 +29,7 @@ confirms, and watches the import run (docs: "Linkage import page").
   import (the database still serialises imports: PostgreSQL advisory lock, SQLite's one writer).
   Only one import runs at a time (:class:`ImportAlreadyRunning`); no dry run while it runs.
 
-Only :data:`~intake.staff.principal.LINKAGE_IMPORT_ROLES` (system_admin) may use any of it; the
+Only :data:`~intake.authz.LINKAGE_IMPORT_ROLES` (system_admin) may use any of it; the
 check is here, not in the routes. Services never commit — except here, where a job must own its
 transactions: :func:`preview`'s dry-run session (rolled back, never committed), :func:`start_import`
 (commits the job row before its thread starts) and the thread itself. Time is an input (``at``,
@@ -69,12 +69,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.accesslog.service import append_access
-from intake.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
-from intake.linkage.errors import LineProblem, ReasonRequired
+from intake.authz import LINKAGE_IMPORT_ROLES, Principal
+from intake.errors import Conflict, InvalidRequest, NotFound, ReasonRequired
+from intake.linkage.errors import LineProblem
 from intake.linkage.importer import ImportResult, Mode, import_linkage
 from intake.models import LinkageImport, LinkageImportJob
 from intake.settings import StaffUISettings
-from intake.staff.principal import LINKAGE_IMPORT_ROLES, Principal
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -155,8 +155,7 @@ class ImportAlreadyRunning(Conflict):
 
 
 def _require(principal: Principal) -> None:
-    if not principal.has_any(LINKAGE_IMPORT_ROLES):
-        raise PermissionDenied("linkage imports are for the system_admin role", code="ROLE_REFUSED")
+    principal.require(LINKAGE_IMPORT_ROLES, "import linkage files")
 
 
 def _mode(value: str) -> Mode:

@@ -25,14 +25,14 @@ from typing import TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from intake.accesslog.service import Actor, append_access
-from intake.errors import InvalidRequest, NotFound
-from intake.linkage.errors import LinkagePermissionDenied, ReasonRequired
+from intake.accesslog.service import append_access
+from intake.authz import SET_ATENA_PERMISSION, Actor
+from intake.errors import InvalidRequest, NotFound, ReasonRequired
+from intake.linkage.errors import LinkagePermissionDenied
 from intake.linkage.values import arrival_day, check_atena_number
 from intake.models import Application, ApplicationState, ApplicationVersion, LinkageDecision, LinkageEntry, LinkageState
 
 __all__ = [
-    "SET_ATENA_PERMISSION",
     "Outcome",
     "QueueItem",
     "apply_outcome",
@@ -42,7 +42,6 @@ __all__ = [
     "set_atena_manually",
 ]
 
-SET_ATENA_PERMISSION = "linkage.set_atena"
 #: Rows per ``IN (…)`` list: well below SQLite's and PostgreSQL's parameter limits.
 CHUNK = 500
 
@@ -179,10 +178,10 @@ def set_atena_manually(
     if at.tzinfo is None:
         raise InvalidRequest("naive datetime refused: pass an aware datetime", code="NAIVE_DATETIME")
     if SET_ATENA_PERMISSION not in actor.permissions:
-        raise LinkagePermissionDenied("the permission to set 宛名番号 is required")
+        raise LinkagePermissionDenied
     reason = reason.strip()
     if not reason:
-        raise ReasonRequired("a reason (処理事由) is required")
+        raise ReasonRequired
     number = check_atena_number(atena_number)
     # Locks the row on PostgreSQL, so an import running now either sees MANUAL or finishes first.
     app = session.get(Application, application_id, with_for_update=True, populate_existing=True)

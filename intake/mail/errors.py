@@ -7,24 +7,23 @@
         ├── MailConfigError           departments file or mail settings unusable (department, field)
         ├── InvalidMailDay            (also InvalidRequest) a day whose mail cannot be sent (yet)
         ├── UnknownDepartment         (also NotFound) no such department in the configuration
-        ├── IllegalTransition         (also Conflict) a sent-log change other than claimed → sent
         └── TransportError            one attempt did not hand the mail over (``code``)
             ├── TransientTransportError   worth retrying: connect error, timeout, lost connection, 4xx
             └── PermanentTransportError   refused (5xx, authentication, no STARTTLS, certificate):
                                           not retried in the call, only on the next scheduled pass
 
 Messages and fields hold no personal data (they end up in ``mail_sent_log.last_error``, events and
-logs). smtplib, ssl and OS errors are translated at the boundary (:mod:`intake.mail.transport`).
+logs). smtplib, ssl and OS errors are translated at the boundary (:mod:`intake.mail.transport`). A
+sent-log change other than claimed → sent is the shared :class:`intake.errors.IllegalTransition`.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from intake.errors import Conflict, IntakeError, InvalidRequest, NotFound
+from intake.errors import IntakeError, InvalidRequest, NotFound
 
 __all__ = [
-    "IllegalTransition",
     "InvalidMailDay",
     "MailConfigError",
     "MailError",
@@ -69,19 +68,6 @@ class UnknownDepartment(MailError, NotFound):
     def __init__(self, department: str) -> None:
         super().__init__(f"department {department!r} is not configured for the daily mail")
         self.department = department
-
-
-class IllegalTransition(MailError, Conflict):
-    """A sent-log change that is not claimed → sent (``from_`` → ``to``) for ``day`` / ``department``."""
-
-    code = "ILLEGAL_TRANSITION"
-
-    def __init__(self, day: date, department: str, from_: str, to: str) -> None:
-        super().__init__(f"daily mail {day.isoformat()}/{department}: {from_} → {to} is not allowed")
-        self.day = day
-        self.department = department
-        self.from_ = from_
-        self.to = to
 
 
 class TransportError(MailError):

@@ -7,7 +7,7 @@ role itself are :class:`intake.errors.PermissionDenied`, unknown accounts :class
 ::
 
     InvalidRequest
-    ├── ReasonRequired          no 処理事由
+    ├── ReasonRequired          (the shared class) no 処理事由
     ├── InvalidLoginId          not [a-z0-9._-]{3,64}
     ├── InvalidDisplayName      empty or too long
     ├── InvalidRoles            none, or not a staff role
@@ -41,13 +41,8 @@ __all__ = [
     "LoginTaken",
     "NoChange",
     "PasswordMismatch",
-    "ReasonRequired",
     "WeakPassword",
 ]
-
-
-class ReasonRequired(InvalidRequest):
-    code = "REASON_REQUIRED"
 
 
 class InvalidLoginId(InvalidRequest):

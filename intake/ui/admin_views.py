@@ -13,7 +13,7 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from intake.errors import IntakeError
+from intake.errors import IntakeError, ReasonRequired
 from intake.staff import admin
 from intake.staff.admin_errors import (
     AccountStateConflict,
@@ -27,7 +27,6 @@ from intake.staff.admin_errors import (
     LoginTaken,
     NoChange,
     PasswordMismatch,
-    ReasonRequired,
     WeakPassword,
 )
 from intake.ui.common import Ctx, Form, Staff, check_csrf

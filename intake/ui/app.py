@@ -16,7 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from intake.accesslog.service import Actor, append_access
+from intake.accesslog.service import append_access
+from intake.authz import Actor
 from intake.errors import NotFound, PermissionDenied
 from intake.runtime import Runtime
 from intake.ui import admin_views, audit_views, linkage_views, views

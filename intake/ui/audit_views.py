@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from intake.accesslog import search
-from intake.accesslog.errors import ExportTooLarge
 from intake.accesslog.service import ChainProblem
+from intake.errors import ExportTooLarge
 from intake.ui.common import Form, Staff, check_csrf, parse_date, parse_int
 from intake.ui.web import csv_download
 

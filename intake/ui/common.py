@@ -18,10 +18,10 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from intake.authz import Principal
 from intake.errors import IntakeError, PermissionDenied
 from intake.models import LinkageState, StaffSession, StaffUser
 from intake.staff.errors import SessionEnded
-from intake.staff.principal import Principal
 from intake.staff.service import principal_for, resume_session
 from intake.ui.web import COOKIE_PATH, SESSION_COOKIE, UIState, is_secure, read_form, terminal_of
 from status import Action

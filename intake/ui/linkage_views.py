@@ -13,10 +13,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from intake.errors import InvalidRequest
+from intake.errors import InvalidRequest, ReasonRequired
 from intake.linkage import jobs
 from intake.linkage.csvformat import COLUMNS
-from intake.linkage.errors import ReasonRequired
 from intake.ui.common import Ctx, Form, Staff, check_csrf
 
 __all__ = ["router"]

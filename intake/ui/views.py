@@ -15,13 +15,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from intake.applications import outbox
 from intake.applications import service as apps
 from intake.applications.status import change_status, mark_reviewed
-from intake.errors import InvalidRequest, PermissionDenied
-from intake.forwarding.errors import IllegalTransition as ForwardingTransitionError
-from intake.linkage.errors import InvalidAtenaNumber, LinkagePermissionDenied, ReasonRequired
+from intake.authz import EXPORT_ROLES
+from intake.errors import ExportTooLarge, InvalidRequest, PermissionDenied, ReasonRequired
+from intake.errors import IllegalTransition as ForwardingTransitionError
+from intake.linkage.errors import InvalidAtenaNumber, LinkagePermissionDenied
 from intake.models import LinkageState
-from intake.mynumbers.service import REVEAL_PERMISSION, MyNumberAccessDenied
+from intake.mynumbers.service import MyNumberAccessDenied
 from intake.staff.errors import AccountLocked, LoginFailed
-from intake.staff.principal import EXPORT_ROLES
 from intake.staff.service import end_session, login_with_certificate, login_with_password
 from intake.ui.common import (
     DB,
@@ -164,7 +164,7 @@ def application_export(request: Request, ctx: Staff) -> Response:
     try:
         rows = apps.export_applications(ctx.session, ctx.principal, _filters(request), at=ctx.now(),
                                         max_rows=ctx.state.settings.export_max_rows)
-    except apps.ExportTooLarge as exc:
+    except ExportTooLarge as exc:
         ctx.session.rollback()
         return ctx.page("error.html", 400, status=400, message=(
             f"該当する申請がCSV出力の上限（{exc.limit:,} 件）を超えています。"
@@ -307,8 +307,9 @@ def post_reveal(app_id: int, ctx: Staff, form: Form) -> Response:
                              sealer=ctx.state.runtime.my_number_sealer)
     except MyNumberAccessDenied:
         ctx.session.rollback()
-        if REVEAL_PERMISSION not in ctx.principal.permissions:
-            return _detail(ctx, app_id, status_code=403, error="個人番号を表示する権限がありません。")
+        return _detail(ctx, app_id, status_code=403, error="個人番号を表示する権限がありません。")
+    except ReasonRequired:
+        ctx.session.rollback()
         return _detail(ctx, app_id, version=version_id, status_code=400, error="処理事由を入力してください。")
     ctx.session.commit()
     return _detail(ctx, app_id, version=version_id, revealed={(version_id, position): number})

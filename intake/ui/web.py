@@ -1,6 +1,6 @@
 """UI plumbing: terminal allowlist, small capped forms, cookies, security headers, rendering.
 
-Nothing here decides what a user may see: that is :mod:`intake.staff.principal` and the services.
+Nothing here decides what a user may see: that is :mod:`intake.authz` and the services.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from intake.authz import Principal
 from intake.deliveries.service import expected_key, store_delivery
 from intake.procedures import Procedure, ProcedureCatalogue
 from intake.runtime import Runtime
-from intake.staff.principal import Principal
 from status import Role
 
 OWN_PROCEDURE = "KOSODATE-JIDOTEATE-NINTEI"  # the sample packages' procedure

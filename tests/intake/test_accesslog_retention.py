@@ -16,14 +16,8 @@ from sqlalchemy.orm import Session
 from intake.accesslog.checks import SYSTEM, latest_check, run_check
 from intake.accesslog.errors import PurgeRefused
 from intake.accesslog.retention import PurgeResult, purge_expired, retention_cutoff
-from intake.accesslog.service import (
-    Actor,
-    ChainProblem,
-    append_access,
-    check_chain,
-    verify_chain,
-    witness_subject,
-)
+from intake.accesslog.service import ChainProblem, append_access, check_chain, verify_chain, witness_subject
+from intake.authz import Actor
 from intake.errors import InvalidRequest
 from intake.models import AccessLogRetention, AccessLogRow
 from intake.settings import IntakeSettings

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select, update
 
-from intake.accesslog.service import Actor, append_access
+from intake.accesslog.service import append_access
+from intake.authz import Actor
 from intake.db import make_engine, make_session_factory
 from intake.migrate import upgrade
 from intake.models import AccessLogRetention, AccessLogRow

@@ -31,8 +31,7 @@ from starlette.routing import Route as StarletteRoute
 from intake.accesslog.service import verify_chain
 from intake.db import make_session_factory
 from intake.deliveries.service import expected_key, store_delivery
-from intake.errors import NotFound
-from intake.forwarding.errors import IllegalTransition
+from intake.errors import IllegalTransition, NotFound
 from intake.forwarding.payload import SCHEMA, drop_file_name
 from intake.forwarding.routes import RetryPolicy, Route, Timeouts
 from intake.forwarding.service import retry_failed

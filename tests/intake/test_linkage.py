@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from intake.accesslog.service import Actor, verify_chain
+from intake.accesslog.service import verify_chain
+from intake.authz import SET_ATENA_PERMISSION, Actor
 from intake.db import make_session_factory
 from intake.deliveries.service import expected_key, store_delivery
-from intake.errors import IntakeError, NotFound
-from intake.linkage.errors import InvalidAtenaNumber, LinkagePermissionDenied, ReasonRequired
+from intake.errors import IntakeError, NotFound, ReasonRequired
+from intake.linkage.errors import InvalidAtenaNumber, LinkagePermissionDenied
 from intake.linkage.importer import ImportResult, Mode, import_linkage, import_linkage_file
-from intake.linkage.service import SET_ATENA_PERMISSION, list_unresolved, set_atena_manually
+from intake.linkage.service import list_unresolved, set_atena_manually
 from intake.models import (
     AccessLogRow,
     Application,

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake.authz import Principal
 from intake.db import make_session_factory
-from intake.errors import NotFound, PermissionDenied
+from intake.errors import NotFound, PermissionDenied, ReasonRequired
 from intake.linkage import jobs
-from intake.linkage.errors import ReasonRequired
 from intake.linkage.importer import import_linkage
 from intake.models import (
     AccessLogRow,
@@ -34,7 +34,6 @@ from intake.models import (
 )
 from intake.runtime import Runtime
 from intake.settings import StaffUISettings
-from intake.staff.principal import Principal
 from portal_sim import linkage as sim
 from status import Role
 from tests.conftest import NOW, PackageFactory

@@ -10,16 +10,12 @@ import pytest
 from sqlalchemy import Engine, MetaData, select
 from sqlalchemy.orm import Session
 
-from intake.accesslog.service import Actor, verify_chain
+from intake.accesslog.service import verify_chain
+from intake.authz import REVEAL_PERMISSION, Actor
 from intake.deliveries.service import expected_key, store_delivery
-from intake.errors import NotFound
+from intake.errors import NotFound, ReasonRequired
 from intake.models import AccessLogRow, ApplicationVersion
-from intake.mynumbers.service import (
-    REVEAL_PERMISSION,
-    MyNumberAccessDenied,
-    extract_my_numbers,
-    reveal_my_number,
-)
+from intake.mynumbers.service import MyNumberAccessDenied, extract_my_numbers, reveal_my_number
 from intake.runtime import Runtime
 from signature.testing.builder import ApplicationSpec
 from tests.conftest import NOW, PackageFactory
@@ -79,7 +75,7 @@ def test_reveal_needs_permission_and_reason_and_is_logged(
     with pytest.raises(MyNumberAccessDenied):
         reveal_my_number(session, actor=CLERK, version_id=version_id, position=0, reason="審査のため", at=NOW,
                          sealer=runtime.my_number_sealer)
-    with pytest.raises(MyNumberAccessDenied):
+    with pytest.raises(ReasonRequired):
         reveal_my_number(session, actor=SUPERVISOR, version_id=version_id, position=0, reason="  ", at=NOW,
                          sealer=runtime.my_number_sealer)
     assert session.scalar(select(AccessLogRow)) is None

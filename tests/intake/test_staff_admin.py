@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from intake.authz import ALL, STAFF_ROLES, UNASSIGNED
 from intake.crypto import Sealer
-from intake.errors import NotFound, PermissionDenied
+from intake.errors import NotFound, PermissionDenied, ReasonRequired
 from intake.forwarding.routes import Route
 from intake.models import AccessLogRow, StaffSession, StaffUser
 from intake.procedures import ProcedureCatalogue
@@ -33,10 +34,8 @@ from intake.staff.admin_errors import (
     LoginTaken,
     NoChange,
     PasswordMismatch,
-    ReasonRequired,
     WeakPassword,
 )
-from intake.staff.principal import ALL, STAFF_ROLES, UNASSIGNED
 from intake.staff.service import create_user, login_with_password, resume_session, totp_secret_of
 from status import Role
 from tests.conftest import NOW

@@ -17,7 +17,8 @@ from sqlalchemy import Engine, select, update
 
 from intake.accesslog.checks import run_check
 from intake.accesslog.retention import purge_expired
-from intake.accesslog.service import Actor, append_access
+from intake.accesslog.service import append_access
+from intake.authz import Actor
 from intake.models import AccessLogRow
 from intake.runtime import Runtime
 from intake.settings import StaffUISettings
