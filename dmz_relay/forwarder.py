@@ -10,13 +10,11 @@ package waiting for the intake. Waits are exponential with jitter; time and rand
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import random
 import ssl
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,20 +24,17 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from dmz_relay.errors import IntakeProtocolError, IntakeRejected, IntakeUnavailable
 from dmz_relay.metrics import Metrics
 from dmz_relay.settings import RelaySettings
+from handover import REPORT_HEADER, RelayReport
 
 __all__ = [
     "BackoffPolicy",
     "IntakeClient",
     "IntakeReceipt",
     "build_intake_http",
-    "encode_report",
     "idempotency_key",
-    "report_header_fits",
 ]
 
 RETRY_STATUSES = frozenset({409, 502, 503, 504})
-#: The intake refuses an X-Relay-Report header above 8 KiB; stay well below.
-_MAX_REPORT_HEADER = 6000
 
 Sleep = Callable[[float], None]
 
@@ -105,12 +100,6 @@ def _error_code(response: httpx.Response) -> str:
     return str(code) if isinstance(code, str) and code.isascii() and len(code) <= 64 else f"HTTP_{response.status_code}"
 
 
-def encode_report(report: Mapping[str, Any]) -> str:
-    """base64url JSON for ``X-Relay-Report``, as the intake reads it."""
-    raw = json.dumps(report, ensure_ascii=False, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def build_intake_http(settings: RelaySettings) -> httpx.Client:
     """The mutual-TLS client for the intake: its CA only (never the public web CAs), our client
     certificate, four explicit timeouts, no proxies from the environment, no redirects."""
@@ -143,49 +132,56 @@ class IntakeClient:
 
     # --- deliveries --------------------------------------------------------------------------
 
-    def deliver(self, body: bytes, relay_report: Mapping[str, Any] | None = None) -> IntakeReceipt:
+    def deliver(self, body: bytes, relay_report: RelayReport | None = None) -> IntakeReceipt:
         """POST the package; return the intake's receipt for exactly these bytes.
 
         Raises :class:`IntakeUnavailable` (try later), :class:`IntakeRejected` (4xx: never with these
         bytes) or :class:`IntakeProtocolError` (a 2xx that is not a receipt for these bytes).
         """
         key = idempotency_key(body)
-        headers = {"Content-Type": "application/zip", "Idempotency-Key": key}
-        if relay_report:
-            headers["X-Relay-Report"] = encode_report(relay_report)
+        headers = {"Content-Type": "application/zip", "Idempotency-Key": key, "Content-Length": str(len(body))}
+        if relay_report is not None:
+            headers[REPORT_HEADER] = relay_report.encode()
+        # An iterator, not the bytes: httpx keeps the request on the response, and response and
+        # stream reference each other, so ``content=body`` would keep the package alive until the
+        # cycle collector ran — after the tombstone already said "erased". An exhausted tuple
+        # iterator holds nothing; a retry gets a new one.
+        response, attempts = self._exchange("POST", "/api/v1/deliveries", lambda: {
+            "content": iter((body,)), "headers": headers}, summary_code=True)
+        return self._receipt(response, key.removeprefix("sha256:"), attempts)
+
+    def _exchange(self, method: str, path: str, request: Callable[[], dict[str, Any]], *,
+                  summary_code: bool = False) -> tuple[httpx.Response, int]:
+        """One request with the retry rules of the module docstring; ``request`` gives httpx's
+        keyword arguments afresh for each attempt. Returns the final answer (not 409/502/503/504)
+        and the number of attempts; :class:`IntakeUnavailable` when no attempt got one, coded by the
+        last attempt's failure, or with ``summary_code`` INTAKE_BUSY (409) / INTAKE_UNAVAILABLE."""
         attempts = 0
 
         def send() -> httpx.Response:
             nonlocal attempts
             attempts += 1
             try:
-                # An iterator, not the bytes: httpx keeps the request on the response, and response
-                # and stream reference each other, so ``content=body`` would keep the package alive
-                # until the cycle collector ran — after the tombstone already said "erased". An
-                # exhausted tuple iterator holds nothing.
-                response = self.http.post("/api/v1/deliveries", content=iter((body,)),
-                                          headers={**headers, "Content-Length": str(len(body))})
+                response = self.http.request(method, path, **request())
             except httpx.TimeoutException as exc:
                 raise _Retryable("TIMEOUT") from exc
             except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                # Refused, reset, or the reply lost after the intake may have committed: the key
-                # makes the next attempt safe either way.
+                # Refused, reset, or the reply lost after the intake may have committed: the
+                # Idempotency-Key (deliveries) and idempotent reads/acks make the next attempt safe.
                 raise _Retryable("CONNECT_ERROR") from exc
             except httpx.HTTPError as exc:
                 raise IntakeUnavailable("transport error", code="TRANSPORT_ERROR", attempts=attempts) from exc
             if response.status_code in RETRY_STATUSES:
-                raise _Retryable(_error_code(response) if response.status_code == 409 else
-                                 f"HTTP_{response.status_code}", response.status_code, _retry_after(response))
+                code = _error_code(response) if response.status_code == 409 else f"HTTP_{response.status_code}"
+                raise _Retryable(code, response.status_code, _retry_after(response))
             return response
 
         try:
-            response = self._retrying().__call__(send)
+            return self._retrying().__call__(send), attempts
         except _Retryable as exc:
-            raise IntakeUnavailable(
-                "the intake did not give a receipt within the capped attempts",
-                code="INTAKE_UNAVAILABLE" if exc.status is None or exc.status != 409 else "INTAKE_BUSY",
-                attempts=attempts, status=exc.status) from exc
-        return self._receipt(response, key.removeprefix("sha256:"), attempts)
+            code = exc.code if not summary_code else "INTAKE_BUSY" if exc.status == 409 else "INTAKE_UNAVAILABLE"
+            raise IntakeUnavailable("the intake did not answer within the capped attempts", code=code,
+                                    attempts=attempts, status=exc.status) from exc
 
     def _retrying(self) -> Retrying:
         def wait(state: RetryCallState) -> float:
@@ -227,29 +223,8 @@ class IntakeClient:
     # --- status outbox -------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request with the same retry rules as deliveries; 4xx raise :class:`IntakeRejected`."""
-        attempts = 0
-
-        def send() -> httpx.Response:
-            nonlocal attempts
-            attempts += 1
-            try:
-                response = self.http.request(method, path, **kwargs)
-            except httpx.TimeoutException as exc:
-                raise _Retryable("TIMEOUT") from exc
-            except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                raise _Retryable("CONNECT_ERROR") from exc
-            if response.status_code in RETRY_STATUSES:
-                raise _Retryable(f"HTTP_{response.status_code}", response.status_code, _retry_after(response))
-            return response
-
-        try:
-            response = self._retrying().__call__(send)
-        except _Retryable as exc:
-            raise IntakeUnavailable("the intake is unavailable", code=exc.code, attempts=attempts,
-                                    status=exc.status) from exc
-        except httpx.HTTPError as exc:
-            raise IntakeUnavailable("transport error", code="TRANSPORT_ERROR", attempts=attempts) from exc
+        """A status-outbox request: :meth:`_exchange`, then 4xx raise :class:`IntakeRejected`."""
+        response, attempts = self._exchange(method, path, lambda: kwargs)
         if 400 <= response.status_code < 500:
             raise IntakeRejected("the intake refused the request", code=_error_code(response),
                                  status=response.status_code)
@@ -283,6 +258,4 @@ class IntakeClient:
             return False
 
 
-def report_header_fits(report: Mapping[str, Any]) -> bool:
-    return len(encode_report(report)) <= _MAX_REPORT_HEADER
 

@@ -31,10 +31,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from dmz_relay.errors import IntakeProtocolError, IntakeRejected, IntakeUnavailable
-from dmz_relay.forwarder import IntakeClient, IntakeReceipt, report_header_fits
+from dmz_relay.forwarder import IntakeClient, IntakeReceipt
 from dmz_relay.logs import event
 from dmz_relay.metrics import Metrics
 from dmz_relay.reasons import (
@@ -47,6 +46,7 @@ from dmz_relay.reasons import (
 )
 from dmz_relay.scan import ScanLimitExceeded, Scanner, ScannerUnavailable
 from dmz_relay.tombstones import Channel, Outcome, TombstoneStore
+from handover import MalwareFindings, RelayReport, RelayVerdict
 from signature.errors import UnreadablePackage
 from signature.policy import VerificationPolicy
 from signature.report import ReasonCode, VerificationReport
@@ -231,27 +231,17 @@ class Pipeline:
         self.metrics.malware.inc(len(work.infected))
         return None
 
-    def _relay_report(self, report: VerificationReport, work: _Work) -> dict[str, Any]:
-        """``X-Relay-Report``: the relay's own findings; file names go to the intake only (never to
-        logs or tombstones: a name can hold personal data)."""
+    def _relay_report(self, report: VerificationReport, work: _Work) -> RelayReport:
+        """``X-Relay-Report`` (:class:`handover.RelayReport`): the relay's own findings; file names go
+        to the intake only (never to logs or tombstones: a name can hold personal data)."""
         flagged = [*work.infected, *(n for n in work.unscannable if n not in work.infected)]
-        out: dict[str, Any] = {
-            "relay": {"indication": report.indication.value, "reason_code": _code(report),
-                      "validation_time": report.validation_time.isoformat()},
-            "malware": {"scanner": self.scanner_name, "infected_files": flagged,
-                        "signatures": sorted(set(work.signatures)), "unscannable_files": work.unscannable},
-        }
-        # The intake takes at most 8 KiB. Too many names: keep the flag (the intake flags the delivery
-        # as a whole whenever infected_files is not empty) and say that the list is incomplete.
-        malware = out["malware"]
-        while not report_header_fits(out) and malware["infected_files"]:
-            malware["unscannable_files"] = []
-            malware["truncated"] = True
-            names = malware["infected_files"]
-            malware["infected_files"] = names[: len(names) // 2] or ["(file names omitted)"]
-            if names == ["(file names omitted)"]:
-                break
-        return out
+        return RelayReport(
+            relay=RelayVerdict(indication=report.indication.value, reason_code=_code(report),
+                               validation_time=report.validation_time),
+            malware=MalwareFindings(scanner=self.scanner_name, infected_files=tuple(flagged),
+                                    signatures=tuple(sorted(set(work.signatures))),
+                                    unscannable_files=tuple(work.unscannable)),
+        ).fitted()
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import random
+from datetime import UTC, datetime
 
-from dmz_relay.forwarder import BackoffPolicy, encode_report, idempotency_key
+from dmz_relay.forwarder import BackoffPolicy, idempotency_key
+from handover import MalwareFindings, RelayReport, RelayVerdict
 
 
 def test_backoff_is_exponential_capped_with_jitter_and_honours_retry_after() -> None:
@@ -27,12 +29,15 @@ def test_the_same_seed_gives_the_same_waits() -> None:
 
 
 def test_report_header_is_base64url_json_the_intake_reads() -> None:
-    report = {"malware": {"infected_files": ["その他.txt"], "signatures": ["Eicar"]}}
-    header = encode_report(report)
+    report = RelayReport(
+        relay=RelayVerdict(indication="PASSED", validation_time=datetime(2026, 11, 25, 12, tzinfo=UTC)),
+        malware=MalwareFindings(scanner="clamd", infected_files=("その他.txt",), signatures=("Eicar",)))
+    header = report.encode()
     assert "=" not in header
     assert "+" not in header
     assert "/" not in header
-    assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))) == report
+    assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))) == report.to_json()
+    assert report.to_json()["malware"]["infected_files"] == ["その他.txt"]
 
 
 def test_idempotency_key_is_the_bodys_sha256() -> None:

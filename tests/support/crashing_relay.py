@@ -33,10 +33,10 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from dmz_relay.forwarder import IntakeClient, IntakeReceipt
 from dmz_relay.tombstones import Outcome, TombstoneStore
+from handover import RelayReport
 
 __all__ = ["POINTS", "install", "main", "parse_crash"]
 
@@ -76,8 +76,7 @@ def install(plan: Mapping[str, int]) -> None:
     deliver = IntakeClient.deliver
 
     @functools.wraps(deliver)
-    def crashing_deliver(self: IntakeClient, body: bytes, relay_report: Mapping[str, Any] | None = None
-                         ) -> IntakeReceipt:
+    def crashing_deliver(self: IntakeClient, body: bytes, relay_report: RelayReport | None = None) -> IntakeReceipt:
         reached("before-forward")
         receipt = deliver(self, body, relay_report)
         reached("after-receipt")

@@ -1,0 +1,126 @@
+"""The relay↔intake contract (:mod:`handover`): one type, one encoding, one size budget, and both
+sides agree on it — the relay's encoder and the intake's decoder are the same code, and the wire
+form below is pinned so that neither side can drift alone."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from handover import REPORT_HEADER, REPORT_MAX_CHARS, MalwareFindings, RelayReport, RelayVerdict, ReportRefused
+from handover.report import NAMES_OMITTED
+
+JST = timezone(timedelta(hours=9))
+AT = datetime(2026, 11, 25, 12, 0, tzinfo=JST)
+
+
+def report(*, infected: tuple[str, ...] = (), unscannable: tuple[str, ...] = (), signatures: tuple[str, ...] = ()
+           ) -> RelayReport:
+    return RelayReport(relay=RelayVerdict(indication="PASSED", reason_code=None, validation_time=AT),
+                       malware=MalwareFindings(scanner="clamd", infected_files=infected, signatures=signatures,
+                                               unscannable_files=unscannable))
+
+
+def wire(header: str) -> object:
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+
+
+def test_the_wire_form_is_pinned() -> None:
+    header = report(infected=("その他.txt",), signatures=("Eicar-Test-Signature",)).encode()
+    assert wire(header) == {
+        "version": 1,
+        "relay": {"indication": "PASSED", "reason_code": None, "validation_time": "2026-11-25T12:00:00+09:00"},
+        "malware": {"scanner": "clamd", "infected_files": ["その他.txt"], "signatures": ["Eicar-Test-Signature"],
+                    "unscannable_files": [], "truncated": False},
+    }
+    assert REPORT_HEADER == "X-Relay-Report"
+
+
+def test_what_the_relay_encodes_the_intake_decodes_unchanged() -> None:
+    sent = report(infected=("保険証.pdf", "写真.jpg"), unscannable=("写真.jpg",), signatures=("Eicar",))
+    received = RelayReport.decode(sent.encode())
+    assert received == sent
+    assert received.flagged_files == {"保険証.pdf", "写真.jpg"}
+    assert received.relay.validation_time.utcoffset() == timedelta(hours=9)
+
+
+def test_a_report_without_version_is_version_1_and_another_version_is_refused() -> None:
+    body = report().to_json()
+    del body["version"]
+    legacy = base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+    assert RelayReport.decode(legacy).version == 1
+    body["version"] = 2
+    newer = base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+    with pytest.raises(ReportRefused, match="version"):
+        RelayReport.decode(newer)
+
+
+@pytest.mark.parametrize("header", [
+    pytest.param("%%%", id="not-base64url"),
+    pytest.param(base64.urlsafe_b64encode(b"[1, 2]").decode(), id="not-an-object"),
+    pytest.param(base64.urlsafe_b64encode(b'{"relay": {}, "malware": {}}').decode(), id="fields-missing"),
+    pytest.param("A" * (REPORT_MAX_CHARS + 1), id="over-the-budget"),
+])
+def test_anything_else_is_refused(header: str) -> None:
+    with pytest.raises(ReportRefused) as refused:
+        RelayReport.decode(header)
+    assert refused.value.code == "BAD_RELAY_REPORT"
+
+
+def test_a_naive_validation_time_is_refused() -> None:
+    body = report().to_json()
+    body["relay"]["validation_time"] = "2026-11-25T12:00:00"
+    with pytest.raises(ReportRefused):
+        RelayReport.decode(base64.urlsafe_b64encode(json.dumps(body).encode()).decode())
+
+
+def test_refusal_text_names_fields_never_values() -> None:
+    body = report().to_json()
+    body["malware"]["infected_files"] = ["山田太郎_住民票.pdf" * 50]  # over the per-name limit
+    with pytest.raises(ReportRefused) as refused:
+        RelayReport.decode(base64.urlsafe_b64encode(json.dumps(body).encode()).decode())
+    assert "山田" not in str(refused.value)
+    assert "malware.infected_files" in str(refused.value)
+
+
+def test_a_long_list_is_fitted_to_the_budget_and_still_flags() -> None:
+    names = tuple(f"添付書類_{i:04d}_住民票の写し.pdf" for i in range(600))
+    big = report(infected=names, unscannable=names[:10], signatures=("Eicar",))
+    assert not big.fits()
+    fitted = big.fitted()
+    header = fitted.encode()
+    assert len(header) <= REPORT_MAX_CHARS
+    assert fitted.malware.truncated is True
+    assert fitted.malware.infected_files  # the flag stays
+    assert set(fitted.malware.infected_files) <= set(names)
+    assert fitted.malware.unscannable_files == ()
+    assert RelayReport.decode(header).flagged_files == set(fitted.malware.infected_files)
+
+
+def test_when_no_name_fits_the_flag_still_travels() -> None:
+    huge = report(infected=tuple("x" * 500 + str(i) for i in range(2)),
+                  signatures=tuple(f"Sig.{i:03d}." * 12 for i in range(400)))
+    fitted = huge.fitted()
+    assert fitted.fits()
+    assert fitted.malware.infected_files in ((NAMES_OMITTED,), (huge.malware.infected_files[0],))
+    assert fitted.malware.truncated is True
+
+
+def test_an_encoding_over_the_budget_is_refused_before_sending() -> None:
+    names = tuple(f"file-{i:05d}.pdf" for i in range(2000))
+    with pytest.raises(ReportRefused):
+        report(infected=names).encode()
+
+
+def test_the_relay_and_the_intake_use_this_contract() -> None:
+    """Both sides import the contract rather than keeping a copy (the zone contracts allow it)."""
+    import dmz_relay.forwarder
+    import dmz_relay.pipeline
+    import intake.deliveries.views
+
+    assert dmz_relay.forwarder.RelayReport is RelayReport
+    assert dmz_relay.pipeline.RelayReport is RelayReport
+    assert intake.deliveries.views.RelayReport is RelayReport
