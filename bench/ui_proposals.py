@@ -3,7 +3,7 @@ database (``bench_ui.py --proposals``); nothing here changes intake/.
 
 * :data:`INDEXES`: schema-only changes (a migration could add them). The pages are measured again over
   HTTP with them in place.
-* :func:`rewrites`: query changes that need code in intake/applications/service.py. Each is timed
+* :func:`rewrites`: query changes that need code in intake/applications/listing.py. Each is timed
   against the statement the app really sent (captured with its parameters), by ``EXPLAIN ANALYZE``
   execution time (median of several runs), and its plan is kept.
 """

@@ -23,6 +23,7 @@ RUN groupadd --system --gid 10001 shinsei \
 COPY --from=build /opt/shinsei /opt/shinsei
 COPY signature /opt/shinsei/app/signature
 COPY status /opt/shinsei/app/status
+COPY handover /opt/shinsei/app/handover
 COPY intake /opt/shinsei/app/intake
 COPY dmz_relay /opt/shinsei/app/dmz_relay
 COPY portal_sim /opt/shinsei/app/portal_sim

@@ -10,13 +10,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake.deliveries.inflight import InFlight
 from intake.deliveries.views import router as deliveries_router
-from intake.errors import IntakeError, NotFound, PermissionDenied
-from intake.mail.status import mail_health
+from intake.errors import IntakeError
+from intake.mail.health import mail_health
 from intake.runtime import Runtime
 from intake.statusoutbox.views import router as status_router
 from intake.ui.app import create_ui_app
-from intake.web import AppState, error_response
+from intake.web import AppState, error_response, http_status
 
 __all__ = ["create_app"]
 
@@ -28,14 +29,14 @@ def create_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> Fast
         _log.warning("client authentication is OFF (development): any client may deliver packages")
     app = FastAPI(title="Shinsei intake", version="1", docs_url=None, redoc_url=None)
     app.state.shinsei = AppState(runtime=runtime, session_factory=session_factory)
+    app.state.inflight = InFlight()  # idempotency keys being stored by this process
     app.include_router(deliveries_router)
     app.include_router(status_router)
     app.mount("/staff", create_ui_app(runtime, session_factory))  # the staff UI (職員画面)
 
     @app.exception_handler(IntakeError)
     async def _intake_error(_request: Request, exc: IntakeError) -> JSONResponse:
-        status = 403 if isinstance(exc, PermissionDenied) else 404 if isinstance(exc, NotFound) else 400
-        return error_response(status, exc.code, str(exc))
+        return error_response(http_status(exc), exc.code, str(exc), retry_after=getattr(exc, "retry_after", None))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -20,6 +20,7 @@ Refusals are :class:`intake.errors.AccessDenied` with a typed cause; a record ou
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, false, not_, or_, true
@@ -41,6 +42,8 @@ __all__ = [
     "LINKAGE_IMPORT_ROLES",
     "OUTBOX_ROLES",
     "REVEAL_PERMISSION",
+    "ROLE_LABELS",
+    "ROLE_ORDER",
     "SET_ATENA_PERMISSION",
     "STAFF_ROLES",
     "UNASSIGNED",
@@ -65,6 +68,18 @@ OUTBOX_ROLES = frozenset({Role.DEPARTMENT_ADMIN, Role.SYSTEM_ADMIN})
 LINKAGE_IMPORT_ROLES = frozenset({Role.SYSTEM_ADMIN})
 ADMIN_ROLES = frozenset({Role.SYSTEM_ADMIN})
 STAFF_ROLES = frozenset(Role) - {Role.SYSTEM}
+
+#: The roles' names as staff read them.
+ROLE_LABELS: Mapping[Role, str] = {
+    Role.VIEWER: "閲覧者",
+    Role.REVIEWER: "審査担当",
+    Role.DEPARTMENT_ADMIN: "所属管理者",
+    Role.SYSTEM_ADMIN: "システム管理者",
+    Role.AUDITOR: "監査担当",
+}
+#: The order roles are listed in on every page.
+ROLE_ORDER: tuple[Role, ...] = (Role.VIEWER, Role.REVIEWER, Role.DEPARTMENT_ADMIN, Role.AUDITOR, Role.SYSTEM_ADMIN)
+
 
 #: Reading a My Number in the clear (the one gate is :func:`intake.mynumbers.service.reveal_my_number`).
 REVEAL_PERMISSION = "my_number.reveal"

@@ -158,9 +158,9 @@ def _mail(args: argparse.Namespace, settings: IntakeSettings, sessions: sessionm
     import json
 
     from intake.errors import IntakeError
+    from intake.mail.health import mail_status
     from intake.mail.render import preview_text
     from intake.mail.service import DailyMailer
-    from intake.mail.status import mail_status
     from intake.procedures import load_procedures
 
     try:

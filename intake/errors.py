@@ -8,13 +8,14 @@ free of personal data, for clients and logs.
 
     IntakeError
     ├── InvalidRequest
+    │   ├── NaiveDateTime          a moment without a UTC offset (also a ValueError)
     │   ├── ReasonRequired         a 処理事由 is required and was blank
     │   └── ExportTooLarge         more rows than one export may hold (``limit``)
     ├── NotFound                   missing, or out of the actor's scope (one answer for both)
     ├── PermissionDenied
     │   └── AccessDenied           typed ``cause`` (role, permission), see :mod:`intake.authz`
     └── Conflict
-        └── IllegalTransition      a state change a state machine does not allow (``subject``, ``from_``, ``to``)
+        └── IllegalStateChange     a state change a state machine does not allow (``subject``, ``from_``, ``to``)
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ __all__ = [
     "Conflict",
     "Denial",
     "ExportTooLarge",
-    "IllegalTransition",
+    "IllegalStateChange",
     "IntakeError",
     "InvalidRequest",
+    "NaiveDateTime",
     "NotFound",
     "PermissionDenied",
     "ReasonRequired",
@@ -60,6 +62,15 @@ class PermissionDenied(IntakeError):
 
 class Conflict(IntakeError):
     code = "CONFLICT"
+
+
+class NaiveDateTime(InvalidRequest, ValueError):
+    """A moment without a UTC offset (:func:`intake.jst.require_aware`)."""
+
+    code = "NAIVE_DATETIME"
+
+    def __init__(self) -> None:
+        super().__init__("naive datetime refused: pass an aware datetime")
 
 
 class ReasonRequired(InvalidRequest):
@@ -98,8 +109,9 @@ class AccessDenied(PermissionDenied):
         self.cause = cause
 
 
-class IllegalTransition(Conflict):
-    """``subject`` (e.g. ``"forward item 7"``) cannot go from ``from_`` to ``to``."""
+class IllegalStateChange(Conflict):
+    """``subject`` (e.g. ``"forward item 7"``) cannot go from ``from_`` to ``to`` (the status
+    workflow's own refusal is :class:`status.IllegalTransition`)."""
 
     code = "ILLEGAL_TRANSITION"
 

@@ -443,7 +443,7 @@ class MailSentLog(Base):
 
 
 class StatusTransitionRow(Base):
-    """One status change of a chain (:mod:`intake.applications.status`): who, when, from what to what,
+    """One status change of a chain (:mod:`intake.applications.workflow`): who, when, from what to what,
     why. Append-only; ``Application.status`` is always the ``target`` of the newest row (or 到達)."""
 
     __tablename__ = "status_transitions"

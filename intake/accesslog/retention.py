@@ -12,7 +12,7 @@ the chain that names that record, in the caller's transaction. Run it daily from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
@@ -30,11 +30,11 @@ from intake.accesslog.service import (
 )
 from intake.authz import Actor
 from intake.errors import InvalidRequest
+from intake.jst import day_start, jst_day
 from intake.models import AccessLogRetention, AccessLogRow
 
 __all__ = ["MIN_RETENTION_YEARS", "PurgeResult", "purge_expired", "retention_cutoff"]
 
-JST = timezone(timedelta(hours=9), "JST")
 #: The ward's rule; the settings refuse less, and so does this module.
 MIN_RETENTION_YEARS = 7
 #: ``actor`` of the retention record and ``staff_id`` of the ``audit.purge`` row of a scheduled purge.
@@ -58,14 +58,12 @@ class PurgeResult:
 def retention_cutoff(now: datetime, years: int) -> datetime:
     """Midnight (Asia/Tokyo) of the JST calendar day ``years`` years before ``now``'s JST day: rows
     before it are older than the retention. 29 February falls back to the 28th (keeps a day more)."""
-    if now.tzinfo is None:
-        raise InvalidRequest("naive datetime refused: pass an aware datetime")
-    today = now.astimezone(JST).date()
+    today = jst_day(now)
     try:
         day = today.replace(year=today.year - years)
     except ValueError:
         day = date(today.year - years, today.month, 28)
-    return datetime.combine(day, time(0), tzinfo=JST)
+    return day_start(day)
 
 
 def purge_expired(

@@ -9,7 +9,7 @@ recorded check (:mod:`intake.accesslog.checks`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -18,10 +18,10 @@ from intake.accesslog.checks import CheckRecord, latest_check, run_check, unchec
 from intake.accesslog.service import append_access, newest_retention
 from intake.authz import AUDIT_ROLES, Principal
 from intake.errors import ExportTooLarge
+from intake.jst import day_start
 from intake.models import AccessLogRetention, AccessLogRow
 
 __all__ = [
-    "JST",
     "AccessLogFilters",
     "AccessLogSearch",
     "ChainStatus",
@@ -31,7 +31,6 @@ __all__ = [
     "verify_now",
 ]
 
-JST = timezone(timedelta(hours=9), "JST")
 _SUBJECT_MAX = 128  # AccessLogRow.subject
 
 
@@ -60,9 +59,9 @@ class AccessLogFilters:
             found.append(AccessLogRow.action.startswith(self.action, autoescape=True) if self.action.endswith(".")
                          else AccessLogRow.action == self.action)
         if self.date_from is not None:
-            found.append(AccessLogRow.at >= _day_start(self.date_from))
+            found.append(AccessLogRow.at >= day_start(self.date_from))
         if self.date_to is not None:
-            found.append(AccessLogRow.at < _day_start(self.date_to + timedelta(days=1)))
+            found.append(AccessLogRow.at < day_start(self.date_to + timedelta(days=1)))
         return found
 
     def summary(self) -> str:
@@ -92,9 +91,6 @@ class AccessLogSearch:
     pages: int
     status: ChainStatus
 
-
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=JST).astimezone(UTC)
 
 
 def _require_auditor(principal: Principal) -> None:

@@ -5,9 +5,10 @@ Every change is one :class:`~intake.models.StatusTransitionRow`, keeps ``Applica
 :class:`~intake.models.StatusNotice` for the portal (the chain's current 受付番号, the status, the
 time; no personal data) and records an event. Staff changes also write an access-log row.
 
-Staff changes go through :func:`change_status` (roles, the pure rules and department scope);
-arrivals go through :func:`on_version_stored` (a 再申請/補正 during 審査中 or 補正依頼 → ``NEW_VERSION``,
-a 取下げ → ``WITHDRAW``). Services never commit.
+Staff changes go through :func:`change_status` (roles, the pure rules and department scope); the
+system's own changes on arrival (a 再申請/補正 during 審査中 or 補正依頼 → ``NEW_VERSION``, a 取下げ →
+``WITHDRAW``) are decided by :func:`intake.applications.arrivals.add_version` and applied with
+:func:`system_action`. Services never commit.
 
 Errors: :class:`intake.errors.NotFound` for an application outside the actor's departments (the
 same answer as for one that does not exist), :class:`status.StatusError` subclasses
@@ -25,6 +26,7 @@ from intake.accesslog.service import append_access
 from intake.authz import Principal, load_for
 from intake.errors import InvalidRequest
 from intake.events import record_event
+from intake.jst import require_aware
 from intake.models import (
     Application,
     ApplicationState,
@@ -43,16 +45,11 @@ __all__ = [
     "current_receipt_number",
     "history_of",
     "mark_reviewed",
-    "on_version_stored",
+    "system_action",
 ]
 
 EVENT_STATUS_CHANGED = "status.changed"
 SYSTEM_ACTOR = StatusActor(id="system", roles=frozenset({Role.SYSTEM}))
-
-
-def _check_time(at: datetime) -> None:
-    if at.tzinfo is None:
-        raise InvalidRequest("naive datetime refused: pass an aware datetime", code="NAIVE_DATETIME")
 
 
 def history_of(session: Session, app: Application) -> StatusHistory:
@@ -97,7 +94,7 @@ def change_status(
     session: Session, *, application_id: int, action: Action, actor: Principal, comment: str, at: datetime,
 ) -> StatusTransitionRow:
     """A member of staff changes a chain's status (ステータスの更新機能, P8)."""
-    _check_time(at)
+    require_aware(at)
     app = load_for(session, actor, application_id, lock=True)
     row = _apply(session, app, action, actor=actor.status_actor(), comment=comment, at=at)
     if action is Action.START_REVIEW and app.assigned_to is None:
@@ -109,7 +106,7 @@ def change_status(
 
 def mark_reviewed(session: Session, *, application_id: int, actor: Principal, at: datetime) -> None:
     """The reviewer has looked at the newest version: the chain leaves the review queue."""
-    _check_time(at)
+    require_aware(at)
     if not actor.has_any(frozenset({Role.REVIEWER, Role.DEPARTMENT_ADMIN})):
         raise NotPermitted(Action.START_REVIEW, actor.roles)
     app = load_for(session, actor, application_id, lock=True)
@@ -118,20 +115,7 @@ def mark_reviewed(session: Session, *, application_id: int, actor: Principal, at
                   subject=f"application:{app.id}", atena_number=app.atena_number)
 
 
-def on_version_stored(session: Session, app: Application, version: ApplicationVersion, *, at: datetime) -> None:
-    """The arrival hook (called by ``store_delivery`` in its transaction).
-
-    A 取下げ withdraws an open chain; a newer 再申請/補正 during 審査中 or 補正依頼 puts it back into
-    審査中 and the reviewer's queue. An out-of-order (older) version changes nothing.
-    """
-    if version.state is not VersionState.CURRENT:
-        return
-    current = Status(app.status)
-    if version.kind == "取下げ":
-        if current not in {Status.COMPLETED, Status.REJECTED, Status.WITHDRAWN}:
-            _apply(session, app, Action.WITHDRAW, actor=SYSTEM_ACTOR, comment=f"{version.receipt_number} 取下げ",
-                   at=at)
-        return
-    if version.kind in {"再申請", "補正"} and current in {Status.IN_REVIEW, Status.CORRECTION_REQUESTED}:
-        _apply(session, app, Action.NEW_VERSION, actor=SYSTEM_ACTOR,
-               comment=f"{version.receipt_number} {version.kind}", at=at)
+def system_action(session: Session, app: Application, action: Action, *, comment: str, at: datetime
+                  ) -> StatusTransitionRow:
+    """A change the system makes on its own (an arrival), with the portal notice and the event."""
+    return _apply(session, app, action, actor=SYSTEM_ACTOR, comment=comment, at=at)

@@ -1,8 +1,10 @@
-"""Store one delivery: re-verify with our own trust, then delivery, report, version, My Numbers,
-attachments, events, linkage and forwarding — all in the caller's one transaction.
+"""Store one delivery exactly once: the orchestration from the relay's bytes to a stored version.
 
-The idempotency key is the body's SHA-256; the unique constraint on it makes a second identical
-delivery find the first one instead of storing twice, whichever process it reaches.
+key → verify (with our own trust, never the relay's word alone) → delivery and its report →
+:func:`intake.applications.arrivals.add_version` → 宛名番号 linkage → forwarding, all in the
+request's one transaction. :func:`store_once` owns the idempotency: the idempotency key is the
+body's SHA-256 and unique in the database, so a second identical delivery finds the first one
+instead of storing twice, whichever process it reaches.
 """
 
 from __future__ import annotations
@@ -13,31 +15,36 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from intake.applications.status import on_version_stored
-from intake.errors import InvalidRequest
-from intake.events import KIND_BY_APPLICATION_KIND, record_event
+from handover import RelayReport
+from intake.applications.arrivals import add_version
+from intake.deliveries.errors import DeliveryRefused
+from intake.events import record_event
 from intake.forwarding.service import enqueue_forwarding
-from intake.kana import search_key
 from intake.linkage.service import resolve_on_arrival
-from intake.models import (
-    Application,
-    ApplicationState,
-    ApplicationVersion,
-    Attachment,
-    Delivery,
-    SignerIdentityRow,
-    VerificationRecord,
-    VersionState,
-)
-from intake.mynumbers.service import extract_my_numbers, store_my_numbers
+from intake.models import Delivery, VerificationRecord
 from intake.runtime import Runtime
-from intake.sealing import open_package, seal_attachment, seal_package
-from signature.report import FileRole, VerificationReport
+from intake.sealing import open_package, seal_package
+from signature.report import VerificationReport
 from signature.verify import verify_package
 
-__all__ = ["Receipt", "expected_key", "find_delivery", "receipt_for", "store_delivery"]
+__all__ = ["DeliveryRequest", "Receipt", "expected_key", "find_delivery", "package_bytes", "receipt_for",
+           "store_delivery", "store_once"]
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    """A read and checked ``POST /api/v1/deliveries`` (:func:`intake.deliveries.views.read_delivery`)."""
+
+    body: bytes
+    key: str
+    client_id: str
+    relay_report: RelayReport | None
+
+    def __repr__(self) -> str:  # the body is an application: never in a log line or a traceback
+        return f"DeliveryRequest(key={self.key!r}, bytes={len(self.body)}, client_id={self.client_id!r})"
 
 
 @dataclass(frozen=True)
@@ -65,22 +72,45 @@ def receipt_for(delivery: Delivery, *, duplicate: bool) -> Receipt:
     return Receipt(delivery.id, delivery.receipt_number, delivery.sha256, delivery.received_at, duplicate)
 
 
+def store_once(session: Session, runtime: Runtime, request: DeliveryRequest) -> Receipt:
+    """The stored receipt for ``request``'s key if there is one (``duplicate``), else store it.
+
+    The store runs in a savepoint; when a twin committed the same key first (another request or
+    process), the conflict rolls this session back — nothing else was done in it — and the twin's
+    receipt is the answer.
+    """
+    existing = find_delivery(session, request.key)
+    if existing is not None:
+        return receipt_for(existing, duplicate=True)
+    try:
+        with session.begin_nested():
+            return store_delivery(session, runtime, body=request.body, key=request.key,
+                                  client_id=request.client_id, relay_report=request.relay_report)
+    except IntegrityError:
+        session.rollback()  # end the transaction: the twin's commit must be visible to the re-read
+        existing = find_delivery(session, request.key)
+        if existing is None:
+            raise
+        return receipt_for(existing, duplicate=True)
+
+
 def store_delivery(
     session: Session, runtime: Runtime, *, body: bytes, key: str, client_id: str,
-    relay_report: dict[str, Any] | None,
+    relay_report: RelayReport | None,
 ) -> Receipt:
-    """Verify and store ``body``; the caller commits. Raises :class:`InvalidRequest` for a key that
+    """Verify and store ``body``; the caller commits. :class:`DeliveryRefused` (422) for a key that
     is not the body's SHA-256 (the relay reused a key for other bytes)."""
     if key != expected_key(body):
-        raise InvalidRequest("Idempotency-Key is not sha256 of the body", code="IDEMPOTENCY_KEY_MISMATCH")
+        raise DeliveryRefused(422, "IDEMPOTENCY_KEY_MISMATCH", "Idempotency-Key is not sha256 of the body")
     now = runtime.clock()
     report = verify_package(body, runtime.trust, at=now, policy=runtime.policy)
-    malware = _malware_files(relay_report)
+    flagged = relay_report.flagged_files if relay_report is not None else frozenset()
     delivery = Delivery(
         idempotency_key=key, sha256=report.package_sha256, size=len(body),
         receipt_number=report.arrival.receipt_number if report.arrival else None,
-        package=b"", received_at=now, client_id=client_id, relay_report=relay_report,
-        malware_flagged=bool(malware),
+        package=b"", received_at=now, client_id=client_id,
+        relay_report=relay_report.to_json() if relay_report is not None else None,
+        malware_flagged=bool(flagged),
     )
     session.add(delivery)
     session.flush()  # the unique key is claimed here; a concurrent twin fails on it
@@ -95,9 +125,21 @@ def store_delivery(
     ))
     record_event(session, "delivery.stored", at=now, receipt_number=delivery.receipt_number,
                  indication=report.indication.value, reason_code=delivery_reason(report),
-                 malware_flagged=bool(malware))
-    if report.manifest is not None and report.arrival is not None:
-        _store_version(session, runtime, delivery, report, now, malware)
+                 malware_flagged=bool(flagged))
+    if report.manifest is None or report.arrival is None:
+        return receipt_for(delivery, duplicate=False)
+    arrival = add_version(session, delivery, report, at=now, flagged_files=flagged,
+                          package_sealer=runtime.package_sealer, my_number_sealer=runtime.my_number_sealer)
+    if arrival is None:
+        return receipt_for(delivery, duplicate=False)
+    app, version = arrival.application, arrival.version
+    resolve_on_arrival(session, app, version, at=now)
+    known = runtime.procedures.knows(app.procedure_id)
+    if not known:
+        record_event(session, "application.unknown_procedure", at=now, receipt_number=version.receipt_number,
+                     first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id)
+    if report.passed and known and arrival.current:
+        enqueue_forwarding(session, version, at=now, routes=runtime.routes)
     return receipt_for(delivery, duplicate=False)
 
 
@@ -106,94 +148,5 @@ def delivery_reason(report: VerificationReport) -> str | None:
 
 
 def package_bytes(delivery: Delivery, runtime: Runtime) -> bytes:
+    """The delivery's raw package (the evidence), opened."""
     return open_package(runtime.package_sealer, delivery.id, delivery.package)
-
-
-def _malware_files(relay_report: dict[str, Any] | None) -> set[str]:
-    if not relay_report:
-        return set()
-    files = relay_report.get("malware", {}).get("infected_files", [])
-    return {str(f) for f in files} if isinstance(files, list) else set()
-
-
-def _store_version(
-    session: Session, runtime: Runtime, delivery: Delivery, report: VerificationReport, now: datetime,
-    malware: set[str],
-) -> None:
-    manifest, arrival = report.manifest, report.arrival
-    if manifest is None or arrival is None:  # pragma: no cover - the caller checks
-        return
-    first = manifest.first_receipt_number or arrival.receipt_number
-    if session.scalar(select(ApplicationVersion.id).where(
-            ApplicationVersion.receipt_number == arrival.receipt_number)) is not None:
-        # The same 受付番号 with other bytes: never a second version, never an overwrite. The
-        # delivery and its report are kept as evidence and the event puts it in front of staff.
-        record_event(session, "delivery.receipt_conflict", at=now, receipt_number=arrival.receipt_number,
-                     first_receipt_number=first, procedure_id=manifest.procedure_id)
-        return
-    app = session.scalar(select(Application).where(Application.first_receipt_number == first))
-    if app is None:
-        # Also for a 再申請 arriving before its original: the chain starts here and the original
-        # slots in below it when it comes.
-        app = Application(first_receipt_number=first, procedure_id=manifest.procedure_id,
-                          procedure_name=manifest.procedure_name, created_at=now, updated_at=now)
-        session.add(app)
-        session.flush()
-    form = report.file(FileRole.FORM)
-    masked_form, numbers = extract_my_numbers(form.data)
-    newer = [v for v in app.versions if v.arrived_at > arrival.arrived_at]
-    version = ApplicationVersion(
-        application_id=app.id, delivery_id=delivery.id, receipt_number=arrival.receipt_number,
-        kind=manifest.application_kind, arrived_at=arrival.arrived_at, stored_at=now,
-        state=VersionState.SUPERSEDED if newer else VersionState.CURRENT,
-        superseded_at=now if newer else None, indication=report.indication.value,
-        user_cert_serial=arrival.user_cert_serial, form_xml=masked_form, form_file=manifest.form_file,
-        applicant=[list(pair) for pair in manifest.applicant],
-    )
-    session.add(version)
-    session.flush()
-    kind = KIND_BY_APPLICATION_KIND[manifest.application_kind]
-    record_event(session, kind, at=now, receipt_number=arrival.receipt_number, first_receipt_number=first,
-                 procedure_id=manifest.procedure_id, indication=report.indication.value,
-                 out_of_order=bool(newer))
-    if not newer:
-        for old in app.versions:
-            if old.id != version.id and old.state is VersionState.CURRENT:
-                old.state, old.superseded_at = VersionState.SUPERSEDED, now
-                record_event(session, "version.superseded", at=now, receipt_number=old.receipt_number,
-                             first_receipt_number=first, procedure_id=app.procedure_id,
-                             superseded_by=arrival.receipt_number)
-    if manifest.application_kind == "取下げ" and app.state is not ApplicationState.WITHDRAWN:
-        app.state = ApplicationState.WITHDRAWN
-        record_event(session, "application.withdrawn", at=now, receipt_number=arrival.receipt_number,
-                     first_receipt_number=first, procedure_id=app.procedure_id)
-    app.needs_review = True  # a new version puts the chain back in the reviewer's queue
-    app.updated_at = now
-    if not newer:
-        kana = dict(manifest.applicant).get("氏名フリガナ")
-        app.applicant_kana = search_key(kana) if kana else None
-    store_my_numbers(session, version, numbers, runtime.my_number_sealer)
-    # Attachments only: the original form carries the My Numbers, which live in my_numbers alone;
-    # the version keeps the masked form, and the sealed raw package remains the evidence.
-    for f in report.files:
-        if f.role is FileRole.ATTACHMENT:
-            att = Attachment(version_id=version.id, name=f.name, role=f.role.value, size=f.size, sha256=f.sha256,
-                             media_type=f.media_type, data=b"", malware_flagged=f.name in malware)
-            session.add(att)
-            session.flush()
-            att.data = seal_attachment(runtime.package_sealer, att.id, f.data)
-    if report.signer is not None:
-        s = report.signer
-        session.add(SignerIdentityRow(
-            version_id=version.id, name=s.name, name_alt=s.name_alt, sex=s.sex, birth_date=s.birth_date,
-            address=s.address, address_alt=s.address_alt, cert_serial=s.cert_serial, issuer=s.issuer,
-            not_before=s.not_before, not_after=s.not_after,
-        ))
-    resolve_on_arrival(session, app, version, at=now)
-    on_version_stored(session, app, version, at=now)  # status: NEW_VERSION / WITHDRAW hooks
-    known = runtime.procedures.knows(manifest.procedure_id)
-    if not known:
-        record_event(session, "application.unknown_procedure", at=now, receipt_number=arrival.receipt_number,
-                     first_receipt_number=first, procedure_id=manifest.procedure_id)
-    if report.passed and known and not newer:
-        enqueue_forwarding(session, version, at=now, routes=runtime.routes)

@@ -11,7 +11,7 @@
         │   └── RejectedError         the business system refused the request (other 4xx, 3xx): retrying
         │                             the same bytes cannot help, the item fails at once
 
-A manual retry of an item that is not FAILED is the shared :class:`intake.errors.IllegalTransition`.
+A manual retry of an item that is not FAILED is the shared :class:`intake.errors.IllegalStateChange`.
 
 Messages and fields never hold personal data: they end up in ``forward_outbox.last_error``, events
 and logs. Other libraries' errors (httpx, OSError, CryptoError) are translated at the boundary.

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from lxml import etree
@@ -25,22 +26,36 @@ from sqlalchemy.orm import Session
 
 from intake.accesslog.service import append_access
 from intake.authz import REVEAL_PERMISSION, Actor
-from intake.crypto import CryptoError
+from intake.crypto import CryptoError, Sealer
 from intake.forwarding.errors import PayloadError
 from intake.forwarding.routes import Route
+from intake.jst import JST
 from intake.models import ApplicationVersion, MyNumberRow
 from intake.mynumbers.service import reveal_my_number
-from intake.runtime import Runtime
 from intake.sealing import open_attachment
 from signature.errors import UnreadablePackage
 from signature.xmlparse import parse_xml
 
-__all__ = ["SCHEMA", "SYSTEM_STAFF_ID", "Payload", "build_payload", "drop_file_name"]
+__all__ = ["SCHEMA", "SYSTEM_STAFF_ID", "ForwardingRuntime", "Payload", "build_payload", "drop_file_name"]
 
 SCHEMA = "shinsei-forward/1"
 SYSTEM_STAFF_ID = "system:forwarding"
-_JST = timezone(timedelta(hours=9), "JST")
 _MEDIA_TYPES = {"json": "application/json; charset=utf-8", "xml": "application/xml; charset=utf-8"}
+
+
+class ForwardingRuntime(Protocol):
+    """What forwarding needs of :class:`intake.runtime.Runtime` (which satisfies it): the routes and
+    the keys that open attachments and My Numbers. Forwarding does not import the runtime, which is
+    built from forwarding's own route configuration."""
+
+    @property
+    def routes(self) -> Sequence[Route]: ...
+
+    @property
+    def package_sealer(self) -> Sealer: ...
+
+    @property
+    def my_number_sealer(self) -> Sealer: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ def _system_actor(route: Route) -> Actor:
 
 
 def build_payload(
-    session: Session, runtime: Runtime, *, version_id: int, idempotency_key: str, route: Route, at: datetime
+    session: Session, runtime: ForwardingRuntime, *, version_id: int, idempotency_key: str, route: Route, at: datetime
 ) -> Payload:
     """Build the payload of ``version_id`` for ``route`` and write the access-log rows in ``session``.
 
@@ -113,7 +128,7 @@ def build_payload(
         "application_kind": version.kind,
         "procedure_id": app.procedure_id,
         "procedure_name": app.procedure_name,
-        "arrived_at": version.arrived_at.astimezone(_JST).isoformat(),
+        "arrived_at": version.arrived_at.astimezone(JST).isoformat(),
         "atena_number": app.atena_number,
     }
     if route.format == "json":

@@ -2,30 +2,43 @@
 
 Items are queued in the delivery's own transaction (:func:`enqueue_forwarding`), sent by the worker
 (:mod:`intake.forwarding.worker`), and put back in the queue by an operator (:func:`retry_failed`).
-Services never commit; the caller does.
+
+The staff outbox page (:func:`failed_items`, :func:`retry_item`): ``department_admin`` sees and
+retries the FAILED items of its own departments (the procedure of the item's application);
+``system_admin`` those of every department (operational data, no personal data is shown: 受付番号,
+route, attempts, error code). Other roles are refused. An item out of scope is :class:`NotFound`,
+exactly like a missing one. Services never commit; the caller does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import Session
 
-from intake.errors import IllegalTransition, InvalidRequest, NotFound
+from intake.accesslog.service import append_access
+from intake.authz import OUTBOX_ROLES, Principal
+from intake.errors import IllegalStateChange, NotFound
 from intake.events import record_event
 from intake.forwarding.routes import Route
-from intake.models import ApplicationVersion, ForwardItem, ForwardState
+from intake.jst import require_aware
+from intake.models import Application, ApplicationVersion, ForwardItem, ForwardState
+from status import Role
 
 __all__ = [
     "EVENT_ATTEMPT_FAILED",
     "EVENT_DELIVERED",
     "EVENT_FAILED",
     "EVENT_RETRIED",
+    "OutboxRow",
     "enqueue_forwarding",
     "error_code",
+    "failed_items",
     "retry_failed",
+    "retry_item",
 ]
 
 #: Event kinds (append-only history, no personal data): each step of each item is remembered.
@@ -58,18 +71,17 @@ def retry_failed(session: Session, *, item_id: int | None, at: datetime) -> int:
     """Put FAILED items back in the queue with their attempt counter reset; due at ``at``.
 
     ``item_id`` names one item (it must exist and be FAILED: :class:`NotFound`,
-    :class:`IllegalTransition`); ``None`` means every FAILED item. Each reset is an event. Returns the
+    :class:`IllegalStateChange`); ``None`` means every FAILED item. Each reset is an event. Returns the
     number of items queued again. The caller commits.
     """
-    if at.tzinfo is None:
-        raise InvalidRequest("at must be timezone-aware", code="NAIVE_DATETIME")
+    require_aware(at)
     query = select(ForwardItem).where(ForwardItem.state == ForwardState.FAILED)
     if item_id is not None:
         item = session.get(ForwardItem, item_id, with_for_update=True)
         if item is None:
             raise NotFound(f"no forward item {item_id}")
         if item.state is not ForwardState.FAILED:
-            raise IllegalTransition(f"forward item {item.id}", item.state.value, ForwardState.PENDING.value)
+            raise IllegalStateChange(f"forward item {item.id}", item.state.value, ForwardState.PENDING.value)
         items: Sequence[ForwardItem] = [item]
     else:
         items = session.scalars(query.order_by(ForwardItem.id).with_for_update()).all()
@@ -86,3 +98,49 @@ def retry_failed(session: Session, *, item_id: int | None, at: datetime) -> int:
         item.state, item.attempts, item.next_attempt_at = ForwardState.PENDING, 0, at
     session.flush()
     return len(items)
+
+
+# --- the staff outbox page -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    receipt_number: str
+    procedure_name: str
+    route: str
+    attempts: int
+    error_code: str | None
+    next_attempt_at: datetime
+
+
+def _scope(principal: Principal) -> ColumnElement[bool]:
+    principal.require(OUTBOX_ROLES, "manage the outbox")
+    return true() if Role.SYSTEM_ADMIN in principal.roles else principal.procedure_clause()
+
+
+def failed_items(session: Session, principal: Principal, *, limit: int = 500) -> list[OutboxRow]:
+    """FAILED items in the principal's scope, oldest first."""
+    stmt = (select(ForwardItem, ApplicationVersion, Application)
+            .join(ApplicationVersion, ForwardItem.version_id == ApplicationVersion.id)
+            .join(Application, ApplicationVersion.application_id == Application.id)
+            .where(_scope(principal), ForwardItem.state == ForwardState.FAILED)
+            .order_by(ForwardItem.id).limit(limit))
+    return [OutboxRow(item.id, version.receipt_number, app.procedure_name, item.route, item.attempts,
+                      error_code(item.last_error), item.next_attempt_at)
+            for item, version, app in session.execute(stmt)]
+
+
+def retry_item(session: Session, principal: Principal, item_id: int, *, at: datetime) -> None:
+    """:func:`intake.forwarding.service.retry_failed` for one item in scope, with an access-log row
+    naming who did it (the forwarding event itself has no actor)."""
+    scope = _scope(principal)
+    found = session.scalar(
+        select(ForwardItem.id).join(ApplicationVersion, ForwardItem.version_id == ApplicationVersion.id)
+        .join(Application, ApplicationVersion.application_id == Application.id)
+        .where(scope, ForwardItem.id == item_id))
+    if found is None:
+        raise NotFound("no such forward item")
+    retry_failed(session, item_id=item_id, at=at)
+    append_access(session, actor=principal.access_actor(), at=at, action="outbox.retry",
+                  subject=f"forward_item:{item_id}")

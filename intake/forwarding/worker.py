@@ -36,16 +36,15 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from intake.errors import InvalidRequest
 from intake.events import record_event
 from intake.forwarding.backoff import next_attempt_delay
 from intake.forwarding.errors import ForwardingError, PayloadError, RejectedError, SendError
-from intake.forwarding.payload import build_payload
+from intake.forwarding.payload import ForwardingRuntime, build_payload
 from intake.forwarding.routes import RetryPolicy, Route
 from intake.forwarding.senders import HttpSender, drop_file
 from intake.forwarding.service import EVENT_ATTEMPT_FAILED, EVENT_DELIVERED, EVENT_FAILED
+from intake.jst import require_aware
 from intake.models import ApplicationVersion, ForwardItem, ForwardState
-from intake.runtime import Runtime
 
 __all__ = ["ItemOutcome", "WorkerResult", "run_once"]
 
@@ -91,14 +90,13 @@ class WorkerResult:
 
 
 def run_once(
-    session_factory: sessionmaker[Session], runtime: Runtime, *, at: datetime,
+    session_factory: sessionmaker[Session], runtime: ForwardingRuntime, *, at: datetime,
     rng: random.Random | None = None, sleep: Callable[[float], None] = time.sleep, limit: int = 100,
 ) -> WorkerResult:
     """Process the items due at ``at`` (each at most once per run, at most ``limit``) and return what
     happened. ``rng`` jitters the retry schedule; ``sleep`` waits between in-call retries (tests
     inject both). Database errors propagate (the item's transaction rolls back and it stays due)."""
-    if at.tzinfo is None:
-        raise InvalidRequest("at must be timezone-aware", code="NAIVE_DATETIME")
+    require_aware(at)
     rng = rng if rng is not None else random.SystemRandom()
     routes = {r.name: r for r in runtime.routes}
     senders: dict[str, HttpSender] = {}
@@ -137,7 +135,7 @@ def _claim_next(session: Session, *, at: datetime, exclude: set[int]) -> Forward
 
 
 def _process(
-    session_factory: sessionmaker[Session], runtime: Runtime, locked: Session, item: ForwardItem,
+    session_factory: sessionmaker[Session], runtime: ForwardingRuntime, locked: Session, item: ForwardItem,
     route: Route | None, *, at: datetime, rng: random.Random, sleep: Callable[[float], None],
     senders: dict[str, HttpSender],
 ) -> ItemOutcome:

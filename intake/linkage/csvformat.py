@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
+from intake.jst import JST
 from intake.linkage.errors import LineProblem, LinkageFileRejected
-from intake.linkage.values import ATENA_NUMBER_RE, JST, normalise_serial
+from intake.linkage.values import ATENA_NUMBER_RE, normalise_serial
 
 __all__ = ["COLUMNS", "Category", "LinkageRow", "ParsedFile", "parse_linkage_file"]
 

@@ -7,9 +7,17 @@
     │   ├── InvalidAtenaNumber        a 宛名番号 that is not in the register's format
     │   ├── ReasonRequired            (the shared class) a manual setting without a 処理事由
     │   └── LinkageFileRejected       a 番号紐付情報 file with broken lines (``problems``)
+    │   ├── InboxNotConfigured        ui.linkage_inbox is not set
+    │   ├── InboxUnavailable          the inbox folder cannot be listed
+    │   ├── InboxNameRefused          not a plain file name (traversal, slash, NUL, hidden, control chars)
+    │   └── InboxFileTooLarge         larger than the cap (``size``, ``limit``)
     ├── AccessDenied
     │   └── LinkagePermissionDenied   the actor lacks SET_ATENA_PERMISSION (cause: permission)
-    └── NotFound                      (no such application; the shared class)
+    ├── NotFound
+    │   └── InboxFileMissing          a plain name that is not (or no longer) a file of the inbox
+    └── Conflict
+        ├── FileChangedSincePreview   the file's bytes hash differently from the preview's
+        └── ImportAlreadyRunning      another import is running in this process (``job_id``)
 """
 
 from __future__ import annotations
@@ -17,9 +25,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from intake.errors import AccessDenied, Denial, InvalidRequest
+from intake.errors import AccessDenied, Conflict, Denial, InvalidRequest, NotFound
 
 __all__ = [
+    "FileChangedSincePreview",
+    "ImportAlreadyRunning",
+    "InboxFileMissing",
+    "InboxFileTooLarge",
+    "InboxNameRefused",
+    "InboxNotConfigured",
+    "InboxUnavailable",
     "InvalidAtenaNumber",
     "LineProblem",
     "LinkageFileRejected",
@@ -70,3 +85,40 @@ class LinkageFileRejected(InvalidRequest):
         lines = sorted({p.line for p in self.problems})
         shown = ", ".join(map(str, lines[:20])) + (", …" if len(lines) > 20 else "")
         super().__init__(f"linkage file rejected: {len(self.problems)} problem(s) on line(s) {shown}")
+
+
+class InboxNotConfigured(InvalidRequest):
+    code = "LINKAGE_INBOX_NOT_CONFIGURED"
+
+
+class InboxUnavailable(InvalidRequest):
+    code = "LINKAGE_INBOX_UNAVAILABLE"
+
+
+class InboxNameRefused(InvalidRequest):
+    code = "LINKAGE_INBOX_NAME_REFUSED"
+
+
+class InboxFileTooLarge(InvalidRequest):
+    code = "LINKAGE_FILE_TOO_LARGE"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the file has {size} bytes; at most {limit} are read")
+        self.size = size
+        self.limit = limit
+
+
+class InboxFileMissing(NotFound):
+    code = "LINKAGE_FILE_MISSING"
+
+
+class FileChangedSincePreview(Conflict):
+    code = "LINKAGE_FILE_CHANGED"
+
+
+class ImportAlreadyRunning(Conflict):
+    code = "LINKAGE_IMPORT_RUNNING"
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"linkage import job {job_id} is running")
+        self.job_id = job_id

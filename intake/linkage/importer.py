@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from intake.errors import InvalidRequest
 from intake.events import record_event
+from intake.jst import require_aware
 from intake.linkage.csvformat import Category, LinkageRow, ParsedFile, parse_linkage_file
 from intake.linkage.errors import LineProblem, LinkageFileRejected, by_line
 from intake.linkage.service import apply_outcome, chunks, evaluate_chains
@@ -114,8 +115,7 @@ def import_linkage(
 ) -> ImportResult:
     """Import one file's bytes; ``file_name`` is only recorded. The caller commits."""
     report = progress or _no_progress
-    if at.tzinfo is None:
-        raise InvalidRequest("naive datetime refused: pass an aware datetime", code="NAIVE_DATETIME")
+    require_aware(at)
     if mode not in ("auto", "full", "delta"):
         raise InvalidRequest("mode must be auto, full or delta", code="INVALID_MODE")
     sha = hashlib.sha256(data).hexdigest()

@@ -35,67 +35,43 @@ transactions: :func:`preview`'s dry-run session (rolled back, never committed), 
 (commits the job row before its thread starts) and the thread itself. Time is an input (``at``,
 ``clock``).
 
-Exceptions (besides :class:`~intake.linkage.errors.ReasonRequired` and ``PermissionDenied``)::
-
-    InvalidRequest
-    ├── InboxNotConfigured       ui.linkage_inbox is not set
-    ├── InboxUnavailable         the folder cannot be listed
-    ├── InboxNameRefused         not a plain file name (path traversal, slash, NUL, hidden, control chars)
-    └── InboxFileTooLarge        larger than MAX_FILE_BYTES (``size``)
-    NotFound
-    └── InboxFileMissing         a plain name that is not (or no longer) a file of the inbox
-    Conflict
-    ├── FileChangedSincePreview  the file's bytes hash differently from the preview's
-    └── ImportAlreadyRunning     another import is running in this process (``job_id``)
+Exceptions: :mod:`intake.linkage.errors` (the inbox's, FileChangedSincePreview, ImportAlreadyRunning),
+:class:`intake.errors.ReasonRequired` and :class:`intake.errors.AccessDenied`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
-import stat
 import threading
-import unicodedata
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.accesslog.service import append_access
-from intake.authz import LINKAGE_IMPORT_ROLES, Principal
-from intake.errors import Conflict, InvalidRequest, NotFound, ReasonRequired
-from intake.linkage.errors import LineProblem
+from intake.authz import Principal
+from intake.errors import InvalidRequest, NotFound, ReasonRequired
+from intake.linkage.errors import FileChangedSincePreview, ImportAlreadyRunning, LineProblem
 from intake.linkage.importer import ImportResult, Mode, import_linkage
+from intake.linkage.inbox import read_inbox_file, require_importer
 from intake.models import LinkageImport, LinkageImportJob
 from intake.settings import StaffUISettings
 
 __all__ = [
-    "MAX_FILE_BYTES",
-    "FileChangedSincePreview",
-    "ImportAlreadyRunning",
     "ImportRow",
-    "InboxFile",
-    "InboxFileMissing",
-    "InboxFileTooLarge",
-    "InboxNameRefused",
-    "InboxNotConfigured",
-    "InboxUnavailable",
     "JobRegistry",
     "JobView",
     "Preview",
     "Progress",
     "ReportFn",
-    "inbox_files",
     "job",
     "preview",
-    "read_inbox_file",
     "recent_imports",
     "recent_jobs",
     "registry_for",
@@ -104,9 +80,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: The largest file read (64 MiB, about 700 000 rows of ~90 bytes: above a ward's full export). A
-#: fixed constant, not a setting: the whole file is held in memory for the dry run and the import.
-MAX_FILE_BYTES = 64 * 1024 * 1024
 #: Line problems and notices kept in a job's result (the counts are always complete).
 MAX_LINES_KEPT = 200
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -116,182 +89,11 @@ Clock = Callable[[], datetime]
 ReportFn = Callable[[str, int, int], None]
 
 
-# -- errors --------------------------------------------------------------------------------------
-
-class InboxNotConfigured(InvalidRequest):
-    code = "LINKAGE_INBOX_NOT_CONFIGURED"
-
-
-class InboxUnavailable(InvalidRequest):
-    code = "LINKAGE_INBOX_UNAVAILABLE"
-
-
-class InboxNameRefused(InvalidRequest):
-    code = "LINKAGE_INBOX_NAME_REFUSED"
-
-
-class InboxFileTooLarge(InvalidRequest):
-    code = "LINKAGE_FILE_TOO_LARGE"
-
-    def __init__(self, size: int) -> None:
-        super().__init__(f"the file has {size} bytes; at most {MAX_FILE_BYTES} are read")
-        self.size = size
-
-
-class InboxFileMissing(NotFound):
-    code = "LINKAGE_FILE_MISSING"
-
-
-class FileChangedSincePreview(Conflict):
-    code = "LINKAGE_FILE_CHANGED"
-
-
-class ImportAlreadyRunning(Conflict):
-    code = "LINKAGE_IMPORT_RUNNING"
-
-    def __init__(self, job_id: int) -> None:
-        super().__init__(f"linkage import job {job_id} is running")
-        self.job_id = job_id
-
-
-def _require(principal: Principal) -> None:
-    principal.require(LINKAGE_IMPORT_ROLES, "import linkage files")
-
-
 def _mode(value: str) -> Mode:
     for mode in _MODES:
         if value == mode:
             return mode
     raise InvalidRequest("mode must be auto, full or delta", code="INVALID_MODE")
-
-
-# -- the inbox -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class InboxFile:
-    """One file of the inbox. ``sha256`` is ``None`` for a file over :data:`MAX_FILE_BYTES` (not
-    read); ``import_id``: the import that already took these bytes, if any."""
-
-    name: str
-    size: int
-    modified_at: datetime
-    sha256: str | None
-    import_id: int | None
-
-    @property
-    def too_large(self) -> bool:
-        return self.sha256 is None
-
-
-def _inbox(settings: StaffUISettings) -> Path:
-    if settings.linkage_inbox is None:
-        raise InboxNotConfigured("ui.linkage_inbox is not set")
-    return settings.linkage_inbox
-
-
-def _plain(name: str) -> bool:
-    """A bare file name: no folder part, not hidden, no control or format characters."""
-    return (0 < len(name) <= 255 and not name.startswith(".") and "/" not in name and "\\" not in name
-            and not any(unicodedata.category(c).startswith("C") for c in name))
-
-
-def _scan(inbox: Path) -> list[os.DirEntry[str]]:
-    """The inbox's eligible entries: plain names of regular files (a symlink is not one)."""
-    try:
-        with os.scandir(inbox) as entries:
-            return [e for e in entries if _plain(e.name) and e.is_file(follow_symlinks=False)]
-    except OSError as exc:
-        raise InboxUnavailable("the linkage inbox cannot be listed") from exc
-
-
-def _open_capped(inbox: Path, name: str) -> tuple[bytes, os.stat_result]:
-    """The file's bytes (and its ``fstat``), opened relative to the inbox without following a
-    symlink and refused if it is not a regular file or is over the cap."""
-    try:
-        folder = os.open(inbox, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise InboxUnavailable("the linkage inbox cannot be opened") from exc
-    try:
-        # O_NONBLOCK: a FIFO put in the file's place must not hang the request (fstat refuses it).
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
-    except OSError as exc:
-        raise InboxFileMissing("no such file in the linkage inbox") from exc
-    finally:
-        os.close(folder)
-    with open(fd, "rb", closefd=True) as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise InboxFileMissing("not a regular file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise InboxFileTooLarge(info.st_size)
-        data = f.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:  # grew after the fstat
-        raise InboxFileTooLarge(len(data))
-    return data, info
-
-
-def read_inbox_file(settings: StaffUISettings, name: str) -> bytes:
-    """The bytes of the inbox file called exactly ``name`` (a name from a form), read with the cap.
-
-    :class:`InboxNameRefused` for anything but a plain name; :class:`InboxFileMissing` for a plain
-    name that is not one of :func:`inbox_files`' files. No role check: callers check first.
-    """
-    if not _plain(name):
-        raise InboxNameRefused("not a plain file name of the linkage inbox")
-    inbox = _inbox(settings)
-    if not any(e.name == name for e in _scan(inbox)):
-        raise InboxFileMissing("no such file in the linkage inbox")
-    data, _info = _open_capped(inbox, name)
-    return data
-
-
-_Identity = tuple[int, int, int, int, int]  # (device, inode, size, mtime_ns, ctime_ns)
-_digests: dict[_Identity, str] = {}
-_digests_lock = threading.Lock()
-
-
-def _identity(info: os.stat_result) -> _Identity:
-    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
-
-
-def _digest(inbox: Path, name: str, info: os.stat_result) -> str:
-    """SHA-256 of a listed file, remembered by the file's identity so that a page view does not
-    re-read an inbox of large files (only for display: a preview and a run always hash what they read)."""
-    with _digests_lock:
-        known = _digests.get(_identity(info))
-    if known is not None:
-        return known
-    data, opened = _open_capped(inbox, name)
-    sha = hashlib.sha256(data).hexdigest()
-    with _digests_lock:
-        if len(_digests) > 4096:
-            _digests.clear()
-        _digests[_identity(opened)] = sha
-    return sha
-
-
-def inbox_files(session: Session, principal: Principal, settings: StaffUISettings) -> list[InboxFile]:
-    """The inbox's files, newest first, each with its SHA-256 and the import that took it, if any."""
-    _require(principal)
-    inbox = _inbox(settings)
-    listed: list[tuple[str, os.stat_result, str | None]] = []
-    for entry in _scan(inbox):
-        try:
-            info = entry.stat(follow_symlinks=False)
-            sha = None if info.st_size > MAX_FILE_BYTES else _digest(inbox, entry.name, info)
-        except (OSError, InboxFileMissing):
-            continue  # gone or replaced by something else since the listing
-        except InboxFileTooLarge:
-            sha = None
-        listed.append((entry.name, info, sha))
-    shas = sorted({sha for _, _, sha in listed if sha})
-    imported: dict[str, int] = {}
-    if shas:
-        imported = {sha: import_id for sha, import_id in session.execute(
-            select(LinkageImport.file_sha256, LinkageImport.id).where(LinkageImport.file_sha256.in_(shas)))}
-    files = [InboxFile(name, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC), sha,
-                       imported.get(sha) if sha else None) for name, info, sha in listed]
-    return sorted(files, key=lambda f: (-f.modified_at.timestamp(), f.name))
 
 
 # -- progress ------------------------------------------------------------------------------------
@@ -405,7 +207,7 @@ def preview(
 ) -> Preview:
     """The dry run: :func:`import_linkage` on the file's bytes in a session of its own, always
     rolled back. Adds the ``linkage.preview`` access-log row to ``session`` (the caller commits)."""
-    _require(principal)
+    require_importer(principal)
     checked = _mode(mode)
     running = registry.running()
     if running is not None:
@@ -429,7 +231,7 @@ def start_import(
 ) -> int:
     """Start importing ``name`` in the background, if its bytes still hash to ``sha256`` (the
     preview's); the job id. Commits the job row and its access-log row (``reason``: the 処理事由)."""
-    _require(principal)
+    require_importer(principal)
     checked = _mode(mode)
     reason = reason.strip()
     if not reason:
@@ -542,7 +344,7 @@ def _view(row: LinkageImportJob, live: Progress | None) -> JobView:
 def job(session: Session, principal: Principal, registry: JobRegistry, job_id: int) -> JobView:
     """One job. The registry is read before the row: an import that ended in between has already
     committed its outcome, so it never shows as interrupted by mistake."""
-    _require(principal)
+    require_importer(principal)
     live = registry.progress(job_id)
     row = session.scalar(select(LinkageImportJob).where(LinkageImportJob.id == job_id)
                          .execution_options(populate_existing=True))
@@ -553,7 +355,7 @@ def job(session: Session, principal: Principal, registry: JobRegistry, job_id: i
 
 def recent_jobs(session: Session, principal: Principal, registry: JobRegistry, *, limit: int = 20) -> list[JobView]:
     """The newest jobs first."""
-    _require(principal)
+    require_importer(principal)
     live = registry.snapshot()
     rows = session.scalars(select(LinkageImportJob).order_by(LinkageImportJob.id.desc()).limit(limit)
                            .execution_options(populate_existing=True))
@@ -572,6 +374,6 @@ class ImportRow:
 
 def recent_imports(session: Session, principal: Principal, *, limit: int = 20) -> list[ImportRow]:
     """The newest imports first (from the page or ``python -m intake linkage import``)."""
-    _require(principal)
+    require_importer(principal)
     return [ImportRow(i.id, i.file_name, i.mode, i.imported_at, i.rows, i.resolved)
             for i in session.scalars(select(LinkageImport).order_by(LinkageImport.id.desc()).limit(limit))]

@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 
 from intake.accesslog.service import append_access
 from intake.authz import SET_ATENA_PERMISSION, Actor
-from intake.errors import InvalidRequest, NotFound, ReasonRequired
+from intake.errors import NotFound, ReasonRequired
+from intake.jst import require_aware
 from intake.linkage.errors import LinkagePermissionDenied
 from intake.linkage.values import arrival_day, check_atena_number
 from intake.models import Application, ApplicationState, ApplicationVersion, LinkageDecision, LinkageEntry, LinkageState
@@ -175,8 +176,7 @@ def set_atena_manually(
 
     The result is ``MANUAL``, which no later arrival or import changes; staff may set it again.
     """
-    if at.tzinfo is None:
-        raise InvalidRequest("naive datetime refused: pass an aware datetime", code="NAIVE_DATETIME")
+    require_aware(at)
     if SET_ATENA_PERMISSION not in actor.permissions:
         raise LinkagePermissionDenied
     reason = reason.strip()

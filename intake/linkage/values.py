@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 
+from intake.jst import jst_day
 from intake.linkage.errors import InvalidAtenaNumber
 
-__all__ = ["ATENA_NUMBER_RE", "JST", "SERIAL_RE", "arrival_day", "check_atena_number", "normalise_serial"]
+__all__ = ["ATENA_NUMBER_RE", "SERIAL_RE", "arrival_day", "check_atena_number", "normalise_serial"]
 
-JST = timezone(timedelta(hours=9), "JST")
 #: 宛名番号 as the resident register exports it (and portal_sim generates it): exactly 10 digits.
 ATENA_NUMBER_RE = re.compile(r"[0-9]{10}", re.ASCII)
 #: A certificate serial as hex digits, as the portal's arrival record may spell it.
@@ -33,6 +33,4 @@ def check_atena_number(value: str) -> str:
 
 def arrival_day(arrived_at: datetime) -> date:
     """The calendar day (JST, the register's calendar) on which a validity period is judged."""
-    if arrived_at.tzinfo is None:
-        raise ValueError("naive datetime refused: pass an aware datetime")
-    return arrived_at.astimezone(JST).date()
+    return jst_day(arrived_at)

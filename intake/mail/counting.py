@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intake.events import KIND_BY_APPLICATION_KIND
+from intake.jst import JST, day_bounds, require_aware
 from intake.mail.config import Department, MailConfig
 from intake.models import (
     Application,
@@ -29,19 +30,15 @@ from intake.models import (
 )
 
 __all__ = [
-    "JST",
     "KindCounts",
     "OpenWork",
     "ProcedureLine",
     "Report",
     "build_report",
     "count_events",
-    "day_bounds",
-    "jst_day",
     "open_work",
 ]
 
-JST = timezone(timedelta(hours=9), "JST")
 _KIND_FIELD = {
     KIND_BY_APPLICATION_KIND["新規申請"]: "new",
     KIND_BY_APPLICATION_KIND["再申請"]: "reapplication",
@@ -50,17 +47,6 @@ _KIND_FIELD = {
 }
 
 
-def jst_day(at: datetime) -> date:
-    """The Asia/Tokyo calendar day of an aware moment."""
-    if at.tzinfo is None:
-        raise ValueError("naive datetime refused: pass an aware datetime")
-    return at.astimezone(JST).date()
-
-
-def day_bounds(first: date, last: date | None = None) -> tuple[datetime, datetime]:
-    """``[first 00:00 JST, (last or first) + 1 day 00:00 JST)`` as aware UTC moments."""
-    end = (last or first) + timedelta(days=1)
-    return (datetime.combine(first, time(0), JST).astimezone(UTC), datetime.combine(end, time(0), JST).astimezone(UTC))
 
 
 @dataclass(frozen=True)
@@ -183,8 +169,7 @@ class Report:
 def build_report(session: Session, config: MailConfig, department: Department, day: date, *,
                  as_of: datetime) -> Report:
     """Count ``day`` (and the 7 days and the month up to it) for ``department``; open work as of now."""
-    if as_of.tzinfo is None:
-        raise ValueError("naive datetime refused: pass an aware datetime")
+    require_aware(as_of)
 
     def mine(counts: dict[str, KindCounts]) -> dict[str, KindCounts]:
         return {p: c for p, c in counts.items() if config.owner(p or None) == department}

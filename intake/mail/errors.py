@@ -14,7 +14,7 @@
 
 Messages and fields hold no personal data (they end up in ``mail_sent_log.last_error``, events and
 logs). smtplib, ssl and OS errors are translated at the boundary (:mod:`intake.mail.transport`). A
-sent-log change other than claimed → sent is the shared :class:`intake.errors.IllegalTransition`.
+sent-log change other than claimed → sent is the shared :class:`intake.errors.IllegalStateChange`.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.errors import IntakeError
+from intake.jst import jst_day
 from intake.mail.config import MailConfig, load_mail_config
-from intake.mail.counting import jst_day
 from intake.mail.service import due_at, due_mails
 from intake.models import MailSentLog, MailState
 from intake.runtime import Runtime

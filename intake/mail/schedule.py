@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.errors import IntakeError
-from intake.mail.counting import JST
+from intake.jst import JST
 from intake.mail.service import DailyMailer, MailRun
 from intake.runtime import Runtime
 

@@ -22,7 +22,7 @@ from datetime import date, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from intake.errors import IllegalTransition
+from intake.errors import IllegalStateChange
 from intake.mail.render import ComposedMail
 from intake.models import MailSentLog, MailState
 
@@ -71,7 +71,7 @@ def lock_for_attempt(session: Session, row_id: int, *, at: datetime, instance: s
 
 def mark_sent(session: Session, row: MailSentLog, *, at: datetime) -> None:
     if row.state is not MailState.CLAIMED:
-        raise IllegalTransition(f"daily mail {row.day.isoformat()}/{row.department}", row.state.value,
+        raise IllegalStateChange(f"daily mail {row.day.isoformat()}/{row.department}", row.state.value,
                                 MailState.SENT.value)
     row.state = MailState.SENT
     row.sent_at = at

@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from intake.events import record_event
+from intake.jst import JST, jst_day
 from intake.mail.config import Department, MailConfig, load_mail_config
-from intake.mail.counting import JST, build_report, jst_day
+from intake.mail.counting import build_report
 from intake.mail.errors import InvalidMailDay, TransientTransportError, TransportError
 from intake.mail.render import ComposedMail, compose
 from intake.mail.sentlog import claim_row, find, lock_for_attempt, mark_sent, note_failure

@@ -12,28 +12,21 @@ from sqlalchemy.orm import Session
 from intake.accesslog.service import append_access
 from intake.authz import REVEAL_PERMISSION, Actor
 from intake.crypto import Sealer
-from intake.errors import AccessDenied, Denial, NotFound, ReasonRequired
+from intake.errors import NotFound, ReasonRequired
 from intake.models import ApplicationVersion, MyNumberRow
+from intake.mynumbers.errors import MyNumberAccessDenied
 from intake.sealing import open_my_number, seal_my_number
 from signature.mynumber import is_valid_my_number
 from signature.xmlparse import parse_xml
 
 __all__ = [
     "ExtractedNumber",
-    "MyNumberAccessDenied",
     "extract_my_numbers",
     "reveal_my_number",
     "store_my_numbers",
 ]
 
 MY_NUMBER_ELEMENT = "個人番号"
-
-
-class MyNumberAccessDenied(AccessDenied):
-    """The actor lacks the reveal permission (:data:`intake.authz.REVEAL_PERMISSION`)."""
-
-    def __init__(self) -> None:
-        super().__init__("the reveal permission is required", cause=Denial.PERMISSION)
 
 
 @dataclass(frozen=True)

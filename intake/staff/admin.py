@@ -1,13 +1,10 @@
-"""Staff-account administration and the read-only configuration overview, for ``system_admin`` only.
+"""Staff-account administration, for ``system_admin`` only (the read-only configuration overview is
+:mod:`intake.staff.overview`).
 
 Why a service of its own: every check (the role, the 処理事由, the guards that keep the ward from
 locking itself out of administration) must hold whatever calls it, so none of it lives in a view or
 a template. Every change writes exactly one access-log row (P13) whose reason is the admin's 処理事由
 plus what changed — never a password, a TOTP secret, a hash or a certificate fingerprint.
-
-Procedures and routes are shown, never edited here: they are configuration files deployed by the
-operators (a route decides where My Numbers go, so it changes only through a reviewed deployment).
-The overview reads what the runtime loaded at start-up; it does not re-read the files.
 
 Services never commit.
 """
@@ -15,10 +12,9 @@ Services never commit.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import pyotp
 from sqlalchemy import select
@@ -28,23 +24,17 @@ from intake.accesslog.service import append_access
 from intake.authz import (
     ADMIN_ROLES,
     ALL,
-    APPLICATION_ROLES,
-    AUDIT_ROLES,
-    CHANGE_ROLES,
-    EXPORT_ROLES,
-    LINKAGE_IMPORT_ROLES,
-    OUTBOX_ROLES,
+    ROLE_ORDER,
     STAFF_ROLES,
     UNASSIGNED,
     Principal,
 )
 from intake.crypto import Sealer
 from intake.errors import InvalidRequest, NotFound, ReasonRequired
-from intake.forwarding.routes import RetryPolicy, Route, Timeouts
 from intake.models import StaffSession, StaffUser
-from intake.procedures import Procedure, ProcedureCatalogue
+from intake.procedures import ProcedureCatalogue
 from intake.sealing import seal_totp
-from intake.staff.admin_errors import (
+from intake.staff.errors import (
     AccountStateConflict,
     AdminGuard,
     FingerprintTaken,
@@ -64,31 +54,20 @@ from intake.staff.service import _fingerprint, _hasher, create_user
 from status import Role
 
 __all__ = [
-    "CAPABILITIES",
     "LOGIN_ID",
     "MIN_PASSWORD_LENGTH",
-    "ROLE_LABELS",
-    "ROLE_ORDER",
-    "Capability",
     "CreatedAccount",
-    "DepartmentRow",
-    "ProcedureRow",
-    "RoleMatrix",
-    "RouteRow",
     "TotpSecret",
     "UserRow",
     "create_account",
     "deactivate",
-    "department_overview",
     "get_user",
     "known_departments",
     "list_users",
-    "procedure_overview",
     "reactivate",
     "require_admin",
     "reset_totp",
-    "role_matrix",
-    "route_overview",
+    "roles_of",
     "set_password",
     "unlock",
     "update_account",
@@ -97,39 +76,6 @@ __all__ = [
 LOGIN_ID = re.compile(r"[a-z0-9._-]{3,64}")
 MIN_PASSWORD_LENGTH = 12
 _MAX_DISPLAY_NAME = 128
-
-ROLE_LABELS: Mapping[Role, str] = {
-    Role.VIEWER: "閲覧者",
-    Role.REVIEWER: "審査担当",
-    Role.DEPARTMENT_ADMIN: "所属管理者",
-    Role.SYSTEM_ADMIN: "システム管理者",
-    Role.AUDITOR: "監査担当",
-}
-#: The order roles are listed in on every page.
-ROLE_ORDER: tuple[Role, ...] = (Role.VIEWER, Role.REVIEWER, Role.DEPARTMENT_ADMIN, Role.AUDITOR, Role.SYSTEM_ADMIN)
-
-
-@dataclass(frozen=True)
-class Capability:
-    """One row of the role matrix, generated from the role sets of :mod:`intake.authz`."""
-
-    label: str
-    roles: frozenset[Role]
-    note: str = ""
-
-
-CAPABILITIES: tuple[Capability, ...] = (
-    Capability("申請の閲覧（添付ファイルを含む）", APPLICATION_ROLES, "所属部署の手続の申請のみ"),
-    Capability("ステータス変更・宛名番号の設定", CHANGE_ROLES, "所属部署の手続の申請のみ"),
-    Capability("申請一覧のCSV出力", EXPORT_ROLES, "出力のたびにアクセスログに記録"),
-    Capability("個人番号の表示", APPLICATION_ROLES,
-               "役割に加えて、職員ごとの「個人番号の表示」権限が必要（表示のたびに処理事由を記録）"),
-    Capability("転送失敗の確認と再送", OUTBOX_ROLES, "所属管理者は所属部署の手続のみ、システム管理者は全部署"),
-    Capability("アクセスログの閲覧・検索", AUDIT_ROLES),
-    Capability("番号紐付情報の取込", LINKAGE_IMPORT_ROLES, "画面には件数のみ表示"),
-    Capability("職員アカウントの管理・設定の確認（この管理画面）", ADMIN_ROLES),
-)
-
 
 def require_admin(principal: Principal) -> None:
     principal.require(ADMIN_ROLES, "manage staff accounts")
@@ -159,7 +105,7 @@ class UserRow:
         return Role.SYSTEM_ADMIN in self.roles
 
 
-def _roles_of(user: StaffUser) -> tuple[Role, ...]:
+def roles_of(user: StaffUser) -> tuple[Role, ...]:
     held = {Role(r) for r in user.roles if r in {s.value for s in STAFF_ROLES}}
     return tuple(r for r in ROLE_ORDER if r in held)
 
@@ -167,7 +113,7 @@ def _roles_of(user: StaffUser) -> tuple[Role, ...]:
 def _row(user: StaffUser, at: datetime) -> UserRow:
     locked = user.locked_until is not None and at < user.locked_until
     return UserRow(
-        id=user.id, login=user.login, display_name=user.display_name, roles=_roles_of(user),
+        id=user.id, login=user.login, display_name=user.display_name, roles=roles_of(user),
         departments=tuple(sorted(user.departments)), may_reveal_my_number=user.may_reveal_my_number,
         active=user.active, locked_until=user.locked_until if locked else None, locked=locked,
         password_totp=user.password_hash is not None and user.totp_secret is not None,
@@ -366,7 +312,7 @@ def update_account(
     new_roles = _roles(roles)
     depts = _departments(departments, catalogue, already=user.departments)
     fp = _cert(session, client_cert_sha256, user_id=user.id)
-    old_roles = list(_roles_of(user))
+    old_roles = list(roles_of(user))
     if Role.SYSTEM_ADMIN in old_roles and Role.SYSTEM_ADMIN not in new_roles:
         _guard_admin_loss(principal, user, active, self_rule=AdminGuard("self_demote"))
     changes: list[str] = []
@@ -480,100 +426,3 @@ def set_password(
     _log(session, principal, at=at, action="admin.user.password_set", user_id=user.id,
          reason=f"{why} [totp_created={_yes(secret is not None)}; sessions_ended={ended}]")
     return None if secret is None else TotpSecret(user.login, secret, issuer)
-
-
-# --- configuration overview (read-only) --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RoleMatrix:
-    roles: tuple[Role, ...]
-    labels: Mapping[Role, str]
-    capabilities: tuple[Capability, ...]
-    active_users: Mapping[Role, int]
-
-
-def _active_users(session: Session) -> list[StaffUser]:
-    return list(session.scalars(select(StaffUser).where(StaffUser.active.is_(True))))
-
-
-def role_matrix(session: Session, principal: Principal) -> RoleMatrix:
-    require_admin(principal)
-    counts = dict.fromkeys(ROLE_ORDER, 0)
-    for user in _active_users(session):
-        for role in _roles_of(user):
-            counts[role] += 1
-    return RoleMatrix(ROLE_ORDER, ROLE_LABELS, CAPABILITIES, counts)
-
-
-@dataclass(frozen=True)
-class DepartmentRow:
-    id: str
-    name: str
-    procedures: tuple[Procedure, ...]
-    active_users: int
-    #: ``False``: a department some account holds that the catalogue no longer knows
-    known: bool
-
-
-def department_overview(session: Session, principal: Principal, catalogue: ProcedureCatalogue) -> list[DepartmentRow]:
-    require_admin(principal)
-    counts: dict[str, int] = {}
-    for user in _active_users(session):
-        for dept in set(user.departments):
-            counts[dept] = counts.get(dept, 0) + 1
-    known = known_departments(catalogue)
-    rows = [DepartmentRow(d, name, tuple(sorted((p for p in catalogue.procedures.values() if p.department == d),
-                                                key=lambda p: p.id)), counts.get(d, 0), True)
-            for d, name in known.items()]
-    rows += [DepartmentRow(d, "", (), n, False) for d, n in sorted(counts.items()) if d not in known]
-    return rows
-
-
-@dataclass(frozen=True)
-class ProcedureRow:
-    procedure: Procedure
-    routes: tuple[str, ...]
-    my_numbers_sent: bool
-
-
-def procedure_overview(principal: Principal, catalogue: ProcedureCatalogue,
-                       routes: Sequence[Route]) -> list[ProcedureRow]:
-    require_admin(principal)
-    return [ProcedureRow(p, tuple(r.name for r in routes if r.serves(p.id)),
-                         any(r.my_number_entitled for r in routes if r.serves(p.id)))
-            for p in sorted(catalogue.procedures.values(), key=lambda p: (p.department, p.id))]
-
-
-@dataclass(frozen=True)
-class RouteRow:
-    name: str
-    #: (procedure id, its catalogue name or ``None`` when the catalogue does not list it)
-    procedures: tuple[tuple[str, str | None], ...]
-    every_procedure: bool
-    kind: str
-    #: ``scheme://host[:port]`` for http (no path, no query: they may carry tokens), the directory for file
-    destination: str
-    format: str
-    my_number_entitled: bool
-    ca_file: str | None
-    timeouts: Timeouts
-    retry: RetryPolicy
-
-
-def _destination(route: Route) -> str:
-    if route.kind != "http":
-        return route.target
-    url = urlsplit(route.target)
-    return f"{url.scheme}://{url.netloc.rpartition('@')[2]}"
-
-
-def route_overview(principal: Principal, routes: Sequence[Route], catalogue: ProcedureCatalogue) -> list[RouteRow]:
-    require_admin(principal)
-    rows = []
-    for r in routes:
-        procs = tuple((p, catalogue.procedures[p].name if p in catalogue.procedures else None)
-                      for p in sorted(r.procedures) if p != "*")
-        rows.append(RouteRow(r.name, procs, "*" in r.procedures, r.kind, _destination(r), r.format,
-                             r.my_number_entitled, str(r.ca_file) if r.ca_file else None, r.timeouts, r.retry))
-    return rows

@@ -29,6 +29,7 @@ from intake.accesslog.service import append_access
 from intake.authz import STAFF_ROLES, Actor, Principal
 from intake.crypto import Sealer
 from intake.errors import InvalidRequest
+from intake.jst import require_aware
 from intake.models import StaffSession, StaffUser
 from intake.procedures import ProcedureCatalogue
 from intake.sealing import open_totp, seal_totp
@@ -65,18 +66,13 @@ class NewUser:
         return pyotp.TOTP(self.totp_secret).provisioning_uri(name=self.user.login, issuer_name=issuer)
 
 
-def _aware(at: datetime) -> None:
-    if at.tzinfo is None:
-        raise InvalidRequest("naive datetime refused: pass an aware datetime", code="NAIVE_DATETIME")
-
-
 def create_user(
     session: Session, *, login: str, display_name: str, roles: list[str], departments: list[str], at: datetime,
     sealer: Sealer, password: str | None = None, may_reveal_my_number: bool = False,
     client_cert_sha256: str | None = None, totp_secret: str | None = None,
 ) -> NewUser:
     """Create an account. A password login always gets a TOTP secret (generated unless given)."""
-    _aware(at)
+    require_aware(at)
     try:
         parsed = sorted({Role(r) for r in roles})
     except ValueError as exc:
@@ -161,7 +157,7 @@ def login_with_password(
 ) -> tuple[str, StaffSession]:
     """Check password and TOTP code; the new session's cookie token and row. The caller commits also
     on failure (the failure counter and the access-log row must stay)."""
-    _aware(at)
+    require_aware(at)
     user = session.scalar(select(StaffUser).where(StaffUser.login == login).with_for_update())
     if user is None or not user.active or user.password_hash is None:
         _verify_quietly(_DUMMY_HASH, password)
@@ -206,7 +202,7 @@ def login_with_certificate(
     session: Session, *, fingerprint: str, terminal: str, at: datetime, settings: StaffUISettings,
 ) -> tuple[str, StaffSession]:
     """Log in the user whose IC-card certificate the trusted front proxy verified."""
-    _aware(at)
+    require_aware(at)
     try:
         fp = _fingerprint(fingerprint)
     except InvalidRequest as exc:
@@ -226,7 +222,7 @@ def resume_session(
     session: Session, *, token: str, at: datetime, settings: StaffUISettings,
 ) -> tuple[StaffSession, StaffUser]:
     """The live session for a cookie token, its idle clock reset; :class:`SessionEnded` otherwise."""
-    _aware(at)
+    require_aware(at)
     if not token:
         raise SessionEnded("missing")
     row = session.scalar(select(StaffSession).where(
@@ -236,13 +232,13 @@ def resume_session(
     user = session.get(StaffUser, row.user_id)
     if user is None or not user.active:
         _end(row, at, "inactive")
-        raise SessionEnded("inactive")
+        raise SessionEnded("inactive", session_id=row.id, at=at)
     if at - row.created_at >= timedelta(hours=settings.absolute_timeout_hours):
         _end(row, at, "absolute")
-        raise SessionEnded("absolute")
+        raise SessionEnded("absolute", session_id=row.id, at=at)
     if at - row.last_seen_at >= timedelta(minutes=settings.idle_timeout_minutes):
         _end(row, at, "idle")
-        raise SessionEnded("idle")
+        raise SessionEnded("idle", session_id=row.id, at=at)
     row.last_seen_at = at
     return row, user
 

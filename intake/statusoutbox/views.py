@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from intake.statusoutbox.service import acknowledge, pending_notices
-from intake.web import AppState
+from intake.web import CurrentRuntime, Relay, UnitOfWork
 
 __all__ = ["router"]
 
@@ -20,21 +20,13 @@ class AckRequest(BaseModel):
 
 
 @router.get("/api/v1/status-outbox")
-def list_outbox(request: Request, after_id: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=500)
-                ) -> dict[str, Any]:
-    state: AppState = request.app.state.shinsei
-    state.authenticate_relay(request)
-    with state.session_factory() as session:
-        items = pending_notices(session, after_id=after_id, limit=limit)
-        return {"items": [{"id": n.id, "receipt_number": n.receipt_number, "status": n.status,
-                           "at": n.at.isoformat()} for n in items]}
+def list_outbox(_relay: Relay, session: UnitOfWork, after_id: int = Query(0, ge=0),
+                limit: int = Query(100, ge=1, le=500)) -> dict[str, Any]:
+    items = pending_notices(session, after_id=after_id, limit=limit)
+    return {"items": [{"id": n.id, "receipt_number": n.receipt_number, "status": n.status,
+                       "at": n.at.isoformat()} for n in items]}
 
 
 @router.post("/api/v1/status-outbox/ack")
-def ack_outbox(request: Request, body: AckRequest) -> dict[str, Any]:
-    state: AppState = request.app.state.shinsei
-    state.authenticate_relay(request)
-    with state.session_factory() as session:
-        count = acknowledge(session, body.ids, at=state.runtime.clock())
-        session.commit()
-    return {"acknowledged": count}
+def ack_outbox(_relay: Relay, session: UnitOfWork, runtime: CurrentRuntime, body: AckRequest) -> dict[str, Any]:
+    return {"acknowledged": acknowledge(session, body.ids, at=runtime.clock())}

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from intake.errors import IntakeError, ReasonRequired
-from intake.staff import admin
-from intake.staff.admin_errors import (
+from intake.authz import ROLE_LABELS, ROLE_ORDER
+from intake.errors import ReasonRequired
+from intake.staff import admin, overview
+from intake.staff.errors import (
     AccountStateConflict,
     AdminGuard,
     FingerprintTaken,
@@ -29,7 +30,8 @@ from intake.staff.admin_errors import (
     PasswordMismatch,
     WeakPassword,
 )
-from intake.ui.common import Ctx, Form, Staff, check_csrf
+from intake.ui.deps import Ctx, Form, Staff
+from intake.ui.forms import Refusals
 
 __all__ = ["router"]
 
@@ -38,19 +40,6 @@ router = APIRouter(prefix="/admin")
 _MAX_TEXT = 2000
 _MAX_PASSWORD = 256
 
-_ERRORS: list[tuple[type[IntakeError], int, str]] = [
-    (ReasonRequired, 400, "処理事由を入力してください。"),
-    (InvalidLoginId, 400, "ログインIDは英小文字・数字・「.」「_」「-」の3〜64文字で入力してください。"),
-    (InvalidDisplayName, 400, "氏名を入力してください（128文字まで）。"),
-    (InvalidRoles, 400, "役割を1つ以上選択してください。"),
-    (InvalidDepartments, 400, "部署を1つ以上、手続カタログにある部署から選択してください。"),
-    (WeakPassword, 400, f"パスワードは{admin.MIN_PASSWORD_LENGTH}文字以上で入力してください。"),
-    (PasswordMismatch, 400, "確認用に入力したパスワードが一致しません。"),
-    (InvalidFingerprint, 400, "ICカード証明書のフィンガープリントは SHA-256 の16進数64桁で入力してください。"),
-    (NoChange, 400, "変更された項目がありません。"),
-    (LoginTaken, 409, "このログインIDはすでに使われています。"),
-    (FingerprintTaken, 409, "このICカード証明書は別のアカウントに登録されています。"),
-]
 _GUARDS = {
     "self_deactivate": "自分自身のアカウントは無効にできません。",
     "self_demote": "自分自身からシステム管理者の役割を外すことはできません。",
@@ -66,6 +55,21 @@ _STATES = {
     "no_password": ("このアカウントにはパスワードによるログインが設定されていません。"
                     "先にパスワードを設定してください。"),
 }
+_REFUSALS = Refusals([
+    (AdminGuard, 409, lambda exc: _GUARDS[exc.rule]),
+    (AccountStateConflict, 409, lambda exc: _STATES[exc.state]),
+    (ReasonRequired, 400, "処理事由を入力してください。"),
+    (InvalidLoginId, 400, "ログインIDは英小文字・数字・「.」「_」「-」の3〜64文字で入力してください。"),
+    (InvalidDisplayName, 400, "氏名を入力してください（128文字まで）。"),
+    (InvalidRoles, 400, "役割を1つ以上選択してください。"),
+    (InvalidDepartments, 400, "部署を1つ以上、手続カタログにある部署から選択してください。"),
+    (WeakPassword, 400, f"パスワードは{admin.MIN_PASSWORD_LENGTH}文字以上で入力してください。"),
+    (PasswordMismatch, 400, "確認用に入力したパスワードが一致しません。"),
+    (InvalidFingerprint, 400, "ICカード証明書のフィンガープリントは SHA-256 の16進数64桁で入力してください。"),
+    (NoChange, 400, "変更された項目がありません。"),
+    (LoginTaken, 409, "このログインIDはすでに使われています。"),
+    (FingerprintTaken, 409, "このICカード証明書は別のアカウントに登録されています。"),
+])
 #: ``?done=`` after a redirect: fixed keys to fixed texts (nothing from the query reaches the page).
 _DONE = {
     "update": "アカウントを更新しました。",
@@ -74,14 +78,6 @@ _DONE = {
     "unlock": "ロックを解除しました。",
     "password": "パスワードを設定しました。",
 }
-
-
-def _explain(exc: IntakeError) -> tuple[int, str] | None:
-    if isinstance(exc, AdminGuard):
-        return 409, _GUARDS[exc.rule]
-    if isinstance(exc, AccountStateConflict):
-        return 409, _STATES[exc.state]
-    return next(((c, m) for t, c, m in _ERRORS if isinstance(exc, t)), None)
 
 
 def _text(form: dict[str, str], name: str, limit: int = _MAX_TEXT) -> str:
@@ -99,7 +95,7 @@ def _departments(ctx: Ctx, held: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def _page(ctx: Ctx, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
-    return ctx.page(name, status_code, role_labels=admin.ROLE_LABELS, role_order=admin.ROLE_ORDER, **context)
+    return ctx.page(name, status_code, role_labels=ROLE_LABELS, role_order=ROLE_ORDER, **context)
 
 
 # --- accounts ---------------------------------------------------------------------------------------
@@ -130,28 +126,21 @@ def user_new(ctx: Staff) -> HTMLResponse:
 
 @router.post("/users", response_model=None)
 def user_create(ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        created = admin.create_account(
-            # An over-long login id is cut well past the limit, so it is refused rather than shortened.
-            ctx.session, ctx.principal, login=_text(form, "login", 256).strip(),
-            display_name=_text(form, "display_name", 256), roles=_checked(form, "role_"),
-            departments=_checked(form, "dept_"), may_reveal_my_number=bool(form.get("reveal")),
-            password=_text(form, "password", _MAX_PASSWORD),
-            password_confirm=_text(form, "password_confirm", _MAX_PASSWORD),
-            client_cert_sha256=_text(form, "cert", 128), reason=_text(form, "reason"), at=ctx.now(),
-            catalogue=ctx.state.runtime.procedures, sealer=ctx.state.runtime.package_sealer,
-            issuer=ctx.state.settings.totp_issuer)
-    except IntakeError as exc:
-        explained = _explain(exc)
-        if explained is None:
-            raise
-        ctx.session.rollback()
-        kept = {k: v for k, v in form.items() if k not in {"csrf", "password", "password_confirm"}}
-        return _new_form(ctx, status_code=explained[0], error=explained[1], values=kept)
-    ctx.session.commit()
-    return _page(ctx, "admin_secret.html", totp=created.totp, user_id=created.user_id,
-                 heading="アカウントを作成しました")
+    kept = {k: v for k, v in form.items() if k not in {"csrf", "password", "password_confirm"}}
+    return ctx.submit(form, lambda: admin.create_account(
+        # An over-long login id is cut well past the limit, so it is refused rather than shortened.
+        ctx.session, ctx.principal, login=_text(form, "login", 256).strip(),
+        display_name=_text(form, "display_name", 256), roles=_checked(form, "role_"),
+        departments=_checked(form, "dept_"), may_reveal_my_number=bool(form.get("reveal")),
+        password=_text(form, "password", _MAX_PASSWORD),
+        password_confirm=_text(form, "password_confirm", _MAX_PASSWORD),
+        client_cert_sha256=_text(form, "cert", 128), reason=_text(form, "reason"), at=ctx.now(),
+        catalogue=ctx.state.runtime.procedures, sealer=ctx.state.runtime.package_sealer,
+        issuer=ctx.state.settings.totp_issuer),
+        refusals=_REFUSALS,
+        refused=lambda code, message: _new_form(ctx, status_code=code, error=message, values=kept),
+        done=lambda created: _page(ctx, "admin_secret.html", totp=created.totp, user_id=created.user_id,
+                                   heading="アカウントを作成しました"))
 
 
 def _detail(ctx: Ctx, user_id: int, *, status_code: int = 200, error: str | None = None,
@@ -171,39 +160,30 @@ def _back(user_id: int, done: str) -> RedirectResponse:
     return RedirectResponse(f"/staff/admin/users/{user_id}?done={done}", status_code=303)
 
 
-def _failed(ctx: Ctx, user_id: int, exc: IntakeError) -> HTMLResponse:
-    explained = _explain(exc)
-    if explained is None:
-        raise exc
-    ctx.session.rollback()
-    return _detail(ctx, user_id, status_code=explained[0], error=explained[1])
+def _on_account(ctx: Ctx, user_id: int, form: dict[str, str], action: Callable[[], object],
+                done: Callable[[object], Response]) -> Response:
+    """A POST on an account's page: the page again with the refusal's message, or ``done``."""
+    return ctx.submit(form, action, refusals=_REFUSALS,
+                      refused=lambda code, message: _detail(ctx, user_id, status_code=code, error=message),
+                      done=done)
 
 
 @router.post("/users/{user_id}", response_model=None)
 def user_update(user_id: int, ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        admin.update_account(
-            ctx.session, ctx.principal, user_id, display_name=_text(form, "display_name", 256),
-            roles=_checked(form, "role_"), departments=_checked(form, "dept_"),
-            may_reveal_my_number=bool(form.get("reveal")), client_cert_sha256=_text(form, "cert", 128),
-            reason=_text(form, "reason"), at=ctx.now(), catalogue=ctx.state.runtime.procedures)
-    except IntakeError as exc:
-        return _failed(ctx, user_id, exc)
-    ctx.session.commit()
-    return _back(user_id, "update")
+    return _on_account(ctx, user_id, form, lambda: admin.update_account(
+        ctx.session, ctx.principal, user_id, display_name=_text(form, "display_name", 256),
+        roles=_checked(form, "role_"), departments=_checked(form, "dept_"),
+        may_reveal_my_number=bool(form.get("reveal")), client_cert_sha256=_text(form, "cert", 128),
+        reason=_text(form, "reason"), at=ctx.now(), catalogue=ctx.state.runtime.procedures),
+        lambda _r: _back(user_id, "update"))
 
 
 def _account_change(ctx: Ctx, user_id: int, form: dict[str, str], change: Callable[..., object], done: str
                     ) -> Response:
     """A POST that changes an account's state with a 処理事由, then back to the account page."""
-    check_csrf(ctx, form)
-    try:
-        change(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now())
-    except IntakeError as exc:
-        return _failed(ctx, user_id, exc)
-    ctx.session.commit()
-    return _back(user_id, done)
+    return _on_account(ctx, user_id, form,
+                       lambda: change(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now()),
+                       lambda _r: _back(user_id, done))
 
 
 @router.post("/users/{user_id}/deactivate", response_model=None)
@@ -223,33 +203,26 @@ def user_unlock(user_id: int, ctx: Staff, form: Form) -> Response:
 
 @router.post("/users/{user_id}/totp", response_model=None)
 def user_totp_reset(user_id: int, ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        totp = admin.reset_totp(ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now(),
-                                sealer=ctx.state.runtime.package_sealer, issuer=ctx.state.settings.totp_issuer,
-                                current_session=ctx.row.id)
-    except IntakeError as exc:
-        return _failed(ctx, user_id, exc)
-    ctx.session.commit()
-    return _page(ctx, "admin_secret.html", totp=totp, user_id=user_id, heading="二要素認証（TOTP）を再設定しました")
+    return _on_account(ctx, user_id, form, lambda: admin.reset_totp(
+        ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now(),
+        sealer=ctx.state.runtime.package_sealer, issuer=ctx.state.settings.totp_issuer, current_session=ctx.row.id),
+        lambda totp: _page(ctx, "admin_secret.html", totp=totp, user_id=user_id,
+                           heading="二要素認証（TOTP）を再設定しました"))
 
 
 @router.post("/users/{user_id}/password", response_model=None)
 def user_password(user_id: int, ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        totp = admin.set_password(
-            ctx.session, ctx.principal, user_id, password=_text(form, "password", _MAX_PASSWORD),
-            password_confirm=_text(form, "password_confirm", _MAX_PASSWORD), reason=_text(form, "reason"),
-            at=ctx.now(), sealer=ctx.state.runtime.package_sealer, issuer=ctx.state.settings.totp_issuer,
-            current_session=ctx.row.id)
-    except IntakeError as exc:
-        return _failed(ctx, user_id, exc)
-    ctx.session.commit()
-    if totp is None:
-        return _back(user_id, "password")
-    return _page(ctx, "admin_secret.html", totp=totp, user_id=user_id,
-                 heading="パスワードを設定しました（二要素認証も設定しました）")
+    def done(totp: object) -> Response:
+        if totp is None:
+            return _back(user_id, "password")
+        return _page(ctx, "admin_secret.html", totp=totp, user_id=user_id,
+                     heading="パスワードを設定しました（二要素認証も設定しました）")
+
+    return _on_account(ctx, user_id, form, lambda: admin.set_password(
+        ctx.session, ctx.principal, user_id, password=_text(form, "password", _MAX_PASSWORD),
+        password_confirm=_text(form, "password_confirm", _MAX_PASSWORD), reason=_text(form, "reason"),
+        at=ctx.now(), sealer=ctx.state.runtime.package_sealer, issuer=ctx.state.settings.totp_issuer,
+        current_session=ctx.row.id), done)
 
 
 # --- configuration (read-only) ----------------------------------------------------------------------
@@ -257,14 +230,14 @@ def user_password(user_id: int, ctx: Staff, form: Form) -> Response:
 
 @router.get("/roles", response_class=HTMLResponse)
 def roles_page(ctx: Staff) -> HTMLResponse:
-    return _page(ctx, "admin_roles.html", matrix=admin.role_matrix(ctx.session, ctx.principal))
+    return _page(ctx, "admin_roles.html", matrix=overview.role_matrix(ctx.session, ctx.principal))
 
 
 @router.get("/departments", response_class=HTMLResponse)
 def departments_page(ctx: Staff) -> HTMLResponse:
     catalogue = ctx.state.runtime.procedures
     return _page(ctx, "admin_departments.html", configured=catalogue.configured,
-                 rows=admin.department_overview(ctx.session, ctx.principal, catalogue),
+                 rows=overview.department_overview(ctx.session, ctx.principal, catalogue),
                  source=ctx.state.runtime.settings.procedures_file)
 
 
@@ -272,12 +245,12 @@ def departments_page(ctx: Staff) -> HTMLResponse:
 def procedures_page(ctx: Staff) -> HTMLResponse:
     runtime = ctx.state.runtime
     return _page(ctx, "admin_procedures.html", configured=runtime.procedures.configured,
-                 rows=admin.procedure_overview(ctx.principal, runtime.procedures, runtime.routes),
+                 rows=overview.procedure_overview(ctx.principal, runtime.procedures, runtime.routes),
                  source=runtime.settings.procedures_file, routes_source=runtime.settings.routes_file)
 
 
 @router.get("/routes", response_class=HTMLResponse)
 def routes_page(ctx: Staff) -> HTMLResponse:
     runtime = ctx.state.runtime
-    return _page(ctx, "admin_routes.html", rows=admin.route_overview(ctx.principal, runtime.routes, runtime.procedures),
-                 source=runtime.settings.routes_file)
+    rows = overview.route_overview(ctx.principal, runtime.routes, runtime.procedures)
+    return _page(ctx, "admin_routes.html", rows=rows, source=runtime.settings.routes_file)

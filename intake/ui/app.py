@@ -16,13 +16,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from intake.accesslog.service import append_access
-from intake.authz import Actor
 from intake.errors import NotFound, PermissionDenied
 from intake.runtime import Runtime
 from intake.ui import admin_views, audit_views, linkage_views, views
-from intake.ui.common import LoginRequired
-from intake.ui.web import COOKIE_PATH, SESSION_COOKIE, FormTooLarge, SecurityHeaders, TerminalRefused, UIState
+from intake.ui.deps import UIState
+from intake.ui.errors import FormTooLarge, LoginRequired, TerminalRefused
+from intake.ui.rendering import Renderer
+from intake.ui.security import SESSION_COOKIE, SecurityHeaders, delete_cookie
 
 __all__ = ["create_ui_app"]
 
@@ -40,7 +40,7 @@ _MESSAGES = {
 
 def create_ui_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> FastAPI:
     ui = FastAPI(title="職員画面", docs_url=None, redoc_url=None, openapi_url=None)
-    state = UIState.create(runtime, session_factory)
+    state = UIState(runtime, session_factory, Renderer())
     ui.state.ui = state
     ui.add_middleware(SecurityHeaders)
     for module in (views, admin_views, linkage_views, audit_views):
@@ -51,21 +51,15 @@ def create_ui_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> F
         return state.render("error.html", status, status=status, message=_MESSAGES.get(status, _MESSAGES[400]))
 
     @ui.exception_handler(TerminalRefused)
-    def _refused(_request: Request, exc: TerminalRefused) -> HTMLResponse:
-        # P12: the refusal itself is evidence; the page says nothing about why or how to get in.
-        try:
-            with session_factory() as session:
-                append_access(session, actor=Actor(staff_id="-", department="-", terminal=exc.terminal),
-                              at=runtime.clock(), action="terminal.refused", subject="staff-ui")
-                session.commit()
-        except Exception:  # noqa: BLE001 - the refusal must be answered even when the log is down
-            _log.exception("could not log a refused terminal")
+    def _refused(_request: Request, _exc: TerminalRefused) -> HTMLResponse:
+        # P12: the refusal itself is evidence (the unit of work logged it: TerminalRefused is
+        # recorded after the rollback); the page says nothing about why or how to get in.
         return state.render("refused.html", 403)
 
     @ui.exception_handler(LoginRequired)
     def _login(_request: Request, _exc: LoginRequired) -> Response:
         response = RedirectResponse("/staff/login?expired=1", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+        delete_cookie(response, SESSION_COOKIE)
         return response
 
     @ui.exception_handler(NotFound)

@@ -14,8 +14,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from intake.accesslog import search
 from intake.accesslog.service import ChainProblem
 from intake.errors import ExportTooLarge
-from intake.ui.common import Form, Staff, check_csrf, parse_date, parse_int
-from intake.ui.web import csv_download
+from intake.jst import JST
+from intake.models import AccessLogRow
+from intake.ui.deps import Form, Staff
+from intake.ui.forms import Refusals, handle, parse_date, parse_int
+from intake.ui.rendering import csv_download
 
 __all__ = ["EXPORT_HEADER", "router"]
 
@@ -57,11 +60,10 @@ def audit(request: Request, ctx: Staff) -> HTMLResponse:
     result = search.search_access_log(ctx.session, ctx.principal, filters, at=ctx.now(),
                                       page=parse_int(request.query_params.get("page")),
                                       page_size=ctx.state.settings.page_size)
-    ctx.session.commit()
     return ctx.page("audit.html", result=result, values=values, query_base=urlencode(values),
                     retention_years=ctx.state.runtime.settings.access_log_retention_years,
                     export_max_rows=ctx.state.settings.export_max_rows, problem_labels=PROBLEM_LABELS,
-                    tz=search.JST)
+                    tz=JST)
 
 
 @router.get("/audit.csv", response_model=None)
@@ -71,24 +73,25 @@ def audit_export(request: Request, ctx: Staff) -> Response:
     large, and this request has none."""
     filters, _values = _filters(request)
     limit = ctx.state.settings.export_max_rows
-    try:
-        rows = search.export_access_log(ctx.session, ctx.principal, filters, at=ctx.now(), max_rows=limit)
-    except ExportTooLarge:
-        ctx.session.rollback()
-        return ctx.page("error.html", 400, status=400,
-                        message=f"該当する行が出力の上限（{limit:,} 件）を超えています。条件を絞り込んでください。")
-    ctx.session.commit()
-    stamp = ctx.now().astimezone(search.JST).strftime("%Y%m%d-%H%M")
-    return csv_download(EXPORT_HEADER, ((
-        r.at.astimezone(search.JST).strftime("%Y-%m-%d %H:%M:%S"), r.staff_id, r.department, r.terminal,
-        r.action, r.subject, r.reason or "", r.atena_number or "", r.hash) for r in rows),
-        name=f"access-log-{stamp}.csv")
+
+    def download(rows: list[AccessLogRow]) -> Response:
+        stamp = ctx.now().astimezone(JST).strftime("%Y%m%d-%H%M")
+        return csv_download(EXPORT_HEADER, ((
+            r.at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"), r.staff_id, r.department, r.terminal,
+            r.action, r.subject, r.reason or "", r.atena_number or "", r.hash) for r in rows),
+            name=f"access-log-{stamp}.csv")
+
+    too_large = f"該当する行が出力の上限（{limit:,} 件）を超えています。条件を絞り込んでください。"
+    return handle(ctx.session, lambda: search.export_access_log(ctx.session, ctx.principal, filters, at=ctx.now(),
+                                                                max_rows=limit),
+                  refusals=Refusals([(ExportTooLarge, 400, too_large)]),
+                  refused=lambda code, message: ctx.page("error.html", code, status=code, message=message),
+                  done=download)
 
 
 @router.post("/audit/verify", response_model=None)
 def audit_verify(ctx: Staff, form: Form) -> Response:
     """「今すぐ検証」: the full chain check, recorded; then back to the page (post/redirect/get)."""
-    check_csrf(ctx, form)
-    search.verify_now(ctx.session, ctx.principal, at=ctx.now())
-    ctx.session.commit()
-    return RedirectResponse("/staff/audit", status_code=303)
+    return ctx.submit(form, lambda: search.verify_now(ctx.session, ctx.principal, at=ctx.now()),
+                      refusals=Refusals([]), refused=lambda code, message: ctx.page("error.html", code),
+                      done=lambda _r: RedirectResponse("/staff/audit", status_code=303))

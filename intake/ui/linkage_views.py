@@ -8,15 +8,18 @@ file name and the hash, and writes the access log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from intake.errors import InvalidRequest, ReasonRequired
-from intake.linkage import jobs
+from intake.linkage import errors as linkage_errors
+from intake.linkage import inbox, jobs
 from intake.linkage.csvformat import COLUMNS
-from intake.ui.common import Ctx, Form, Staff, check_csrf
+from intake.ui.deps import Ctx, Form, Staff
+from intake.ui.forms import Refusals
 
 __all__ = ["router"]
 
@@ -69,21 +72,22 @@ def reason_ja(reason: str) -> str:
     return _REASONS.get(reason, reason)
 
 
+_MAX_MIB = inbox.MAX_FILE_BYTES // (1024 * 1024)
+
 #: Service refusals → status and message. PermissionDenied is not here: the app answers 403.
-_ERRORS: list[tuple[type[Exception], int, str]] = [
-    (jobs.InboxNotConfigured, 404, "番号紐付情報の取込フォルダが設定されていません。"),
-    (jobs.InboxUnavailable, 503, "取込フォルダを読み取れません。システム管理者に連絡してください。"),
-    (jobs.InboxNameRefused, 400, "ファイル名が正しくありません。取込フォルダ内のファイル名だけを指定できます"
+_REFUSALS = Refusals([
+    (linkage_errors.InboxNotConfigured, 404, "番号紐付情報の取込フォルダが設定されていません。"),
+    (linkage_errors.InboxUnavailable, 503, "取込フォルダを読み取れません。システム管理者に連絡してください。"),
+    (linkage_errors.InboxNameRefused, 400, "ファイル名が正しくありません。取込フォルダ内のファイル名だけを指定できます"
                                  "（「/」「..」や制御文字を含む名前、「.」で始まる名前は指定できません）。"),
-    (jobs.InboxFileMissing, 404, "指定されたファイルは取込フォルダにありません。"),
-    (jobs.InboxFileTooLarge, 413, f"ファイルが大きすぎます（上限 {jobs.MAX_FILE_BYTES // (1024 * 1024)} MiB）。"),
-    (jobs.FileChangedSincePreview, 409, "確認（テスト実行）の後にファイルの内容が変わっています。"
+    (linkage_errors.InboxFileMissing, 404, "指定されたファイルは取込フォルダにありません。"),
+    (linkage_errors.InboxFileTooLarge, 413, f"ファイルが大きすぎます（上限 {_MAX_MIB} MiB）。"),
+    (linkage_errors.FileChangedSincePreview, 409, "確認（テスト実行）の後にファイルの内容が変わっています。"
                                         "もう一度確認してから取り込んでください。"),
-    (jobs.ImportAlreadyRunning, 409, "別の取込処理が実行中です。終了してからやり直してください。"),
+    (linkage_errors.ImportAlreadyRunning, 409, "別の取込処理が実行中です。終了してからやり直してください。"),
     (ReasonRequired, 400, "処理事由を入力してください。"),
     (InvalidRequest, 400, "入力内容が正しくありません。"),
-]
-_REFUSALS = tuple(t for t, _, _ in _ERRORS)
+])
 
 
 def _registry(ctx: Ctx) -> jobs.JobRegistry:
@@ -96,26 +100,24 @@ def _page(ctx: Ctx, name: str, status_code: int = 200, **context: Any) -> HTMLRe
 
 
 def _index(ctx: Ctx, *, status_code: int = 200, error: str | None = None) -> HTMLResponse:
-    files: list[jobs.InboxFile] = []
+    files: list[inbox.InboxFile] = []
     inbox_notice = None
     try:
-        files = jobs.inbox_files(ctx.session, ctx.principal, ctx.state.settings)
-    except jobs.InboxNotConfigured:
+        files = inbox.inbox_files(ctx.session, ctx.principal, ctx.state.settings)
+    except linkage_errors.InboxNotConfigured:
         inbox_notice = ("番号紐付情報の取込フォルダが設定されていないため、この画面からは取り込めません"
                         "（設定項目 ui.linkage_inbox）。")
-    except jobs.InboxUnavailable:
+    except linkage_errors.InboxUnavailable:
         inbox_notice = "取込フォルダを読み取れません。システム管理者に連絡してください。"
     registry = _registry(ctx)
     return _page(ctx, "linkage.html", status_code, files=files, inbox_notice=inbox_notice, error=error,
                  running=registry.running(), jobs=jobs.recent_jobs(ctx.session, ctx.principal, registry),
                  imports=jobs.recent_imports(ctx.session, ctx.principal), modes=list(MODE_LABELS),
-                 max_mib=jobs.MAX_FILE_BYTES // (1024 * 1024))
+                 max_mib=inbox.MAX_FILE_BYTES // (1024 * 1024))
 
 
-def _refused(ctx: Ctx, exc: Exception) -> HTMLResponse:
-    ctx.session.rollback()
-    status_code, message = next((s, m) for t, s, m in _ERRORS if isinstance(exc, t))
-    return _index(ctx, status_code=status_code, error=message)
+def _refused(ctx: Ctx) -> Callable[[int, str], Response]:
+    return lambda status_code, message: _index(ctx, status_code=status_code, error=message)
 
 
 @router.get("/linkage", response_class=HTMLResponse)
@@ -125,27 +127,23 @@ def linkage_index(ctx: Staff) -> HTMLResponse:
 
 @router.post("/linkage/preview", response_model=None)
 def linkage_preview(ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        found = jobs.preview(ctx.session, ctx.state.session_factory, ctx.principal, ctx.state.settings,
-                             _registry(ctx), name=form.get("name", ""), mode=form.get("mode", "auto"), at=ctx.now())
-    except _REFUSALS as exc:
-        return _refused(ctx, exc)
-    ctx.session.commit()  # the access-log row of the dry run
-    return _page(ctx, "linkage_preview.html", p=found, r=found.result)
+    """A dry run; its access-log row is committed with the request."""
+    return ctx.submit(form, lambda: jobs.preview(
+        ctx.session, ctx.state.session_factory, ctx.principal, ctx.state.settings, _registry(ctx),
+        name=form.get("name", ""), mode=form.get("mode", "auto"), at=ctx.now()),
+        refusals=_REFUSALS, refused=_refused(ctx),
+        done=lambda found: _page(ctx, "linkage_preview.html", p=found, r=found.result))
 
 
 @router.post("/linkage/run", response_model=None)
 def linkage_run(ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        job_id = jobs.start_import(ctx.state.session_factory, ctx.principal, ctx.state.settings, _registry(ctx),
-                                   name=form.get("name", ""), sha256=form.get("sha256", ""),
-                                   mode=form.get("mode", "auto"), reason=form.get("reason", "")[:2000],
-                                   clock=ctx.state.runtime.clock)
-    except _REFUSALS as exc:
-        return _refused(ctx, exc)
-    return RedirectResponse(f"/staff/linkage/jobs/{job_id}", status_code=303)
+    """The import runs as a background job with transactions of its own (intake/linkage/jobs.py)."""
+    return ctx.submit(form, lambda: jobs.start_import(
+        ctx.state.session_factory, ctx.principal, ctx.state.settings, _registry(ctx),
+        name=form.get("name", ""), sha256=form.get("sha256", ""), mode=form.get("mode", "auto"),
+        reason=form.get("reason", "")[:2000], clock=ctx.state.runtime.clock),
+        refusals=_REFUSALS, refused=_refused(ctx),
+        done=lambda job_id: RedirectResponse(f"/staff/linkage/jobs/{job_id}", status_code=303))
 
 
 @router.get("/linkage/jobs/{job_id}", response_class=HTMLResponse)

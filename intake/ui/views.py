@@ -1,50 +1,42 @@
 """Routes of the staff UI. Thin: parse, call a service (which checks roles, scope and logs), render.
 
-Every route first checks the terminal (:func:`intake.ui.web.terminal_of`); every route but the login
-pages needs a live session bound to that terminal; every POST carries the session's CSRF token.
+Every route first checks the terminal (:func:`intake.ui.security.terminal_of`); every route but the
+login pages needs a live session bound to that terminal; every POST carries the session's CSRF token
+and goes through one shape (:meth:`intake.ui.deps.Ctx.submit`). The request's unit of work commits.
 """
 
 from __future__ import annotations
 
-import hmac
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from intake.applications import outbox
+from intake.applications import listing
 from intake.applications import service as apps
-from intake.applications.status import change_status, mark_reviewed
+from intake.applications.dashboard import dashboard
+from intake.applications.workflow import change_status, mark_reviewed
 from intake.authz import EXPORT_ROLES
-from intake.errors import ExportTooLarge, InvalidRequest, PermissionDenied, ReasonRequired
-from intake.errors import IllegalTransition as ForwardingTransitionError
+from intake.errors import ExportTooLarge, IllegalStateChange, InvalidRequest, PermissionDenied, ReasonRequired
+from intake.forwarding import service as outbox
+from intake.jst import JST
 from intake.linkage.errors import InvalidAtenaNumber, LinkagePermissionDenied
 from intake.models import LinkageState
-from intake.mynumbers.service import MyNumberAccessDenied
+from intake.mynumbers.errors import MyNumberAccessDenied
 from intake.staff.errors import AccountLocked, LoginFailed
 from intake.staff.service import end_session, login_with_certificate, login_with_password
-from intake.ui.common import (
-    DB,
-    LINKAGE_LABELS,
-    Ctx,
-    Form,
-    Staff,
-    Terminal,
-    check_csrf,
-    parse_date,
-    parse_enum,
-    parse_int,
-    set_cookie,
-    ui_state,
-)
-from intake.ui.web import (
-    COOKIE_PATH,
+from intake.ui.deps import DB, Ctx, Form, Staff, Terminal, UIState, ui_state
+from intake.ui.forms import Refusals, handle, parse_date, parse_enum, parse_int
+from intake.ui.rendering import LINKAGE_LABELS, csv_download
+from intake.ui.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
-    UIState,
-    csv_download,
+    check_csrf,
+    delete_cookie,
     from_trusted_proxy,
     new_token,
+    set_cookie,
+    staff_certificate,
 )
 from status import Action, CommentRequired, IllegalTransition, NotPermitted, Status, StatusError
 
@@ -60,7 +52,7 @@ def _login_page(request: Request, state: UIState, *, error: str | None = None, s
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_token()
     response = state.render("login.html", status_code, csrf=token, error=error, message=message,
                             cert_login=from_trusted_proxy(request, state.settings))
-    set_cookie(response, request, LOGIN_CSRF_COOKIE, token, state)
+    set_cookie(response, request, LOGIN_CSRF_COOKIE, token, state.settings)
     return response
 
 
@@ -70,37 +62,32 @@ def login_form(request: Request, _terminal: Terminal, expired: int = 0) -> HTMLR
                        message="セッションが終了しました。もう一度ログインしてください。" if expired else None)
 
 
-def _check_login_csrf(request: Request, form: dict[str, str]) -> None:
-    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not cookie or not hmac.compare_digest(form.get("csrf", ""), cookie):
-        raise PermissionDenied("CSRF token mismatch", code="CSRF")
-
-
 def _logged_in(request: Request, state: UIState, token: str) -> RedirectResponse:
     response = RedirectResponse("/staff/", status_code=303)
-    set_cookie(response, request, SESSION_COOKIE, token, state)
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
+    set_cookie(response, request, SESSION_COOKIE, token, state.settings)
+    delete_cookie(response, LOGIN_CSRF_COOKIE)
     return response
+
+
+# A failed login is answered with the login page and *committed*: the failure counter (lockout) and
+# its access-log row are the point. So the login handlers return a page rather than roll back.
 
 
 @router.post("/login", response_model=None)
 def login(request: Request, session: DB, terminal: Terminal, form: Form) -> Response:
     state = ui_state(request)
-    _check_login_csrf(request, form)
+    check_csrf(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form)
     try:
         token, _row = login_with_password(
             session, login=form.get("login", "")[:64], password=form.get("password", "")[:256],
             totp_code=form.get("totp", "")[:16], terminal=terminal, at=state.runtime.clock(),
             settings=state.settings, sealer=state.runtime.package_sealer)
     except AccountLocked:
-        session.commit()
         return _login_page(request, state, status_code=401,
                            error="ログインの失敗が続いたため、このアカウントは一時的にロックされています。")
     except LoginFailed:
-        session.commit()
         return _login_page(request, state, status_code=401,
                            error="ログインID、パスワードまたは確認コードが正しくありません。")
-    session.commit()
     return _logged_in(request, state, token)
 
 
@@ -108,29 +95,24 @@ def login(request: Request, session: DB, terminal: Terminal, form: Form) -> Resp
 def login_certificate(request: Request, session: DB, terminal: Terminal, form: Form) -> Response:
     """IC-card login: only a trusted front proxy may assert the verified certificate (docs/operations.md)."""
     state = ui_state(request)
-    _check_login_csrf(request, form)
-    fingerprint = request.headers.get(state.settings.staff_cert_header, "")
-    if not from_trusted_proxy(request, state.settings):
-        fingerprint = ""  # anyone else could simply send the header
+    check_csrf(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form)
+    fingerprint = staff_certificate(request, state.settings)
     try:
         if not fingerprint:
             raise LoginFailed("no certificate from a trusted proxy")
         token, _row = login_with_certificate(session, fingerprint=fingerprint, terminal=terminal,
                                              at=state.runtime.clock(), settings=state.settings)
     except (LoginFailed, AccountLocked):
-        session.commit()
         return _login_page(request, state, status_code=401, error="ICカードによるログインができませんでした。")
-    session.commit()
     return _logged_in(request, state, token)
 
 
 @router.post("/logout", response_model=None)
 def logout(ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
+    check_csrf(ctx.row.csrf_token, form)
     end_session(ctx.session, ctx.row, ctx.user, at=ctx.now())
-    ctx.session.commit()
     response = RedirectResponse("/staff/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    delete_cookie(response, SESSION_COOKIE)
     return response
 
 
@@ -140,43 +122,21 @@ def logout(ctx: Staff, form: Form) -> Response:
 @router.get("/", response_class=HTMLResponse)
 def home(ctx: Staff) -> HTMLResponse:
     now = ctx.now()
-    board = apps.dashboard(ctx.session, ctx.principal, at=now)
-    return ctx.page("dashboard.html", board=board, today=now.astimezone(apps.JST).date().isoformat())
+    board = dashboard(ctx.session, ctx.principal, at=now)
+    return ctx.page("dashboard.html", board=board, today=now.astimezone(JST).date().isoformat())
 
 
-def _filters(request: Request) -> apps.ListFilters:
+def _filters(request: Request) -> listing.ListFilters:
     q = request.query_params
-    return apps.ListFilters(
+    return listing.ListFilters(
         procedure=q.get("procedure") or None, status=parse_enum(Status, q.get("status")),
         date_from=parse_date(q.get("from")), date_to=parse_date(q.get("to")),
         linkage=parse_enum(LinkageState, q.get("linkage")),
         needs_review=q.get("queue") == "1", signature_errors=q.get("sigerr") == "1",
         query=(q.get("q") or "")[:64] or None, kana=(q.get("kana") or "")[:64] or None,
-        version=parse_enum(apps.VersionFilter, q.get("version")), assigned=(q.get("assigned") or "")[:64] or None,
+        version=parse_enum(listing.VersionFilter, q.get("version")), assigned=(q.get("assigned") or "")[:64] or None,
         page=parse_int(q.get("page")),
     )
-
-
-# Registered before /applications/{app_id}: "applications.csv" is not an id.
-@router.get("/applications.csv", response_model=None)
-def application_export(request: Request, ctx: Staff) -> Response:
-    """The filtered list as CSV (all pages; :func:`intake.ui.web.csv_download`)."""
-    try:
-        rows = apps.export_applications(ctx.session, ctx.principal, _filters(request), at=ctx.now(),
-                                        max_rows=ctx.state.settings.export_max_rows)
-    except ExportTooLarge as exc:
-        ctx.session.rollback()
-        return ctx.page("error.html", 400, status=400, message=(
-            f"該当する申請がCSV出力の上限（{exc.limit:,} 件）を超えています。"
-            "手続・期間などで絞り込んでから出力してください。"))
-    ctx.session.commit()
-    stamp = ctx.now().astimezone(apps.JST).strftime("%Y%m%d-%H%M")
-    return csv_download(EXPORT_HEADER, ((
-        r.receipt_number, r.first_receipt_number, r.procedure_name,
-        "新規" if r.receipt_number == r.first_receipt_number else "再申請", r.status,
-        r.created_at.astimezone(apps.JST).strftime("%Y-%m-%d %H:%M"),
-        LINKAGE_LABELS[r.linkage_state], "要確認" if r.needs_review else "") for r in rows),
-        name=f"applications-{stamp}.csv")
 
 
 #: No My Numbers, no 4情報: the list page's columns. 申請種別: 新規 or 再申請 (the newest version is a
@@ -184,13 +144,37 @@ def application_export(request: Request, ctx: Staff) -> Response:
 EXPORT_HEADER = ["受付番号", "初回受付番号", "手続", "申請種別", "状態", "到達日時", "宛名番号", "要確認"]
 
 
+# Registered before /applications/{app_id}: "applications.csv" is not an id.
+@router.get("/applications.csv", response_model=None)
+def application_export(request: Request, ctx: Staff) -> Response:
+    """The filtered list as CSV (all pages; :func:`intake.ui.rendering.csv_download`)."""
+    limit = ctx.state.settings.export_max_rows
+
+    def export() -> list[listing.ApplicationRow]:
+        return listing.export_applications(ctx.session, ctx.principal, _filters(request), at=ctx.now(), max_rows=limit)
+
+    def download(rows: list[listing.ApplicationRow]) -> Response:
+        stamp = ctx.now().astimezone(JST).strftime("%Y%m%d-%H%M")
+        return csv_download(EXPORT_HEADER, ((
+            r.receipt_number, r.first_receipt_number, r.procedure_name,
+            "新規" if r.receipt_number == r.first_receipt_number else "再申請", r.status,
+            r.created_at.astimezone(JST).strftime("%Y-%m-%d %H:%M"),
+            LINKAGE_LABELS[r.linkage_state], "要確認" if r.needs_review else "") for r in rows),
+            name=f"applications-{stamp}.csv")
+
+    too_large = (f"該当する申請がCSV出力の上限（{limit:,} 件）を超えています。"
+                 "手続・期間などで絞り込んでから出力してください。")
+    return handle(ctx.session, export, refusals=Refusals([(ExportTooLarge, 400, too_large)]),
+                  refused=lambda code, message: ctx.page("error.html", code, status=code, message=message),
+                  done=download)
+
+
 @router.get("/applications", response_class=HTMLResponse)
 def application_list(request: Request, ctx: Staff) -> HTMLResponse:
     q = request.query_params
     filters = _filters(request)
-    result = apps.list_applications(ctx.session, ctx.principal, filters, page_size=ctx.state.settings.page_size,
+    result = listing.list_applications(ctx.session, ctx.principal, filters, page_size=ctx.state.settings.page_size,
                                     at=ctx.now())
-    ctx.session.commit()
     procedures = sorted((p for p in ctx.state.runtime.procedures.procedures.values()
                          if ctx.principal.covers(p.id)), key=lambda p: p.id)
     params = {k: v for k, v in q.items() if k != "page"}
@@ -198,11 +182,11 @@ def application_list(request: Request, ctx: Staff) -> HTMLResponse:
     return ctx.page("list.html", result=result, filters=filters, procedures=procedures, statuses=list(Status),
                     linkage_states=list(LinkageState), query_base=query_base,
                     may_export=ctx.principal.has_any(EXPORT_ROLES), version_filters=VERSION_LABELS,
-                    colleagues=apps.colleagues(ctx.session, ctx.principal))
+                    colleagues=listing.colleagues(ctx.session, ctx.principal))
 
 
-VERSION_LABELS = {apps.VersionFilter.SINGLE: "初回の版のみ", apps.VersionFilter.RESUBMITTED: "再申請・補正あり",
-                  apps.VersionFilter.NEW_UNREVIEWED: "新しい版が未確認"}
+VERSION_LABELS = {listing.VersionFilter.SINGLE: "初回の版のみ", listing.VersionFilter.RESUBMITTED: "再申請・補正あり",
+                  listing.VersionFilter.NEW_UNREVIEWED: "新しい版が未確認"}
 
 
 def _detail(ctx: Ctx, app_id: int, *, status_code: int = 200, version: int | None = None,
@@ -210,7 +194,6 @@ def _detail(ctx: Ctx, app_id: int, *, status_code: int = 200, version: int | Non
             revealed: dict[tuple[int, int], str] | None = None) -> HTMLResponse:
     detail = apps.application_detail(ctx.session, ctx.principal, app_id, at=ctx.now(), version_id=version,
                                      compare_id=compare)
-    ctx.session.commit()
     return ctx.page("detail.html", status_code, d=detail, error=error, revealed=revealed or {})
 
 
@@ -222,104 +205,84 @@ def application_detail(request: Request, app_id: int, ctx: Staff) -> HTMLRespons
     return _detail(ctx, app_id, version=version, compare=compare)
 
 
-def _back(app_id: int) -> RedirectResponse:
-    return RedirectResponse(f"/staff/applications/{app_id}", status_code=303)
+def _on_detail(ctx: Ctx, app_id: int, form: Form, action: object, refusals: Refusals, *,
+               version: int | None = None) -> Response:
+    """A POST on the detail page: back to the page, or the page again with the refusal's message."""
+    return ctx.submit(form, action, refusals=refusals,
+                      refused=lambda code, message: _detail(ctx, app_id, status_code=code, error=message,
+                                                            version=version),
+                      done=lambda _result: RedirectResponse(f"/staff/applications/{app_id}", status_code=303))
 
 
-_STATUS_ERRORS: list[tuple[type[StatusError], int, str]] = [
+_DENIED = "この操作を行う権限がありません。"
+_STATUS_REFUSALS = Refusals([
     (IllegalTransition, 409, "現在のステータスではこの操作はできません。"),
-    (NotPermitted, 403, "この操作を行う権限がありません。"),
+    (NotPermitted, 403, _DENIED),
     (CommentRequired, 400, "この操作には理由（コメント）の入力が必要です。"),
-]
+    (StatusError, 400, "操作できません。"),
+    (InvalidRequest, 400, "操作が正しくありません。"),
+])
 
 
 @router.post("/applications/{app_id}/status", response_model=None)
 def post_status(app_id: int, ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    action = parse_enum(Action, form.get("action"))
-    try:
+    def act() -> object:
+        action = parse_enum(Action, form.get("action"))
         if action is None:
             raise InvalidRequest("unknown action", code="UNKNOWN_ACTION")
-        change_status(ctx.session, application_id=app_id, action=action, actor=ctx.principal,
-                      comment=form.get("comment", "")[:2000], at=ctx.now())
-    except StatusError as exc:
-        ctx.session.rollback()
-        code, message = next(((c, m) for t, c, m in _STATUS_ERRORS if isinstance(exc, t)), (400, "操作できません。"))
-        return _detail(ctx, app_id, status_code=code, error=message)
-    except InvalidRequest:
-        ctx.session.rollback()
-        return _detail(ctx, app_id, status_code=400, error="操作が正しくありません。")
-    ctx.session.commit()
-    return _back(app_id)
+        return change_status(ctx.session, application_id=app_id, action=action, actor=ctx.principal,
+                             comment=form.get("comment", "")[:2000], at=ctx.now())
+
+    return _on_detail(ctx, app_id, form, act, _STATUS_REFUSALS)
 
 
 @router.post("/applications/{app_id}/reviewed", response_model=None)
 def post_reviewed(app_id: int, ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        mark_reviewed(ctx.session, application_id=app_id, actor=ctx.principal, at=ctx.now())
-    except NotPermitted:
-        ctx.session.rollback()
-        return _detail(ctx, app_id, status_code=403, error="この操作を行う権限がありません。")
-    ctx.session.commit()
-    return _back(app_id)
+    return _on_detail(ctx, app_id, form,
+                      lambda: mark_reviewed(ctx.session, application_id=app_id, actor=ctx.principal, at=ctx.now()),
+                      Refusals([(NotPermitted, 403, _DENIED)]))
 
 
 @router.post("/applications/{app_id}/atena", response_model=None)
 def post_atena(app_id: int, ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        apps.set_atena(ctx.session, ctx.principal, app_id, atena_number=form.get("atena_number", "").strip()[:32],
-                       reason=form.get("reason", "")[:2000], at=ctx.now())
-    except LinkagePermissionDenied:
-        ctx.session.rollback()
-        return _detail(ctx, app_id, status_code=403, error="宛名番号を設定する権限がありません。")
-    except InvalidAtenaNumber:
-        ctx.session.rollback()
-        return _detail(ctx, app_id, status_code=400, error="宛名番号は10桁の数字で入力してください。")
-    except ReasonRequired:
-        ctx.session.rollback()
-        return _detail(ctx, app_id, status_code=400, error="処理事由を入力してください。")
-    ctx.session.commit()
-    return _back(app_id)
+    return _on_detail(ctx, app_id, form, lambda: apps.set_atena(
+        ctx.session, ctx.principal, app_id, atena_number=form.get("atena_number", "").strip()[:32],
+        reason=form.get("reason", "")[:2000], at=ctx.now()), Refusals([
+            (LinkagePermissionDenied, 403, "宛名番号を設定する権限がありません。"),
+            (InvalidAtenaNumber, 400, "宛名番号は10桁の数字で入力してください。"),
+            (ReasonRequired, 400, "処理事由を入力してください。"),
+        ]))
 
 
 @router.post("/applications/{app_id}/assign", response_model=None)
 def post_assign(app_id: int, ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        apps.assign(ctx.session, ctx.principal, app_id, to_me=form.get("to") != "none", at=ctx.now())
-    except PermissionDenied:
-        ctx.session.rollback()
-        return _detail(ctx, app_id, status_code=403, error="担当を変更する権限がありません。")
-    ctx.session.commit()
-    return _back(app_id)
+    return _on_detail(ctx, app_id, form, lambda: apps.assign(
+        ctx.session, ctx.principal, app_id, to_me=form.get("to") != "none", at=ctx.now()),
+        Refusals([(PermissionDenied, 403, "担当を変更する権限がありません。")]))
 
 
 @router.post("/applications/{app_id}/my-number", response_model=None)
 def post_reveal(app_id: int, ctx: Staff, form: Form) -> Response:
     """Shows the number once, in this response only (never stored in the session or a redirect)."""
-    check_csrf(ctx, form)
     version_id, position = parse_int(form.get("version_id"), 0), parse_int(form.get("position"), -1)
-    try:
-        number = apps.reveal(ctx.session, ctx.principal, app_id, version_id=version_id, position=position,
-                             reason=form.get("reason", "")[:2000], at=ctx.now(),
-                             sealer=ctx.state.runtime.my_number_sealer)
-    except MyNumberAccessDenied:
-        ctx.session.rollback()
-        return _detail(ctx, app_id, status_code=403, error="個人番号を表示する権限がありません。")
-    except ReasonRequired:
-        ctx.session.rollback()
-        return _detail(ctx, app_id, version=version_id, status_code=400, error="処理事由を入力してください。")
-    ctx.session.commit()
-    return _detail(ctx, app_id, version=version_id, revealed={(version_id, position): number})
+
+    def refused(code: int, message: str) -> Response:
+        # A missing reason keeps the version the form was on; a missing permission shows the chain.
+        return _detail(ctx, app_id, status_code=code, error=message, version=version_id if code == 400 else None)
+
+    return ctx.submit(form, lambda: apps.reveal(
+        ctx.session, ctx.principal, app_id, version_id=version_id, position=position,
+        reason=form.get("reason", "")[:2000], at=ctx.now(), sealer=ctx.state.runtime.my_number_sealer),
+        refusals=Refusals([(MyNumberAccessDenied, 403, "個人番号を表示する権限がありません。"),
+                           (ReasonRequired, 400, "処理事由を入力してください。")]),
+        refused=refused,
+        done=lambda number: _detail(ctx, app_id, version=version_id, revealed={(version_id, position): number}))
 
 
 @router.get("/attachments/{attachment_id}", response_model=None)
 def attachment(attachment_id: int, ctx: Staff) -> Response:
     download = apps.download_attachment(ctx.session, ctx.principal, attachment_id, at=ctx.now(),
                                         sealer=ctx.state.runtime.package_sealer)
-    ctx.session.commit()
     # Always a download, never rendered in our origin (a hostile HTML or SVG attachment stays inert).
     return Response(download.data, media_type="application/octet-stream", headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(download.name)}"})
@@ -332,12 +295,10 @@ def outbox_page(ctx: Staff) -> HTMLResponse:
 
 @router.post("/outbox/{item_id}/retry", response_model=None)
 def outbox_retry(item_id: int, ctx: Staff, form: Form) -> Response:
-    check_csrf(ctx, form)
-    try:
-        outbox.retry_item(ctx.session, ctx.principal, item_id, at=ctx.now())
-    except ForwardingTransitionError:
-        ctx.session.rollback()  # no longer FAILED (retried by someone else meanwhile)
-        return ctx.page("outbox.html", 409, items=outbox.failed_items(ctx.session, ctx.principal),
-                        error="この転送はすでに再送待ちか、送信済みです。")
-    ctx.session.commit()
-    return RedirectResponse("/staff/outbox", status_code=303)
+    return ctx.submit(
+        form, lambda: outbox.retry_item(ctx.session, ctx.principal, item_id, at=ctx.now()),
+        # No longer FAILED: retried by someone else meanwhile.
+        refusals=Refusals([(IllegalStateChange, 409, "この転送はすでに再送待ちか、送信済みです。")]),
+        refused=lambda code, message: ctx.page("outbox.html", code, items=outbox.failed_items(
+            ctx.session, ctx.principal), error=message),
+        done=lambda _r: RedirectResponse("/staff/outbox", status_code=303))

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
+from handover import MalwareFindings, RelayReport, RelayVerdict
 from intake.api import create_app
 from intake.db import make_session_factory
 from intake.deliveries.service import expected_key
@@ -122,14 +123,27 @@ def test_truncated_body_is_refused(base_url: str, engine: Engine, make_package: 
 
 
 def test_relay_report_is_kept(base_url: str, engine: Engine, make_package: PackageFactory) -> None:
-    report = {"malware": {"infected_files": ["保険証.pdf"]}, "relay_indication": "PASSED"}
-    header = base64.urlsafe_b64encode(json.dumps(report).encode()).decode().rstrip("=")
-    assert post(base_url, make_package(), headers={"X-Relay-Report": header}).status_code == 201
+    report = RelayReport(relay=RelayVerdict(indication="PASSED", validation_time=NOW),
+                         malware=MalwareFindings(scanner="clamd", infected_files=("保険証.pdf",)))
+    assert post(base_url, make_package(), headers={"X-Relay-Report": report.encode()}).status_code == 201
     with make_session_factory(engine)() as s:
         delivery = s.scalar(select(Delivery))
         assert delivery is not None
         assert delivery.malware_flagged is True
-        assert delivery.relay_report == report
+        assert delivery.relay_report == report.to_json()
+        assert delivery.relay_report["malware"]["infected_files"] == ["保険証.pdf"]
+
+
+def test_a_report_outside_the_contract_is_refused(base_url: str, engine: Engine, make_package: PackageFactory
+                                                  ) -> None:
+    """The ad-hoc shape the first relays sent (no verdict, unknown keys) is not a report."""
+    report = {"malware": {"infected_files": ["保険証.pdf"]}, "relay_indication": "PASSED"}
+    header = base64.urlsafe_b64encode(json.dumps(report).encode()).decode().rstrip("=")
+    response = post(base_url, make_package(), headers={"X-Relay-Report": header})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "BAD_RELAY_REPORT"
+    assert "保険証" not in response.text  # the refusal names fields, never values
+    assert count(engine, Delivery) == 0
 
 
 def test_parallel_identical_deliveries_store_one(

@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.applications.service import FieldChange, ListFilters, application_detail, dashboard, list_applications
+from intake.applications.dashboard import dashboard
+from intake.applications.listing import ListFilters, list_applications
+from intake.applications.service import FieldChange, application_detail
 from intake.errors import NotFound
 from intake.models import AccessLogRow, Application
 from intake.runtime import Runtime

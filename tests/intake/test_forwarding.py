@@ -31,7 +31,7 @@ from starlette.routing import Route as StarletteRoute
 from intake.accesslog.service import verify_chain
 from intake.db import make_session_factory
 from intake.deliveries.service import expected_key, store_delivery
-from intake.errors import IllegalTransition, NotFound
+from intake.errors import IllegalStateChange, NotFound
 from intake.forwarding.payload import SCHEMA, drop_file_name
 from intake.forwarding.routes import RetryPolicy, Route, Timeouts
 from intake.forwarding.service import retry_failed
@@ -353,7 +353,7 @@ def test_manual_retry_resets_the_counter_and_is_an_event(
     item = only_item(session)
     assert (item.state, item.attempts) == (ForwardState.DELIVERED, 1)
 
-    with pytest.raises(IllegalTransition) as info:
+    with pytest.raises(IllegalStateChange) as info:
         retry_failed(session, item_id=item.id, at=later)
     assert (info.value.from_, info.value.to) == ("delivered", "pending")
     with pytest.raises(NotFound):

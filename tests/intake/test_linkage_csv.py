@@ -6,9 +6,10 @@ from datetime import date, datetime
 
 import pytest
 
+from intake.jst import JST
 from intake.linkage.csvformat import COLUMNS, Category, parse_linkage_file
 from intake.linkage.errors import LinkageFileRejected
-from intake.linkage.values import JST, arrival_day, normalise_serial
+from intake.linkage.values import arrival_day, normalise_serial
 from portal_sim import linkage as sim
 
 HEADER = ",".join(COLUMNS)

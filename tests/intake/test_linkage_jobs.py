@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.authz import Principal
 from intake.db import make_session_factory
 from intake.errors import NotFound, PermissionDenied, ReasonRequired
+from intake.linkage import errors as linkage_errors
+from intake.linkage import inbox as linkage_inbox
 from intake.linkage import jobs
 from intake.linkage.importer import import_linkage
 from intake.models import (
@@ -144,14 +146,14 @@ def test_inbox_lists_plain_regular_files_with_hash_and_import(
     (inbox / "bad\nname.csv").write_bytes(b"x")
     os.utime(inbox / FILE, (1_700_000_000, 1_700_000_000))  # older: listed second
     with sessions() as s:
-        files = jobs.inbox_files(s, ADMIN, ui)
+        files = linkage_inbox.inbox_files(s, ADMIN, ui)
     assert [f.name for f in files] == ["linkage-20261126.csv", FILE]
     assert (files[1].size, files[1].import_id, files[1].too_large) == (len(data), None, False)
     assert files[1].sha256 == hashlib.sha256(data).hexdigest()
     with sessions() as s:
         result = import_linkage(s, data, file_name=FILE, at=clock())
         s.commit()
-        assert [f.import_id for f in jobs.inbox_files(s, ADMIN, ui)] == [None, result.import_id]
+        assert [f.import_id for f in linkage_inbox.inbox_files(s, ADMIN, ui)] == [None, result.import_id]
 
 
 @pytest.mark.parametrize("name", ["../outside.csv", "/etc/passwd", "sub/x.csv", "a\x00b.csv", "..", ".", "",
@@ -162,11 +164,11 @@ def test_unsafe_names_are_refused_before_the_disk_is_read(
 ) -> None:
     put(inbox, link())
     (tmp_path / "outside.csv").write_bytes(sim.to_csv([link()]))
-    with pytest.raises(jobs.InboxNameRefused):
-        jobs.read_inbox_file(ui, name)
-    with sessions() as s, pytest.raises(jobs.InboxNameRefused):
+    with pytest.raises(linkage_errors.InboxNameRefused):
+        linkage_inbox.read_inbox_file(ui, name)
+    with sessions() as s, pytest.raises(linkage_errors.InboxNameRefused):
         jobs.preview(s, sessions, ADMIN, ui, registry, name=name, mode="auto", at=clock())
-    with pytest.raises(jobs.InboxNameRefused):
+    with pytest.raises(linkage_errors.InboxNameRefused):
         start(sessions, ui, registry, clock, name=name, sha256="0" * 64)
     assert access_rows(sessions, "linkage.preview") == []
 
@@ -180,9 +182,9 @@ def test_plain_names_outside_the_listing_are_missing(
     (tmp_path / "outside.csv").write_bytes(sim.to_csv([link()]))
     (inbox / "link.csv").symlink_to(tmp_path / "outside.csv")
     os.mkfifo(inbox / "pipe")
-    with pytest.raises(jobs.InboxFileMissing):
-        jobs.read_inbox_file(ui, name)
-    with sessions() as s, pytest.raises(jobs.InboxFileMissing):
+    with pytest.raises(linkage_errors.InboxFileMissing):
+        linkage_inbox.read_inbox_file(ui, name)
+    with sessions() as s, pytest.raises(linkage_errors.InboxFileMissing):
         jobs.preview(s, sessions, ADMIN, ui, registry, name=name, mode="auto", at=clock())
 
 
@@ -190,20 +192,20 @@ def test_a_file_over_the_cap_is_listed_but_never_read(
     sessions: sessionmaker[Session], ui: StaffUISettings, inbox: Path, clock: Clock, registry: jobs.JobRegistry,
 ) -> None:
     with (inbox / "huge.csv").open("wb") as f:
-        f.truncate(jobs.MAX_FILE_BYTES + 1)  # sparse: costs no disk
+        f.truncate(linkage_inbox.MAX_FILE_BYTES + 1)  # sparse: costs no disk
     with sessions() as s:
-        [huge] = jobs.inbox_files(s, ADMIN, ui)
+        [huge] = linkage_inbox.inbox_files(s, ADMIN, ui)
         assert (huge.name, huge.too_large, huge.sha256) == ("huge.csv", True, None)
-        with pytest.raises(jobs.InboxFileTooLarge) as refused:
+        with pytest.raises(linkage_errors.InboxFileTooLarge) as refused:
             jobs.preview(s, sessions, ADMIN, ui, registry, name="huge.csv", mode="auto", at=clock())
-    assert refused.value.size == jobs.MAX_FILE_BYTES + 1
+    assert refused.value.size == linkage_inbox.MAX_FILE_BYTES + 1
 
 
 def test_no_inbox_configured(sessions: sessionmaker[Session], clock: Clock, registry: jobs.JobRegistry) -> None:
     with sessions() as s:
-        with pytest.raises(jobs.InboxNotConfigured):
-            jobs.inbox_files(s, ADMIN, StaffUISettings())
-        with pytest.raises(jobs.InboxNotConfigured):
+        with pytest.raises(linkage_errors.InboxNotConfigured):
+            linkage_inbox.inbox_files(s, ADMIN, StaffUISettings())
+        with pytest.raises(linkage_errors.InboxNotConfigured):
             jobs.preview(s, sessions, ADMIN, StaffUISettings(), registry, name=FILE, mode="auto", at=clock())
 
 
@@ -216,7 +218,7 @@ def test_only_system_admin_may_use_any_of_it(
     who = principal(role)
     with sessions() as s:
         calls: list[Callable[[], object]] = [
-            lambda: jobs.inbox_files(s, who, ui),
+            lambda: linkage_inbox.inbox_files(s, who, ui),
             lambda: jobs.preview(s, sessions, who, ui, registry, name=FILE, mode="auto", at=clock()),
             lambda: start(sessions, ui, registry, clock, sha256=hashlib.sha256(data).hexdigest(), who=who),
             lambda: jobs.job(s, who, registry, 1),
@@ -373,7 +375,7 @@ def test_file_changed_after_the_preview_is_refused(
         found = jobs.preview(s, sessions, ADMIN, ui, registry, name=FILE, mode="auto", at=clock())
         s.commit()
     put(inbox, link(atena=ATENA_2))  # same name, other bytes
-    with pytest.raises(jobs.FileChangedSincePreview):
+    with pytest.raises(linkage_errors.FileChangedSincePreview):
         start(sessions, ui, registry, clock, sha256=found.sha256)
     with pytest.raises(ReasonRequired):
         start(sessions, ui, registry, clock, sha256=found.sha256, reason="  ")
@@ -396,10 +398,10 @@ def test_only_one_import_runs_and_its_progress_is_live(
         with sessions() as s:
             view = jobs.job(s, ADMIN, registry, job_id)
             assert (view.state, view.running, view.progress) == ("running", True, jobs.Progress("parse", 0, len(data)))
-            with pytest.raises(jobs.ImportAlreadyRunning) as refused:
+            with pytest.raises(linkage_errors.ImportAlreadyRunning) as refused:
                 start(sessions, ui, registry, clock, sha256=hashlib.sha256(other).hexdigest(), name="other.csv")
             assert refused.value.job_id == job_id
-            with pytest.raises(jobs.ImportAlreadyRunning):
+            with pytest.raises(linkage_errors.ImportAlreadyRunning):
                 jobs.preview(s, sessions, ADMIN, ui, registry, name="other.csv", mode="auto", at=clock())
     finally:
         gate.release.set()
@@ -472,7 +474,7 @@ def test_the_registry_refuses_a_second_launch_atomically() -> None:
 
     assert registry.launch(create(1), work) == 1
     try:
-        with pytest.raises(jobs.ImportAlreadyRunning):
+        with pytest.raises(linkage_errors.ImportAlreadyRunning):
             registry.launch(create(2), work)
         assert created == [1]  # the second job row was never created
         assert registry.running() == 1
@@ -488,10 +490,10 @@ def test_a_symlink_swapped_in_after_the_listing_is_not_followed(
     ui: StaffUISettings, inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     put(inbox, link())
-    listed = jobs._scan(inbox)  # the listing, taken before the swap
+    listed = linkage_inbox._scan(inbox)  # the listing, taken before the swap
     (tmp_path / "secret.csv").write_bytes(b"not for the inbox")
     (inbox / FILE).unlink()
     (inbox / FILE).symlink_to(tmp_path / "secret.csv")
-    monkeypatch.setattr(jobs, "_scan", lambda _inbox: listed)
-    with pytest.raises(jobs.InboxFileMissing):
-        jobs.read_inbox_file(ui, FILE)
+    monkeypatch.setattr(linkage_inbox, "_scan", lambda _inbox: listed)
+    with pytest.raises(linkage_errors.InboxFileMissing):
+        linkage_inbox.read_inbox_file(ui, FILE)

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from intake.db import make_session_factory
-from intake.mail.counting import JST
+from intake.jst import JST
 from intake.mail.service import DailyMailer
 from intake.models import Application
 from intake.procedures import load_procedures

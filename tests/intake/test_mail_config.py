@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from intake.jst import jst_day
 from intake.mail.config import load_mail_config
-from intake.mail.counting import jst_day
 from intake.mail.errors import MailConfigError
 from intake.procedures import load_procedures
 from intake.settings import IntakeSettings, MailSettings

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from intake.jst import JST, day_bounds, jst_day
 from intake.mail.config import MailConfig, load_mail_config
-from intake.mail.counting import JST, KindCounts, OpenWork, build_report, count_events, day_bounds, jst_day
+from intake.mail.counting import KindCounts, OpenWork, build_report, count_events
 from intake.models import (
     Application,
     ApplicationVersion,

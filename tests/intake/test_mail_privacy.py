@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from intake.db import make_session_factory
 from intake.deliveries.service import expected_key, store_delivery
-from intake.mail.counting import JST
+from intake.jst import JST
 from intake.mail.service import DailyMailer
 from intake.mynumbers.service import extract_my_numbers
 from intake.procedures import load_procedures

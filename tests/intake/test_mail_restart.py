@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from intake.mail.counting import JST
+from intake.jst import JST
 from intake.models import MailSentLog, MailState
 from tests.support.dailymail import JIDOTEATE, add_application_event, write_world
 from tests.support.smtp import SmtpSink, smtp_server

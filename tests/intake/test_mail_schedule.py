@@ -14,11 +14,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from intake.db import make_engine, make_session_factory
+from intake.jst import JST
 from intake.mail.config import load_mail_config
-from intake.mail.counting import JST
+from intake.mail.health import mail_health, mail_status
 from intake.mail.schedule import JOB_DAILY, JOB_PASS, MailScheduler, start_mail_scheduler
 from intake.mail.service import DailyMailer
-from intake.mail.status import mail_health, mail_status
 from intake.mail.transport import make_transport
 from intake.procedures import load_procedures
 from intake.runtime import Runtime

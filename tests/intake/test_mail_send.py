@@ -15,8 +15,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from intake.db import Base, make_engine, make_session_factory
+from intake.jst import JST
 from intake.mail.config import load_mail_config
-from intake.mail.counting import JST
 from intake.mail.errors import InvalidMailDay, UnknownDepartment
 from intake.mail.service import DailyMailer, MailRun
 from intake.mail.transport import SendResult, Transport, make_transport

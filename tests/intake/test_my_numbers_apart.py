@@ -15,7 +15,8 @@ from intake.authz import REVEAL_PERMISSION, Actor
 from intake.deliveries.service import expected_key, store_delivery
 from intake.errors import NotFound, ReasonRequired
 from intake.models import AccessLogRow, ApplicationVersion
-from intake.mynumbers.service import MyNumberAccessDenied, extract_my_numbers, reveal_my_number
+from intake.mynumbers.errors import MyNumberAccessDenied
+from intake.mynumbers.service import extract_my_numbers, reveal_my_number
 from intake.runtime import Runtime
 from signature.testing.builder import ApplicationSpec
 from tests.conftest import NOW, PackageFactory

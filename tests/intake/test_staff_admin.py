@@ -14,15 +14,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.authz import ALL, STAFF_ROLES, UNASSIGNED
+from intake.authz import ALL, ROLE_LABELS, ROLE_ORDER, STAFF_ROLES, UNASSIGNED
 from intake.crypto import Sealer
 from intake.errors import NotFound, PermissionDenied, ReasonRequired
 from intake.forwarding.routes import Route
 from intake.models import AccessLogRow, StaffSession, StaffUser
 from intake.procedures import ProcedureCatalogue
 from intake.settings import StaffUISettings
-from intake.staff import admin
-from intake.staff.admin_errors import (
+from intake.staff import admin, overview
+from intake.staff.errors import (
     AccountStateConflict,
     AdminGuard,
     FingerprintTaken,
@@ -106,10 +106,10 @@ CALLS: dict[str, Callable[[Session, Any], object]] = {
     "totp": lambda s, p: admin.reset_totp(s, p, 1, reason="r", at=NOW, sealer=SEALER, issuer="i"),
     "password": lambda s, p: admin.set_password(s, p, 1, password=PASSWORD, password_confirm=PASSWORD, reason="r",
                                                 at=NOW, sealer=SEALER, issuer="i"),
-    "roles": lambda s, p: admin.role_matrix(s, p),
-    "departments": lambda s, p: admin.department_overview(s, p, CATALOGUE),
-    "procedures": lambda s, p: admin.procedure_overview(p, CATALOGUE, ()),
-    "routes": lambda s, p: admin.route_overview(p, (), CATALOGUE),
+    "roles": lambda s, p: overview.role_matrix(s, p),
+    "departments": lambda s, p: overview.department_overview(s, p, CATALOGUE),
+    "procedures": lambda s, p: overview.procedure_overview(p, CATALOGUE, ()),
+    "routes": lambda s, p: overview.route_overview(p, (), CATALOGUE),
 }
 
 
@@ -404,15 +404,15 @@ def test_set_password_gives_an_ic_card_account_its_first_totp(session: Session, 
 
 
 def test_every_staff_role_has_a_label_and_a_column() -> None:
-    assert set(admin.ROLE_LABELS) == STAFF_ROLES
-    assert set(admin.ROLE_ORDER) == STAFF_ROLES
-    assert all(c.roles <= STAFF_ROLES and c.roles for c in admin.CAPABILITIES)
+    assert set(ROLE_LABELS) == STAFF_ROLES
+    assert set(ROLE_ORDER) == STAFF_ROLES
+    assert all(c.roles <= STAFF_ROLES and c.roles for c in overview.CAPABILITIES)
 
 
 def test_role_matrix_counts_active_users(session: Session, admin1: StaffUser) -> None:
     _user(session, "r1", ["reviewer", "viewer"])
     _user(session, "r2", ["reviewer"]).active = False
-    matrix = admin.role_matrix(session, ADMIN)
+    matrix = overview.role_matrix(session, ADMIN)
     assert dict(matrix.active_users) == {Role.VIEWER: 1, Role.REVIEWER: 1, Role.DEPARTMENT_ADMIN: 0,
                                          Role.AUDITOR: 0, Role.SYSTEM_ADMIN: 1}
     admin_row = next(c for c in matrix.capabilities if "職員アカウント" in c.label)
@@ -421,7 +421,7 @@ def test_role_matrix_counts_active_users(session: Session, admin1: StaffUser) ->
 
 def test_department_overview(session: Session, admin1: StaffUser) -> None:
     _user(session, "k1", ["viewer"], departments=[OTHER_DEPT, "closed-dept"])
-    rows = {r.id: r for r in admin.department_overview(session, ADMIN, CATALOGUE)}
+    rows = {r.id: r for r in overview.department_overview(session, ADMIN, CATALOGUE)}
     assert [p.id for p in rows[OWN_DEPT].procedures] == [OWN_PROCEDURE]
     assert (rows[OWN_DEPT].active_users, rows[OTHER_DEPT].active_users) == (1, 1)
     assert rows["closed-dept"].known is False
@@ -434,11 +434,11 @@ def test_procedure_and_route_overview_never_show_url_paths(tmp_path: Path) -> No
               "http://user-free.example:8080/in/TOKEN123?key=SECRET456", my_number_entitled=True),
         Route("archive", frozenset({"*"}), "file", str(tmp_path / "drop"), format="xml"),
     )
-    procs = {r.procedure.id: r for r in admin.procedure_overview(ADMIN, CATALOGUE, routes)}
+    procs = {r.procedure.id: r for r in overview.procedure_overview(ADMIN, CATALOGUE, routes)}
     assert procs[OWN_PROCEDURE].routes == ("kodomo-system", "archive")
     assert procs[OWN_PROCEDURE].my_numbers_sent is True
     assert (procs[OTHER_PROCEDURE].routes, procs[OTHER_PROCEDURE].my_numbers_sent) == (("archive",), False)
-    rows = admin.route_overview(ADMIN, routes, CATALOGUE)
+    rows = overview.route_overview(ADMIN, routes, CATALOGUE)
     assert rows[0].destination == "http://user-free.example:8080"
     assert rows[0].procedures == (("GONE-PROC", None), (OWN_PROCEDURE, "児童手当 認定請求"))
     assert (rows[1].destination, rows[1].every_procedure, rows[1].procedures) == (str(tmp_path / "drop"), True, ())

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.accesslog.service import verify_chain
-from intake.applications.status import change_status, history_of, mark_reviewed
+from intake.applications.workflow import change_status, history_of, mark_reviewed
 from intake.errors import InvalidRequest, NotFound
 from intake.models import AccessLogRow, Application, Event, StatusNotice, StatusTransitionRow
 from intake.runtime import Runtime

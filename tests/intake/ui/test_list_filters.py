@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from intake.applications.service import ApplicationPage, ListFilters, list_applications
+from intake.applications.listing import ApplicationPage, ListFilters, list_applications
 from intake.kana import search_key
 from intake.models import AccessLogRow, Application
 from intake.runtime import Runtime

@@ -1,0 +1,246 @@
+"""The staff's application list: filters, paging with a capped count, the CSV export, and the 担当者
+filter's colleagues. The list shows no personal data; a search that names a person (宛名番号, フリガナ)
+and every export write an access-log row (P13). Services never commit.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, and_, func, not_, select, union
+from sqlalchemy.orm import Session, aliased, load_only
+
+from intake.accesslog.service import append_access
+from intake.authz import APPLICATION_ROLES, CHANGE_ROLES, EXPORT_ROLES, Principal
+from intake.errors import ExportTooLarge
+from intake.jst import day_start
+from intake.kana import search_key
+from intake.models import Application, ApplicationVersion, LinkageState, StaffUser, VersionState
+from status import FINAL_STATUSES, Status
+
+__all__ = [
+    "ASSIGNED_TO_ME",
+    "LIST_COUNT_CAP",
+    "UNASSIGNED",
+    "ApplicationPage",
+    "ApplicationRow",
+    "ListFilters",
+    "VersionFilter",
+    "colleagues",
+    "export_applications",
+    "export_summary",
+    "list_applications",
+]
+
+_FINAL = [s.value for s in FINAL_STATUSES]
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    procedure: str | None = None
+    status: Status | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    linkage: LinkageState | None = None
+    needs_review: bool = False
+    signature_errors: bool = False
+    #: 受付番号 (any version of the chain) or 宛名番号, exact
+    query: str | None = None
+    #: a prefix of the applicant's フリガナ, compared as :func:`intake.kana.search_key`
+    kana: str | None = None
+    version: VersionFilter | None = None
+    #: ``ASSIGNED_TO_ME``, ``UNASSIGNED`` or a login id
+    assigned: str | None = None
+    page: int = 1
+
+
+class VersionFilter(enum.StrEnum):
+    """The list's 版 filter: whether a chain has more than its first submission."""
+
+    SINGLE = "single"  # 初回の版のみ
+    RESUBMITTED = "resubmitted"  # 再申請・補正あり
+    NEW_UNREVIEWED = "new_unreviewed"  # 新しい版が届いて未確認（未完了）
+
+
+ASSIGNED_TO_ME = "me"
+UNASSIGNED = "none"
+
+
+@dataclass(frozen=True)
+class ApplicationRow:
+    id: int
+    first_receipt_number: str
+    receipt_number: str
+    procedure_name: str
+    status: str
+    created_at: datetime
+    linkage_state: LinkageState
+    needs_review: bool
+    indication: str
+    assigned_to: str | None = None
+
+
+#: The list counts matching chains up to here and then says "more than": an exact count(*) of half
+#: a million rows costs most of a second on every page view (docs/benchmarks.md, "Staff UI pages").
+LIST_COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True)
+class ApplicationPage:
+    rows: list[ApplicationRow]
+    total: int  # exact up to LIST_COUNT_CAP; when ``capped``, "more than LIST_COUNT_CAP"
+    page: int
+    pages: int  # when ``capped``: the pages known so far
+    capped: bool = False
+    has_next: bool = False
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _list_conditions(principal: Principal, filters: ListFilters, current: type[ApplicationVersion]
+                     ) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [principal.procedure_clause()]
+    if filters.procedure:
+        conditions.append(Application.procedure_id == filters.procedure)
+    if filters.status is not None:
+        conditions.append(Application.status == filters.status.value)
+    if filters.date_from is not None:
+        conditions.append(Application.created_at >= day_start(filters.date_from))
+    if filters.date_to is not None:
+        conditions.append(Application.created_at < day_start(filters.date_to + timedelta(days=1)))
+    if filters.linkage is not None:
+        conditions.append(Application.linkage_state == filters.linkage)
+    if filters.needs_review:
+        conditions.extend([Application.needs_review.is_(True), Application.status.not_in(_FINAL)])
+    if filters.signature_errors:
+        conditions.extend([current.indication != "PASSED", Application.status.not_in(_FINAL)])
+    query = (filters.query or "").strip()
+    if query:
+        # A UNION of three index lookups: an OR across them makes PostgreSQL scan every chain.
+        conditions.append(Application.id.in_(union(
+            select(Application.id).where(Application.first_receipt_number == query),
+            select(ApplicationVersion.application_id).where(ApplicationVersion.receipt_number == query),
+            select(Application.id).where(Application.atena_number == query))))
+    kana = search_key(filters.kana or "")
+    if kana:
+        conditions.append(Application.applicant_kana.like(_like_prefix(kana), escape="\\"))
+    if filters.version is not None:
+        resubmitted = Application.id.in_(select(ApplicationVersion.application_id)
+                                         .where(ApplicationVersion.state == VersionState.SUPERSEDED))
+        if filters.version is VersionFilter.SINGLE:
+            conditions.append(not_(resubmitted))
+        else:
+            conditions.append(resubmitted)
+        if filters.version is VersionFilter.NEW_UNREVIEWED:
+            conditions.extend([Application.needs_review.is_(True), Application.status.not_in(_FINAL)])
+    if filters.assigned == ASSIGNED_TO_ME:
+        conditions.append(Application.assigned_to == principal.login)
+    elif filters.assigned == UNASSIGNED:
+        conditions.append(Application.assigned_to.is_(None))
+    elif filters.assigned:
+        conditions.append(Application.assigned_to == filters.assigned)
+    return conditions
+
+
+def _list_rows(session: Session, stmt: Select[Application, ApplicationVersion]) -> list[ApplicationRow]:
+    return [
+        ApplicationRow(app.id, app.first_receipt_number,
+                       version.receipt_number if version else app.first_receipt_number, app.procedure_name,
+                       app.status, app.created_at, app.linkage_state, app.needs_review,
+                       version.indication if version else "-", app.assigned_to)
+        for app, version in session.execute(stmt)
+    ]
+
+
+def _list_query(principal: Principal, filters: ListFilters) -> Select[Application, ApplicationVersion]:
+    current = aliased(ApplicationVersion)
+    return (select(Application, current)
+            .outerjoin(current, and_(current.application_id == Application.id, current.state == VersionState.CURRENT))
+            .options(load_only(current.receipt_number, current.indication))  # not the form or applicant
+            .where(*_list_conditions(principal, filters, current)))
+
+
+def _count_upto(session: Session, principal: Principal, filters: ListFilters, cap: int) -> int:
+    """How many chains the list matches, counting no further than ``cap + 1``. The current version
+    is joined only when a filter needs it (署名エラー)."""
+    if filters.signature_errors:
+        ids = _list_query(principal, filters).with_only_columns(Application.id)
+    else:
+        ids = select(Application.id).where(*_list_conditions(principal, filters, ApplicationVersion))
+    return session.scalar(select(func.count()).select_from(ids.limit(cap + 1).subquery())) or 0
+
+
+def list_applications(
+    session: Session, principal: Principal, filters: ListFilters, *, page_size: int, at: datetime,
+    count_cap: int = LIST_COUNT_CAP,
+) -> ApplicationPage:
+    """One page of the principal's applications, newest first, counted up to ``count_cap``. The list
+    shows no personal data; a search by 宛名番号 is itself logged (it tells who looked for whom)."""
+    principal.require(APPLICATION_ROLES, "read applications")
+    _log_search(session, principal, filters, at=at)
+    base = _list_query(principal, filters)
+    total = _count_upto(session, principal, filters, count_cap)
+    capped = total > count_cap
+    pages = max(1, -(-min(total, count_cap) // page_size))
+    page = max(1, filters.page) if capped else min(max(1, filters.page), pages)
+    rows = _list_rows(session, base.order_by(Application.created_at.desc(), Application.id.desc())
+                      .limit(page_size + 1).offset((page - 1) * page_size))
+    has_next = len(rows) > page_size
+    return ApplicationPage(rows[:page_size], min(total, count_cap), page, max(pages, page), capped, has_next)
+
+
+
+def _log_search(session: Session, principal: Principal, filters: ListFilters, *, at: datetime) -> None:
+    """A search that names a person is itself logged (who looked for whom). The 宛名番号 goes to the
+    log's own column; a フリガナ is recorded as "a name was searched", never the name itself."""
+    query = (filters.query or "").strip()
+    if query.isdigit():
+        append_access(session, actor=principal.access_actor(), at=at, action="application.search",
+                      subject="search:atena_or_receipt", atena_number=query[:32])
+    if search_key(filters.kana or ""):
+        append_access(session, actor=principal.access_actor(), at=at, action="application.search",
+                      subject="search:kana")
+
+
+def export_summary(filters: ListFilters) -> str:
+    """The filters of an export, for the access log: the search term itself is not written here (it
+    may be a 宛名番号; that goes to the log's own 宛名番号 column)."""
+    parts = [
+        f"procedure={filters.procedure or '*'}", f"status={filters.status.value if filters.status else '*'}",
+        f"from={filters.date_from or '*'}", f"to={filters.date_to or '*'}",
+        f"linkage={filters.linkage.value if filters.linkage else '*'}",
+        f"queue={int(filters.needs_review)}", f"sigerr={int(filters.signature_errors)}",
+        f"search={'yes' if (filters.query or '').strip() else 'no'}",
+        f"kana={'yes' if search_key(filters.kana or '') else 'no'}",
+        f"version={filters.version.value if filters.version else '*'}",
+        f"assigned={'yes' if filters.assigned else '*'}",
+    ]
+    return "export:" + ";".join(parts)
+
+
+def export_applications(
+    session: Session, principal: Principal, filters: ListFilters, *, at: datetime, max_rows: int,
+) -> list[ApplicationRow]:
+    """Every row of the list (all pages) for the CSV export; reviewer and department_admin only
+    (:data:`EXPORT_ROLES`). Exactly one access-log row per export, whatever the filters; more than
+    ``max_rows`` rows is :class:`ExportTooLarge` (an export is a copy leaving the system)."""
+    principal.require(EXPORT_ROLES, "export applications")
+    if _count_upto(session, principal, filters, max_rows) > max_rows:
+        raise ExportTooLarge(max_rows)
+    query = (filters.query or "").strip()
+    append_access(session, actor=principal.access_actor(), at=at, action="application.export",
+                  subject=export_summary(filters), atena_number=query[:32] if query.isdigit() else None)
+    return _list_rows(session, _list_query(principal, filters)
+                      .order_by(Application.created_at.desc(), Application.id.desc()))
+
+
+def colleagues(session: Session, principal: Principal) -> list[str]:
+    """Logins of active members who work cases in one of the principal's departments (the list's
+    担当者 filter)."""
+    users = session.scalars(select(StaffUser).where(StaffUser.active.is_(True)).order_by(StaffUser.login))
+    return [u.login for u in users
+            if set(u.departments) & principal.departments and set(u.roles) & {r.value for r in CHANGE_ROLES}]

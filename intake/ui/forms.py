@@ -1,0 +1,108 @@
+"""Forms and query strings of the staff UI, and the one shape of a handler that acts on a form.
+
+A form is small, url-encoded and read in memory (:func:`read_form`); query parameters are parsed
+leniently (a malformed value is no filter). :func:`submit` is how every POST handler acts: CSRF,
+call the service, and either answer the refusals its table lists with a page (after rolling the
+attempted change back) or let anything else propagate to the app's error pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from intake.settings import StaffUISettings
+from intake.ui.errors import FormTooLarge
+from intake.ui.security import check_csrf
+
+__all__ = ["Refusals", "handle", "parse_date", "parse_enum", "parse_int", "read_form", "submit"]
+
+T = TypeVar("T")
+
+
+async def read_form(request: Request, settings: StaffUISettings) -> dict[str, str]:
+    """A small ``application/x-www-form-urlencoded`` body, read in memory up to ``max_form_bytes``.
+    Multipart is refused: staff forms upload nothing, and nothing is spooled to disk."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise FormTooLarge("only url-encoded forms are accepted", code="FORM_TYPE")
+    limit = settings.max_form_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise FormTooLarge("form too large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise FormTooLarge("form too large")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
+                          max_num_fields=50)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormTooLarge("malformed form", code="FORM_MALFORMED") from exc
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        form.setdefault(key, value)  # the first value wins; a repeated field cannot override it
+    return form
+
+
+def parse_date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def parse_enum(cls: Any, value: str | None) -> Any:
+    try:
+        return cls(value) if value else None
+    except ValueError:
+        return None
+
+
+def parse_int(value: str | None, default: int = 1) -> int:
+    return int(value) if value and value.isdigit() and len(value) < 9 else default
+
+
+@dataclass(frozen=True)
+class Refusals:
+    """The refusals a page answers itself: exception type → (HTTP status, Japanese message, or a
+    function of the exception giving it), first match wins. Everything else propagates (the app's
+    error pages: 403, 404, 500)."""
+
+    table: Sequence[tuple[type[Exception], int, str | Callable[[Any], str]]]
+
+    def explain(self, exc: Exception) -> tuple[int, str] | None:
+        for kind, status, message in self.table:
+            if isinstance(exc, kind):
+                return status, message if isinstance(message, str) else message(exc)
+        return None
+
+
+def handle(session: Session, action: Callable[[], T], *, refusals: Refusals,
+           refused: Callable[[int, str], Response], done: Callable[[T], Response]) -> Response:
+    """Do ``action``; a listed refusal rolls back what it attempted and answers ``refused(status,
+    message)`` — rendered in the same unit of work, so the page it shows is logged like any view."""
+    try:
+        result = action()
+    except Exception as exc:
+        explained = refusals.explain(exc)
+        if explained is None:
+            raise
+        session.rollback()
+        return refused(*explained)
+    return done(result)
+
+
+def submit(session: Session, csrf: str, form: dict[str, str], action: Callable[[], T], *, refusals: Refusals,
+           refused: Callable[[int, str], Response], done: Callable[[T], Response]) -> Response:
+    """:func:`handle` for a POSTed form: its CSRF token (the session's ``csrf``) is checked first."""
+    check_csrf(csrf, form)
+    return handle(session, action, refusals=refusals, refused=refused, done=done)
