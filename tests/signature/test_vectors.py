@@ -49,6 +49,7 @@ from signature.testing.builder import (
 from signature.testing.pki import Issued, Resident, TestPKI
 from signature.testing.samples import sample_pdf
 from signature.verify import TrustConfig, verify_package
+from signature.xmldsig import DSIG_NS
 from tests.conftest import NOW
 
 try:  # tests/signature as a package (if an __init__.py is ever added) …
@@ -863,8 +864,6 @@ CRYPTO = (INDETERMINATE, S.CRYPTO_CONSTRAINTS_FAILURE)
         pytest.param(k_options(digest_method=SHA1_DIGEST), (*CRYPTO, R.WEAK_ALGORITHM), id="sha1-digests"),
         pytest.param(k_options(signature_method=HMAC_SHA256), (*CRYPTO, R.WEAK_ALGORITHM), id="hmac-sha256"),
         pytest.param(k_signer("rsa1024"), (*CRYPTO, R.WEAK_KEY), id="rsa-1024-signer"),
-        pytest.param(k_key_value_only, (INDETERMINATE, S.NO_SIGNING_CERTIFICATE_FOUND, R.NO_SIGNING_CERTIFICATE),
-                     id="key-value-only-attacker-key"),
     ],
 )
 def test_weak_algorithms_and_keys(ctx: Ctx, make: Callable[[Ctx], Run], expected: Expected) -> None:
@@ -900,6 +899,103 @@ def test_dsa_is_refused(ctx: Ctx, dsa_signer: Issued, signature_method: str | No
     assert outcome(report) == expected, report.reason_en
     assert report.manifest is None
     assert report.signer is None
+
+
+# ------------------------------------------------------------------------------------- KeyInfo
+
+
+def _key_info(root: etree._Element) -> etree._Element:
+    (key_info,) = root.iter(tamper.ds("KeyInfo"))
+    return key_info
+
+
+def ki_beside(make: Callable[[], etree._Element], *, first: bool = False) -> Callable[[Ctx], Run]:
+    """KeyInfo with ``make()`` beside the genuine X509Data (KeyInfo is not signed: only this changes)."""
+    def edit(root: etree._Element) -> None:
+        key_info = _key_info(root)
+        if first:
+            key_info.insert(0, make())
+        else:
+            key_info.append(make())
+
+    return lambda c: Run(c.rework(c.build(), kousei=edit))
+
+
+def ki_edit(edit: Callable[[etree._Element], None]) -> Callable[[Ctx], Run]:
+    return lambda c: Run(c.rework(c.build(), kousei=lambda root: edit(_key_info(root))))
+
+
+def _ds_element(local: str, text: str | None = None, **attrs: str) -> Callable[[], etree._Element]:
+    def make() -> etree._Element:
+        el = etree.Element(tamper.ds(local), nsmap={"ds": DSIG_NS}, **attrs)
+        el.text = text
+        return el
+    return make
+
+
+def _key_value_of_signer(c: Ctx) -> Run:
+    def edit(root: etree._Element) -> None:
+        key_info = _key_info(root)
+        x509_data = key_info[0]
+        tamper.key_value_only(root, c.world.signer.rsa_key)  # the signer's own key, as a KeyValue
+        key_info.insert(0, x509_data)
+    return Run(c.rework(c.build(), kousei=edit))
+
+
+def _only_issuer_serial(key_info: etree._Element) -> None:
+    (x509_data,) = key_info
+    for child in list(x509_data):
+        x509_data.remove(child)
+    serial = etree.SubElement(x509_data, tamper.ds("X509IssuerSerial"))
+    etree.SubElement(serial, tamper.ds("X509IssuerName")).text = "CN=issuer"
+    etree.SubElement(serial, tamper.ds("X509SerialNumber")).text = "1"
+
+
+def _arrival_key_name(c: Ctx) -> Run:
+    u = tamper.unpack(c.build())
+    u.edit_xml(ARRIVAL_FILE, lambda root: _key_info(root).append(_ds_element("KeyName", "portal")()))
+    return Run(u.zip())
+
+
+NOT_X509DATA = (FAILED, S.FORMAT_FAILURE, R.KEYINFO_NOT_X509DATA)
+NO_CERT = (INDETERMINATE, S.NO_SIGNING_CERTIFICATE_FOUND, R.NO_SIGNING_CERTIFICATE)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        # The format allows X509Data only (package-format.md §2): anything else is a format failure,
+        # whether it replaces X509Data (an attacker's own key) or sits beside it.
+        pytest.param(k_key_value_only, NOT_X509DATA, id="key-value-only-attacker-key"),
+        pytest.param(_key_value_of_signer, NOT_X509DATA, id="key-value-of-the-signer-beside-x509data"),
+        pytest.param(ki_beside(_ds_element("KeyName", "signer")), NOT_X509DATA, id="key-name-after-x509data"),
+        pytest.param(ki_beside(_ds_element("KeyName", "signer"), first=True), NOT_X509DATA,
+                     id="key-name-before-x509data"),
+        pytest.param(ki_beside(_ds_element("RetrievalMethod", URI="https://key.example/cert.der")), NOT_X509DATA,
+                     id="retrieval-method-beside-x509data"),
+        pytest.param(ki_beside(lambda: etree.Element("{urn:example:keys}Hint")), NOT_X509DATA,
+                     id="foreign-element-beside-x509data"),
+        pytest.param(ki_beside(lambda: etree.Comment(" a note ")), (PASSED, None, None),
+                     id="comment-beside-x509data-is-not-a-key"),
+        # X509Data without a certificate, or no X509Data: the signing certificate cannot be found.
+        pytest.param(ki_edit(_only_issuer_serial), NO_CERT, id="x509data-with-issuer-serial-only"),
+        pytest.param(ki_edit(lambda ki: ki.remove(ki[0])), NO_CERT, id="empty-key-info"),
+    ],
+)
+def test_key_info_other_than_x509data(ctx: Ctx, make: Callable[[Ctx], Run], expected: Expected) -> None:
+    report = make(ctx).verify(ctx)
+    assert outcome(report) == expected, report.reason_en
+    if expected is NOT_X509DATA:
+        assert report.readable is True
+        assert "only X509Data" in report.reason_en
+        assert report.manifest is None
+        assert report.signer is None
+
+
+def test_key_info_of_the_arrival_record_is_held_to_the_same_rule(ctx: Ctx) -> None:
+    report = _arrival_key_name(ctx).verify(ctx)
+    assert outcome(report) == NOT_X509DATA
+    assert report.arrival is None  # nothing of an arrival record that failed is reported
 
 
 def test_key_value_package_really_verifies_with_the_attacker_key(ctx: Ctx) -> None:
