@@ -400,9 +400,10 @@ class RevocationStore:
     def status(self) -> RevocationStoreStatus:
         """A frozen summary of the current index (see :class:`RevocationStoreStatus`)."""
         index = self._index
-        lazily = index.lazily_refused
-        in_use = [crl for crl in index.crls if crl.identity not in lazily]
-        awaiting = sum(1 for crl in in_use if not any(crl.verdicts.values()))
+        with self._resolve_lock:  # lookups add verdicts and lazily found forgeries meanwhile
+            lazily = dict(index.lazily_refused)
+            in_use = [crl for crl in index.crls if crl.identity not in lazily]
+            awaiting = sum(1 for crl in in_use if not any(crl.verdicts.values()))
         latest: dict[tuple[object, ...], datetime] = {}
         for crl in in_use:
             scope = (crl.issuer_name, crl.key_id, crl.dp_names, crl.only_user_certs, crl.only_ca_certs)
@@ -486,7 +487,8 @@ class RevocationStore:
             for crl in state.crls:
                 accepted.setdefault(crl.identity, crl)
             refusals.extend((code, slot, label, state.named) for code, slot in state.refusals)
-        carried = _carry_over(old, accepted, refusals)
+        with self._resolve_lock:
+            carried = _carry_over(old, accepted, refusals)
         for crl in carried:
             accepted[crl.identity] = crl
         if carried:
@@ -504,13 +506,17 @@ class RevocationStore:
             refused=tuple(sorted(Counter(code for code, *_ in refusals).items())),
             generation=old.generation + 1 if changed else old.generation,
             loaded_at=at,
-            lazily_refused={identity: None for identity in old.lazily_refused if identity in accepted},
+            lazily_refused=self._still_refused(old, accepted),
         )
         if {id(crl) for crl in usable} == {id(crl) for crl in old.crls}:
             # The same CRL objects: what lookups resolved against the old index still holds.
             new = replace(new, by_object=old.by_object, by_der=old.by_der)
         self._index = new
         return changed
+
+    def _still_refused(self, old: _Index, accepted: dict[bytes, _Crl]) -> dict[bytes, None]:
+        with self._resolve_lock:  # lookups may be adding to it
+            return {identity: None for identity in old.lazily_refused if identity in accepted}
 
     def _scan(self) -> list[Path]:
         found: list[Path] = []
