@@ -184,7 +184,8 @@ def canonicalize_enveloped(
     while (up := node.getparent()) is not None:
         path.append(up.index(node))
         node = up
-    doc = etree.ElementTree(copy.deepcopy(node))
+    # The whole document: URI="" selects its processing instructions outside the root element too.
+    doc = copy.deepcopy(node.getroottree())
     copy_sig = doc.getroot()
     for i in reversed(path):
         copy_sig = copy_sig[i]
@@ -219,7 +220,8 @@ def _check_apex_prefixes(apex: etree._Element, prefixes: Sequence[str], canonica
     """
     if not prefixes:
         return
-    start = canonical[: canonical.index(b">") + 1] if b">" in canonical else canonical
+    tag = _next_start_tag(canonical, 0)  # a document may start with processing instructions
+    start = canonical[tag: canonical.index(b">", tag) + 1]
     in_scope = apex.nsmap
     for prefix in prefixes:
         if prefix in in_scope and prefix != "xml" and f" xmlns:{prefix}=".encode() not in start:

@@ -296,3 +296,23 @@ def test_lxml_inclusive_c14n_of_a_subtree_mishandles_an_undeclared_default_names
         b'<r xmlns="urn:top"><a><b><e>t</e><e xmlns="">t</e></b></a></r>')
     assert etree.tostring(doc[0], method="c14n") == (
         b'<a xmlns="urn:top"><b><e xmlns="">t</e><e xmlns="">t</e></b></a>')  # the first e is wrong
+
+
+def test_arrival_record_with_a_processing_instruction_before_its_root(
+    world: World, spec: ApplicationSpec, trust: TrustConfig
+) -> None:
+    """URI="" is the whole document: a processing instruction outside the root element is signed
+    (and comments are not). python-xmlsec signs it so; the verifier's enveloped canonical form
+    used to copy the root element only and miss it."""
+    kousei = builder.sign_manifest(builder.manifest_document(spec), files_of(spec), world.signer)
+    unsigned = etree.tostring(builder.arrival_document(spec, kousei), encoding="UTF-8")
+    root = etree.fromstring(b"<?portal-export version='2'?><!-- exported -->" + unsigned)
+    signed = builder.sign_arrival(root, world.pki.portal_server)
+    assert signed.count(b"<?portal-export") == 1
+    zipped = builder.zip_package([(MANIFEST_FILE, kousei), (ARRIVAL_FILE, signed), *files_of(spec).items()])
+    assert outcome(verify_package(zipped, trust, at=NOW)) == PASSED
+    # The instruction is covered: changing it breaks the portal's digest.
+    changed = signed.replace(b"version='2'", b"version='3'")
+    zipped = builder.zip_package([(MANIFEST_FILE, kousei), (ARRIVAL_FILE, changed), *files_of(spec).items()])
+    assert outcome(verify_package(zipped, trust, at=NOW)) == (
+        Indication.FAILED, SubIndication.HASH_FAILURE, ReasonCode.DIGEST_MISMATCH)
