@@ -4,9 +4,17 @@ JPKI CRLs hold 10^5–10^6 entries, and pyhanko-certvalidator re-processes them 
 (6.5 validations/s at 100 000 entries, docs/pitfalls.md). This script checks that the indexed store
 meets its budget: load a 1 000 000-entry CRL in < 10 s and < 300 MB, and answer ≥ 100 000 lookups/s.
 
+Two issuers of the same CRL content (``--issuer``, default both, one after the other):
+
+* ``configured`` — the CRL is signed by the configured anchor: verified while it is loaded;
+* ``carried`` — the CRL is signed by a signing CA under that anchor that is configured nowhere (it
+  reaches the verifier only in packages): loaded and indexed without a verdict, verified on the
+  first ``check()`` given that CA as the issuer of a validated path ("first check" below), once.
+
 Usage::
 
-    python bench/bench_revocation.py [--entries 1000000] [--cache-dir .bench-cache/] [--json out.json]
+    python bench/bench_revocation.py [--entries 1000000] [--issuer both|configured|carried]
+                                     [--cache-dir .bench-cache/] [--json out.json]
 
 Building 10^6 entries with ``x509.CertificateRevocationListBuilder`` is slow, so the
 revokedCertificates sequence is DER-encoded by hand here, wrapped in asn1crypto's ``TbsCertList``
@@ -50,7 +58,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from signature.revocation import RevocationStatus, RevocationStore  # noqa: E402
+from signature.revocation import RevocationStatus, RevocationStore, _lookup  # noqa: E402
 
 THIS_UPDATE = dt.datetime(2025, 4, 1, 0, 0, 0, tzinfo=dt.UTC)
 NEXT_UPDATE = THIS_UPDATE + dt.timedelta(days=2)
@@ -126,8 +134,12 @@ def _encode_revoked(rng: random.Random, serials: list[int], times: list[int]) ->
 # --- CA and CRL ---------------------------------------------------------------------------------
 
 
-def _load_or_make_ca(cache: Path) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    key_path, cert_path = cache / "bench-ca-key.pem", cache / "bench-ca.pem"
+def _load_or_make_ca(
+    cache: Path, issuer: tuple[rsa.RSAPrivateKey, x509.Certificate] | None = None
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """The bench root (``issuer`` None), or the signing CA under it that nothing configures."""
+    stem = "bench-ca" if issuer is None else "bench-signing-ca"
+    key_path, cert_path = cache / f"{stem}-key.pem", cache / f"{stem}.pem"
     if key_path.exists() and cert_path.exists():
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         assert isinstance(key, rsa.RSAPrivateKey)
@@ -136,14 +148,15 @@ def _load_or_make_ca(cache: Path) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     name = x509.Name([
         x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "JPKI-TEST"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Bench CA"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Bench CA" if issuer is None else "Bench signing CA"),
     ])
-    cert = (
+    issuer_key, issuer_name = (key, name) if issuer is None else (issuer[0], issuer[1].subject)
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
-        .serial_number(1)
+        .serial_number(1 if issuer is None else 2)
         .not_valid_before(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
         .not_valid_after(dt.datetime(2040, 1, 1, tzinfo=dt.UTC))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -156,8 +169,11 @@ def _load_or_make_ca(cache: Path) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[0].public_key()), critical=False)
+    cert = builder.sign(issuer_key, hashes.SHA256())
     key_path.write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -190,9 +206,12 @@ def _build_crl(key: rsa.RSAPrivateKey, ca: x509.Certificate, revoked_der: bytes)
     }).dump())
 
 
-def _prepare(entries: int, seed: int, cache: Path) -> tuple[Path, Path, float | None]:
+def _prepare(entries: int, seed: int, cache: Path, mode: str) -> tuple[Path, Path, Path, float | None]:
+    """(CRL, its issuer's certificate, the anchor's certificate, build seconds or None if cached)."""
     cache.mkdir(parents=True, exist_ok=True)
-    key, ca = _load_or_make_ca(cache)
+    root_key, root = _load_or_make_ca(cache)
+    key, ca = (root_key, root) if mode == "configured" else _load_or_make_ca(cache, (root_key, root))
+    stem = "bench-ca" if mode == "configured" else "bench-signing-ca"
     fp = ca.fingerprint(hashes.SHA256()).hex()[:16]
     crl_path = cache / f"crl-{entries}-seed{seed}-{fp}.der"
     build_s = None
@@ -205,7 +224,7 @@ def _prepare(entries: int, seed: int, cache: Path) -> tuple[Path, Path, float | 
         tmp.write_bytes(der)
         os.replace(tmp, crl_path)
         build_s = time.perf_counter() - started
-    return crl_path, cache / "bench-ca.pem", build_s
+    return crl_path, cache / f"{stem}.pem", cache / "bench-ca.pem", build_s
 
 
 # --- measurement (in a fresh process) -----------------------------------------------------------
@@ -250,17 +269,30 @@ def _leaf_pool(ca: x509.Certificate, serials: list[int]) -> list[x509.Certificat
     return pool
 
 
-def _measure(crl_path: str, ca_path: str, entries: int, seed: int, lookups: int) -> dict[str, Any]:
+def _measure(crl_path: str, ca_path: str, anchor_path: str, entries: int, seed: int, lookups: int,
+             ) -> dict[str, Any]:
     ca = x509.load_pem_x509_certificate(Path(ca_path).read_bytes())
+    anchor = x509.load_pem_x509_certificate(Path(anchor_path).read_bytes())
+    carried = ca != anchor
     gc.collect()
     rss0, peak0 = _rss_bytes(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     started, cpu = time.perf_counter(), time.process_time()
-    store = RevocationStore([Path(crl_path)], [ca])
+    store = RevocationStore([Path(crl_path)], [anchor])  # only the anchor is configured
     load_s, load_cpu = time.perf_counter() - started, time.process_time() - cpu
     peak1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     gc.collect()
     rss1 = _rss_bytes()
-    assert store.crl_count == 1, "the benchmark CRL was not accepted"
+    status = store.status()
+    assert (status.crl_count, status.awaiting_issuer) == (1, 1 if carried else 0), status
+
+    # The first check with the CRL's issuer: for a carried CA, this is where its signature is
+    # verified (on the digest taken at load time), once; for a configured one, a dictionary hit.
+    first_leaf = _leaf_pool(ca, [1])[0]
+    started = time.perf_counter()
+    first = store.check(first_leaf, ca, AT)
+    first_check_s = time.perf_counter() - started
+    assert first.status is RevocationStatus.GOOD, first
+    assert store.status().awaiting_issuer == 0
 
     # Same seed, same sequence: the serials listed in the CRL, in the order they were written.
     rng = _rng(seed)
@@ -275,10 +307,11 @@ def _measure(crl_path: str, ca_path: str, entries: int, seed: int, lookups: int)
                 return s
 
     # 1) The index alone: `lookups` random serials over the whole CRL, half of them listed.
-    fp = ca.fingerprint(hashes.SHA256())
+    entry = store._resolve(store._index, ca).entry
+    assert entry is not None, "the benchmark CRL is not usable for its CA"
     queries = [listed[look.randrange(entries)] if i % 2 == 0 else miss() for i in range(lookups)]
     started, cpu = time.perf_counter(), time.process_time()
-    revoked = sum(1 for s in queries if store._status(fp, s, None, AT).status is RevocationStatus.REVOKED)
+    revoked = sum(1 for s in queries if _lookup(entry, s, None, AT).status is RevocationStatus.REVOKED)
     index_s, index_cpu = time.perf_counter() - started, time.process_time() - cpu
     assert revoked == lookups // 2 + lookups % 2, revoked
 
@@ -295,8 +328,10 @@ def _measure(crl_path: str, ca_path: str, entries: int, seed: int, lookups: int)
     check_s, check_cpu = time.perf_counter() - started, time.process_time() - cpu
 
     return {
+        "issuer": "carried" if carried else "configured",
         "entries": entries,
         "crl_bytes": Path(crl_path).stat().st_size,
+        "first_check_ms": round(first_check_s * 1000, 2),
         "load_seconds": round(load_s, 3),
         "load_cpu_seconds": round(load_cpu, 3),
         "peak_rss_increase_mb": round((peak1 - peak0) / 2**20, 1),
@@ -320,23 +355,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookups", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=20250401)
     parser.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
+    parser.add_argument("--issuer", choices=["both", "configured", "carried"], default="both")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
-    crl_path, ca_path, build_s = _prepare(args.entries, args.seed, args.cache_dir)
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        result = pool.submit(_measure, str(crl_path), str(ca_path), args.entries, args.seed,
-                             args.lookups).result()
-    result["crl_build_seconds"] = None if build_s is None else round(build_s, 1)
+    results = []
+    for mode in (["configured", "carried"] if args.issuer == "both" else [args.issuer]):
+        crl_path, ca_path, anchor_path, build_s = _prepare(args.entries, args.seed, args.cache_dir, mode)
+        # A fresh process per mode (and after building): memory figures start from a clean slate.
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            result = pool.submit(_measure, str(crl_path), str(ca_path), str(anchor_path), args.entries, args.seed,
+                                 args.lookups).result()
+        result["crl_build_seconds"] = None if build_s is None else round(build_s, 1)
+        _print(result, build_s)
+        results.append(result)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results if len(results) > 1 else results[0], indent=2) + "\n",
+                             encoding="utf-8")
+    return 0
 
-    r = result
+
+def _print(r: dict[str, Any], build_s: float | None) -> None:
+    load = "load + index (verified on first use)" if r["issuer"] == "carried" else "load + verify + index"
     rows = [
+        ("CRL issuer", "a signing CA configured nowhere (carried in packages)" if r["issuer"] == "carried"
+         else "the configured anchor"),
         ("CRL entries", f"{r['entries']:,}"),
         ("CRL size (DER)", f"{r['crl_bytes'] / 2**20:.1f} MiB"),
         ("CRL build (not cached)", "cached" if build_s is None else f"{build_s:.1f} s"),
-        ("load + verify + index",
-         f"{r['load_seconds']:.2f} s wall, {r['load_cpu_seconds']:.2f} s CPU   (budget < 10 s)"),
+        (load, f"{r['load_seconds']:.2f} s wall, {r['load_cpu_seconds']:.2f} s CPU   (budget < 10 s)"),
+        ("first check()", f"{r['first_check_ms']:.2f} ms"
+         + ("   (verifies the CRL's signature on the stored digest)" if r["issuer"] == "carried" else "")),
         ("peak RSS increase", f"{r['peak_rss_increase_mb']:.0f} MiB   (budget < 300 MB; ru_maxrss)"),
         ("retained RSS increase", f"{r['retained_rss_increase_mb']:.0f} MiB   (/proc/self/statm)"),
         ("index lookups/s",
@@ -350,9 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return 0
+    print()
 
 
 if __name__ == "__main__":

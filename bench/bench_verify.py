@@ -1,8 +1,10 @@
 """Verification throughput on one core, against plain library verifies in the same run.
 
 * ours: ``verify_package`` — ZIP, both signatures (applicant + portal), both certificate paths,
-  policy, identity, revocation from the indexed CRL store. Two modes: one signer over and over
-  (warm path cache) and a different signer per package (cold cache: every path validated).
+  policy, identity, revocation from the indexed CRL store. Three modes: one signer over and over
+  (warm path cache), a different signer per package (cold cache: every path validated), and
+  signers of a signing CA that only the packages carry (configured nowhere; its CRL verified with
+  the carried certificate's key on first use).
 * python-xmlsec plain: ``SignatureContext.verify`` of the same ``kousei.xml`` with the signer's
   certificate pinned as the key, detached files through in-memory IO callbacks; no chain, no
   revocation, no structure checks.
@@ -32,7 +34,7 @@ import xmlsec
 from lxml import etree
 from signxml import SignatureConfiguration, XMLSigner, XMLVerifier
 
-from signature.testing.builder import build_package
+from signature.testing.builder import SigningOptions, build_package
 from signature.testing.pki import TestPKI, sample_residents
 from signature.testing.samples import sample_spec
 from signature.verify import TrustConfig, verify_package
@@ -72,19 +74,33 @@ def main() -> None:
             (base / f"g{i}.crl").write_bytes(pki.issue_crl(
                 root, [(10_000 + k, NOW - timedelta(days=1)) for k in range(1000)],
                 this_update=NOW - timedelta(hours=1), next_update=NOW + timedelta(days=1)))
+        signing_ca = pki.issue_ca()  # configured nowhere: the packages carry it
+        (base / "signing-ca.crl").write_bytes(pki.issue_crl(
+            signing_ca, [(10_000 + k, NOW - timedelta(days=1)) for k in range(1000)],
+            this_update=NOW - timedelta(hours=1), next_update=NOW + timedelta(days=1)))
         trust = TrustConfig.load(jpki_roots=[base / "roots.pem"], portal_roots=[base / "portal.pem"],
-                                 crls=[base / "g0.crl", base / "g1.crl"])
+                                 crls=[base / "g0.crl", base / "g1.crl", base / "signing-ca.crl"])
         packages = [
             build_package(sample_spec(r, rng, receipt_number=f"20261125-{i:010d}", arrived_at=NOW,
                                       user_cert_serial=format(i + 1, "X")), signer=s, portal=pki.portal_server)
             for i, (r, s) in enumerate(zip(residents, signers, strict=True))
         ]
         assert all(verify_package(p, trust, at=NOW).passed for p in packages[:3])
+        carried = [
+            build_package(sample_spec(r, rng, receipt_number=f"20261125-{i + 5000:010d}", arrived_at=NOW,
+                                      user_cert_serial=format(i + 5001, "X")),
+                          signer=pki.issue_signer(r, issuer=signing_ca), portal=pki.portal_server,
+                          options=SigningOptions(chain=(signing_ca.cert,)))
+            for i, r in enumerate(residents[:20])
+        ]
+        assert all(verify_package(p, trust, at=NOW).passed for p in carried)
 
         results: dict[str, float] = {}
         results["ours_full_same_signer"] = rate(lambda i: verify_package(packages[0], trust, at=NOW), args.seconds)
         results["ours_full_distinct_signers"] = rate(
             lambda i: verify_package(packages[i % len(packages)], trust, at=NOW), args.seconds)
+        results["ours_full_carried_signing_ca"] = rate(
+            lambda i: verify_package(carried[i % len(carried)], trust, at=NOW), args.seconds)
 
         # python-xmlsec plain verify of the same kousei.xml, pinned certificate, files from memory.
         zf = zipfile.ZipFile(io.BytesIO(packages[0]))

@@ -16,14 +16,16 @@ from signature.report import (
     ReasonCode,
     SignerIdentity,
     SubIndication,
+    TimeSource,
     VerificationReport,
 )
-from signature.revocation import RevocationStore
+from signature.revocation import CrlRefusal, RevocationStore, RevocationStoreStatus
 from signature.verify import TrustConfig, verify_package
 from signature.xmlparse import parse_xml
 
 __all__ = [
     "ArrivalRecord",
+    "CrlRefusal",
     "FileEntry",
     "FileRole",
     "Indication",
@@ -31,9 +33,11 @@ __all__ = [
     "ReasonCode",
     "RevocationMode",
     "RevocationStore",
+    "RevocationStoreStatus",
     "SignatureError",
     "SignerIdentity",
     "SubIndication",
+    "TimeSource",
     "TrustConfig",
     "TrustConfigError",
     "UnreadablePackage",

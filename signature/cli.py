@@ -2,7 +2,11 @@
 
 ``verify`` is an exact contract used by external conformance checks (issue 2, §9): exit code 0
 PASSED, 1 FAILED, 2 INDETERMINATE, 3 usage or I/O error; ``--json`` prints one JSON object.
-The wall clock is read here, at the edge, and only when ``--at`` is not given.
+
+``--at`` is the time of processing: the portal's certificate is validated at it, and an 到達日時
+later than it (beyond five minutes) is refused. The applicant's certificate and its revocation are
+judged at the verified 到達日時 (``validation_time`` in the output, ``validation_time_source``
+"arrival"). The wall clock is read here, at the edge, and only when ``--at`` is not given.
 """
 
 from __future__ import annotations
@@ -57,10 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--portal-roots", type=Path, action="append", required=True,
                    help="portal trust anchors: a PEM/DER file or a directory of them (repeatable)")
     v.add_argument("--intermediates", type=Path, action="append", default=[],
-                   help="CA certificates that are not anchors (paths, and their CRLs), file or directory")
+                   help="optional CA certificates that are not anchors, to build paths for packages that do not "
+                        "carry their signing CA (file or directory); not needed for CRLs")
     v.add_argument("--crl", type=Path, action="append", default=[],
                    help="CRL file (DER or PEM) or a directory of them (repeatable)")
-    v.add_argument("--at", type=_moment, default=None, help="validation time, ISO 8601 with offset (default: now)")
+    v.add_argument("--at", type=_moment, default=None,
+                   help="time of processing, ISO 8601 with offset (default: now); the portal certificate is "
+                        "validated at it, the applicant's certificate at the package's 到達日時")
     v.add_argument("--revocation", choices=[m.value for m in RevocationMode], default=RevocationMode.REQUIRE.value)
     v.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -132,7 +139,8 @@ def format_report(report: VerificationReport) -> str:
         + (f" / {report.sub_indication.value}" if report.sub_indication else ""),
         f"reason          : {report.reason_en}",
         f"理由            : {report.reason_ja}",
-        f"validation time : {report.validation_time.isoformat()}",
+        f"validation time : {report.validation_time.isoformat()} ({report.validation_time_source.value})",
+        f"processed at    : {report.processing_time.isoformat() if report.processing_time else '-'}",
         f"package sha256  : {report.package_sha256}",
         f"checks          : {', '.join(report.checks) or '-'}",
     ]
@@ -146,6 +154,9 @@ def format_report(report: VerificationReport) -> str:
                   + (f" (初回受付番号 {m.first_receipt_number})" if m.first_receipt_number else "")]
     if report.signer:
         s = report.signer
+        if report.signer_revoked_at is not None:
+            lines.append(f"revoked at      : {report.signer_revoked_at.isoformat()}"
+                         + (" (after the validation time)" if report.revoked_after_validation_time else ""))
         lines += [f"署名者          : {s.name}  {s.birth_date.isoformat()}  性別{s.sex}",
                   f"住所            : {s.address}", f"証明書          : serial {s.cert_serial}, {s.issuer}"]
     for f in report.files:

@@ -195,7 +195,7 @@ def verify_applicant(files: PackageFiles, policy: VerificationPolicy) -> Verifie
         if ref.is_same_document:
             if ref.fragment != MANIFEST_ID:
                 raise VerificationFailure(ReasonCode.BAD_REFERENCE, "same-document reference is not #構成情報")
-            return canonicalize(manifest_el, reference_c14n(ref))
+            return canonicalize(manifest_el, reference_c14n(ref), ref.inclusive_prefixes)
         data = files.get(ref.uri) if ref.uri in package_names else None
         if data is None:
             raise VerificationFailure(ReasonCode.MISSING_FILE, f"referenced file {ref.uri!r} is not in the package")
@@ -250,7 +250,7 @@ def verify_arrival(files: PackageFiles, policy: VerificationPolicy) -> VerifiedA
         method = CanonicalizationMethod.C14N_10
         if ref.transforms[-1] == CanonicalizationMethod.EXC_C14N.value:
             method = CanonicalizationMethod.EXC_C14N
-        return canonicalize_enveloped(signature, method)
+        return canonicalize_enveloped(signature, method, ref.inclusive_prefixes)
 
     verified = verify_signature(
         signature, resolve, min_rsa_bits=policy.min_rsa_bits, allowed_transforms=lambda _ref: ENVELOPED_CHAINS

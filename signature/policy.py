@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 __all__ = [
+    "EARLIEST_ARRIVAL",
     "JPKI_SIGNING_POLICY_OID",
     "RevocationMode",
     "VerificationPolicy",
@@ -14,6 +16,10 @@ __all__ = [
 
 #: certificatePolicies OID of the JPKI signing certificate (署名用電子証明書), package-format.md §4.
 JPKI_SIGNING_POLICY_OID = "1.2.392.200149.8.5.1.1"
+
+#: An 到達日時 before this is refused as implausible (ARRIVAL_TIME_IMPLAUSIBLE): JPKI began in 2004,
+#: and a year-0001 time would only overflow date arithmetic further down.
+EARLIEST_ARRIVAL = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class RevocationMode(enum.StrEnum):
@@ -46,3 +52,7 @@ class VerificationPolicy:
     min_rsa_bits: int = 2048
     revocation: RevocationMode = RevocationMode.REQUIRE
     signing_policy_oid: str = JPKI_SIGNING_POLICY_OID
+    #: How far the portal-signed 到達日時 may lie after the time of processing (``at``) before the
+    #: package is refused (ARRIVAL_TIME_IN_FUTURE): clocks of the portal and of this host differ a
+    #: little; more than this means a wrong clock or a forged-looking record, not a package to judge.
+    max_arrival_skew: timedelta = timedelta(minutes=5)

@@ -30,6 +30,9 @@ _REASONS: dict[ReasonCode, tuple[str, str]] = {
                                    "署名の対象外のファイルが含まれています"),
     ReasonCode.BAD_MANIFEST: ("The manifest (構成情報) is invalid", "構成情報の内容が正しくありません"),
     ReasonCode.SIGNATURE_STRUCTURE: ("The signature structure is invalid", "署名の構造が正しくありません"),
+    ReasonCode.KEYINFO_NOT_X509DATA: ("The signature's KeyInfo holds something other than X509Data "
+                                      "(KeyValue, KeyName, RetrievalMethod …), which the format does not allow",
+                                      "署名のKeyInfoにX509Data以外の要素（KeyValue、KeyName等）が含まれています"),
     ReasonCode.DUPLICATE_ID: ("Duplicate ID attributes", "ID属性が重複しています"),
     ReasonCode.BAD_REFERENCE: ("A signature reference is invalid", "署名の参照が正しくありません"),
     ReasonCode.DIGEST_MISMATCH: ("Signed content was changed after signing (digest mismatch)",
@@ -45,17 +48,26 @@ _REASONS: dict[ReasonCode, tuple[str, str]] = {
                                  "署名用電子証明書を公的個人認証の認証局まで検証できません"),
     ReasonCode.CERT_EXPIRED: ("The signing certificate had expired", "署名用電子証明書の有効期限が切れています"),
     ReasonCode.CERT_NOT_YET_VALID: ("The signing certificate was not yet valid", "署名用電子証明書の有効期間前です"),
-    ReasonCode.CERT_REVOKED: ("The signing certificate is revoked", "署名用電子証明書は失効しています"),
+    ReasonCode.CERT_REVOKED: ("The signing certificate was revoked at or before the arrival time (到達日時)",
+                              "署名用電子証明書は到達日時までに失効しています"),
+    ReasonCode.CA_REVOKED: ("A CA certificate of the signing certificate's path was revoked at or before "
+                            "the arrival time (到達日時)",
+                            "署名用電子証明書の発行元の認証局証明書が到達日時までに失効しています"),
     ReasonCode.CERT_USAGE: ("The certificate is not for signing (key usage)", "証明書の鍵用途が署名用ではありません"),
     ReasonCode.CERT_POLICY: ("The certificate is not a JPKI signing certificate (policy)",
                              "署名用電子証明書のポリシーではありません"),
-    ReasonCode.REVOCATION_UNKNOWN: ("Revocation status unknown: no current CRL; try later",
-                                    "失効情報（CRL）が確認できません。後で再検証してください"),
+    ReasonCode.REVOCATION_UNKNOWN: ("Revocation status unknown: no CRL of the issuer current at the arrival "
+                                    "time or issued after it; try later",
+                                    "到達日時時点の失効情報（CRL）が確認できません。後で再検証してください"),
     ReasonCode.BAD_IDENTITY: ("The certificate's 基本4情報 are malformed", "証明書の基本4情報の形式が正しくありません"),
     ReasonCode.ARRIVAL_MISMATCH: ("The arrival record (到達情報) is invalid or does not match the package",
                                   "到達情報が不正、または申請データと一致しません"),
     ReasonCode.ARRIVAL_UNTRUSTED: ("The arrival record is not signed by a trusted portal certificate",
                                    "到達情報の署名を信頼できるポータルの証明書で検証できません"),
+    ReasonCode.ARRIVAL_TIME_IN_FUTURE: ("The arrival time (到達日時) is later than the time of processing",
+                                        "到達日時が処理時刻より後になっています"),
+    ReasonCode.ARRIVAL_TIME_IMPLAUSIBLE: ("The arrival time (到達日時) is implausible (before 2000)",
+                                          "到達日時が不正です（2000年より前）"),
 }
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "ReasonCode",
     "SignerIdentity",
     "SubIndication",
+    "TimeSource",
     "VerificationReport",
 ]
 
@@ -39,6 +40,11 @@ class SubIndication(enum.StrEnum):
     HASH_FAILURE = "HASH_FAILURE"
     SIG_CRYPTO_FAILURE = "SIG_CRYPTO_FAILURE"
     REVOKED = "REVOKED"
+    #: The signing certificate was revoked at or before the validation time, and nothing proves that
+    #: the signature was made before the revocation (the arrival record only bounds it from above).
+    REVOKED_NO_POE = "REVOKED_NO_POE"
+    #: As REVOKED_NO_POE, for a CA certificate of the signer's path.
+    REVOKED_CA_NO_POE = "REVOKED_CA_NO_POE"
     EXPIRED = "EXPIRED"
     NOT_YET_VALID = "NOT_YET_VALID"
     OUT_OF_BOUNDS_NO_POE = "OUT_OF_BOUNDS_NO_POE"
@@ -73,6 +79,7 @@ class ReasonCode(enum.StrEnum):
     UNREFERENCED_FILE = "UNREFERENCED_FILE"
     BAD_MANIFEST = "BAD_MANIFEST"
     SIGNATURE_STRUCTURE = "SIGNATURE_STRUCTURE"
+    KEYINFO_NOT_X509DATA = "KEYINFO_NOT_X509DATA"
     DUPLICATE_ID = "DUPLICATE_ID"
     BAD_REFERENCE = "BAD_REFERENCE"
     # Cryptography.
@@ -86,6 +93,7 @@ class ReasonCode(enum.StrEnum):
     CERT_EXPIRED = "CERT_EXPIRED"
     CERT_NOT_YET_VALID = "CERT_NOT_YET_VALID"
     CERT_REVOKED = "CERT_REVOKED"
+    CA_REVOKED = "CA_REVOKED"
     CERT_USAGE = "CERT_USAGE"
     CERT_POLICY = "CERT_POLICY"
     REVOCATION_UNKNOWN = "REVOCATION_UNKNOWN"
@@ -93,6 +101,19 @@ class ReasonCode(enum.StrEnum):
     # The portal's arrival record.
     ARRIVAL_MISMATCH = "ARRIVAL_MISMATCH"
     ARRIVAL_UNTRUSTED = "ARRIVAL_UNTRUSTED"
+    ARRIVAL_TIME_IN_FUTURE = "ARRIVAL_TIME_IN_FUTURE"
+    ARRIVAL_TIME_IMPLAUSIBLE = "ARRIVAL_TIME_IMPLAUSIBLE"
+
+
+class TimeSource(enum.StrEnum):
+    """Which moment :attr:`VerificationReport.validation_time` is."""
+
+    #: The portal-signed 到達日時 of the verified arrival record: the proof that the applicant's
+    #: signature existed then. The applicant's certificate path and its revocation are judged at it.
+    ARRIVAL = "arrival"
+    #: The ``at`` given to :func:`signature.verify_package` (the time of processing): used when no
+    #: trustworthy 到達日時 was reached (the container, the arrival record or its time failed).
+    PROCESSING = "processing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +184,17 @@ class VerificationReport:
     (for example the manifest of a package whose certificate is revoked), or ``None``.
     ``readable`` is False when the package could not be read safely at all (hostile or malformed
     container or XML); the relay refuses such packages instead of forwarding them.
+
+    Times: ``validation_time`` is the moment the applicant's signature was judged at, and
+    ``validation_time_source`` says which one it is — the portal-signed 到達日時 once the arrival
+    record verified (:attr:`TimeSource.ARRIVAL`), else the ``at`` given to
+    :func:`~signature.verify_package` (:attr:`TimeSource.PROCESSING`). ``processing_time`` is always
+    that ``at``: the portal's certificate is validated at it.
+
+    ``signer_revoked_at`` is the revocation date a CRL lists for the signing certificate, if it
+    lists it: at or before ``validation_time`` the result is INDETERMINATE / REVOKED_NO_POE; after
+    it the signature stays valid and :attr:`revoked_after_validation_time` is True.
+    ``crl_this_update`` is the thisUpdate of the CRL that established the signer's status.
     """
 
     indication: Indication
@@ -180,10 +212,19 @@ class VerificationReport:
     files: tuple[FileEntry, ...] = ()
     signature_algorithm: str | None = None
     revocation_checked: bool = False
+    validation_time_source: TimeSource = TimeSource.PROCESSING
+    processing_time: datetime | None = None
+    signer_revoked_at: datetime | None = None
+    crl_this_update: datetime | None = None
 
     @property
     def passed(self) -> bool:
         return self.indication is Indication.PASSED
+
+    @property
+    def revoked_after_validation_time(self) -> bool:
+        """The signing certificate is revoked, but only after the moment it was judged at."""
+        return self.signer_revoked_at is not None and self.signer_revoked_at > self.validation_time
 
     def file(self, role: FileRole) -> FileEntry:
         """The single file with ``role`` (manifest, arrival or form)."""
@@ -201,10 +242,15 @@ class VerificationReport:
             "reason": self.reason_en,
             "reason_ja": self.reason_ja,
             "validation_time": self.validation_time.isoformat(),
+            "validation_time_source": self.validation_time_source.value,
+            "processing_time": self.processing_time.isoformat() if self.processing_time else None,
             "checks": list(self.checks),
             "readable": self.readable,
             "package_sha256": self.package_sha256,
             "revocation_checked": self.revocation_checked,
+            "signer_revoked_at": self.signer_revoked_at.isoformat() if self.signer_revoked_at else None,
+            "revoked_after_validation_time": self.revoked_after_validation_time,
+            "crl_this_update": self.crl_this_update.isoformat() if self.crl_this_update else None,
             "signature_algorithm": self.signature_algorithm,
         }
         if self.manifest is not None:

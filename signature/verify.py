@@ -1,10 +1,16 @@
 """verify_package(): the whole decision for one application package, as a frozen report.
 
 Order (each stage keeps what earlier stages verified, so a FAILED report can still tell staff
-which application it was): container → portal arrival record (signature, portal chain, binding to
-kousei.xml's bytes: from here on the 受付番号 is known) → applicant signature (structure, digests,
-signature value) → form XML → 手続ID consistency → signer certificate path → certificate policy →
-signer identity → revocation.
+which application it was): container → portal arrival record (signature, portal chain and its
+revocation at ``at``, binding to kousei.xml's bytes: from here on the 受付番号 is known) → the
+到達日時 guard → applicant signature (structure, digests, signature value) → form XML → 手続ID
+consistency → signer certificate path → certificate policy → signer identity → revocation.
+
+Two times (docs/package-format.md "Validation time"): the portal's certificate is validated at
+``at``, the time of processing. The applicant's certificate path and its revocation are judged at
+the portal-signed 到達日時 — the arrival record is the proof that the signature existed then — so
+the relay and the intake, which verify the same bytes at different moments, reach the same answer
+(given the same trust material). Nothing here reads the clock.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 from cryptography import x509
 
@@ -29,7 +36,7 @@ from signature.package import (
     verify_applicant,
     verify_arrival,
 )
-from signature.policy import RevocationMode, VerificationPolicy
+from signature.policy import EARLIEST_ARRIVAL, RevocationMode, VerificationPolicy
 from signature.reasons import describe
 from signature.report import (
     ArrivalRecord,
@@ -40,6 +47,7 @@ from signature.report import (
     ReasonCode,
     SignerIdentity,
     SubIndication,
+    TimeSource,
     VerificationReport,
 )
 from signature.revocation import RevocationStatus, RevocationStore
@@ -56,10 +64,12 @@ _PORTAL_USAGE = ("digital_signature",)
 class TrustConfig:
     """Trust anchors and revocation data, from configuration only — never from a package.
 
-    ``intermediates`` are CA certificates that are not anchors: they help build paths, and their
-    CRLs can be verified and used. An intermediate that only arrives in a package's KeyInfo is
-    used for the path, but no CRL is attributed to it, so its leaves are TRY_LATER under
-    ``require`` (production JPKI issues signing certificates directly from the root).
+    ``jpki`` and ``portal`` hold the trust anchors. ``revocation`` holds the CRLs; a CRL is used
+    for a certificate when the key of the issuer certificate that path validation used — an
+    anchor, or a CA certificate carried in the package's ``KeyInfo/X509Data`` that chains to one —
+    verifies it (:mod:`signature.revocation`). ``intermediates`` are optional CA certificates that
+    are not anchors: a path-building aid for packages that do not carry their signing CA; nothing
+    requires configuring them for revocation to work.
     """
 
     jpki: TrustStore
@@ -83,6 +93,9 @@ class TrustConfig:
 class _Progress:
     """What has been verified so far; becomes the report."""
 
+    at: datetime  # the time of processing
+    validation_time: datetime  # what the applicant is judged at: ``at`` until 到達日時 is trusted
+    time_source: TimeSource = TimeSource.PROCESSING
     checks: list[str] = field(default_factory=list)
     readable: bool = True
     manifest: Manifest | None = None
@@ -91,6 +104,8 @@ class _Progress:
     files: tuple[FileEntry, ...] = ()
     signature_algorithm: str | None = None
     revocation_checked: bool = False
+    signer_revoked_at: datetime | None = None
+    crl_this_update: datetime | None = None
 
 
 def verify_package(
@@ -100,8 +115,11 @@ def verify_package(
     at: datetime,
     policy: VerificationPolicy | None = None,
 ) -> VerificationReport:
-    """Verify one package at the moment ``at`` (timezone-aware) and report what was verified.
+    """Verify one package, processed at the moment ``at`` (timezone-aware), and report what was verified.
 
+    ``at`` is the time of processing: the portal's certificate is validated at it, and a 到達日時
+    later than ``at`` (beyond ``policy.max_arrival_skew``) is refused. The applicant's certificate
+    path and revocation are judged at the verified 到達日時 (``report.validation_time``).
     Never raises for a bad package: every problem becomes a FAILED or INDETERMINATE report.
     Raises :class:`SignatureError` only for a programming or configuration error (naive ``at``).
     """
@@ -109,19 +127,18 @@ def verify_package(
         raise SignatureError("the validation time must be timezone-aware")
     policy = policy or VerificationPolicy()
     digest = hashlib.sha256(data).hexdigest()
-    progress = _Progress()
+    progress = _Progress(at=at, validation_time=at)
     try:
         _verify(data, trust, at, policy, progress)
     except VerificationFailure as failure:
         if isinstance(failure, UnreadablePackage):
             progress.readable = False
-        return _report(progress, at, digest, failure.indication, failure.sub_indication,
-                       failure.code, failure.detail)
-    return _report(progress, at, digest, Indication.PASSED, None, None, "")
+        return _report(progress, digest, failure.indication, failure.sub_indication, failure.code, failure.detail)
+    return _report(progress, digest, Indication.PASSED, None, None, "")
 
 
 def _report(
-    p: _Progress, at: datetime, digest: str, indication: Indication,
+    p: _Progress, digest: str, indication: Indication,
     sub: SubIndication | None, code: ReasonCode | None, detail: str,
 ) -> VerificationReport:
     if code is None:
@@ -129,14 +146,20 @@ def _report(
         if not p.revocation_checked:
             en, ja = (en + " (revocation not checked: soft-fail, no current CRL)",
                       ja + "（失効確認なし：CRLが未提供）")
+        if p.signer_revoked_at is not None:
+            when = p.signer_revoked_at.isoformat()
+            en += f" (the signing certificate was revoked after the arrival time, at {when})"
+            ja += f"（署名用電子証明書は到達日時より後の {when} に失効しています）"
     else:
         en, ja = describe(code)
         en = f"{en}: {detail}" if detail else en
     return VerificationReport(
         indication=indication, sub_indication=sub, reason_code=code, reason_en=en, reason_ja=ja,
-        validation_time=at, checks=tuple(p.checks), readable=p.readable, package_sha256=digest,
+        validation_time=p.validation_time, checks=tuple(p.checks), readable=p.readable, package_sha256=digest,
         manifest=p.manifest, arrival=p.arrival, signer=p.signer, files=p.files,
         signature_algorithm=p.signature_algorithm, revocation_checked=p.revocation_checked,
+        validation_time_source=p.time_source, processing_time=p.at, signer_revoked_at=p.signer_revoked_at,
+        crl_this_update=p.crl_this_update,
     )
 
 
@@ -146,12 +169,17 @@ def _verify(data: bytes, trust: TrustConfig, at: datetime, policy: VerificationP
 
     arrival = verify_arrival(files, policy)
     p.checks.append("arrival-signature")
-    trust.portal.validate(
+    portal_path = trust.portal.validate(
         arrival.signature.signer, arrival.signature.certificates[1:], at=at, untrusted=ReasonCode.ARRIVAL_UNTRUSTED
     )
     _check_key_usage(arrival.signature.signer, _PORTAL_USAGE, ReasonCode.ARRIVAL_UNTRUSTED)
+    _check_portal_revocation(portal_path, trust.revocation, at)
     p.checks.append("portal-chain")
     p.arrival = arrival.record
+    p.validation_time = _arrival_time(arrival.record.arrived_at, at, policy)
+    p.time_source = TimeSource.ARRIVAL
+    p.checks.append("arrival-time")
+    t = p.validation_time
 
     applicant = verify_applicant(files, policy)
     p.checks.append("applicant-signature")
@@ -165,7 +193,7 @@ def _verify(data: bytes, trust: TrustConfig, at: datetime, policy: VerificationP
     p.files = _file_entries(applicant, files.get(MANIFEST_FILE) or b"", files.get(ARRIVAL_FILE))
 
     signer = applicant.signature.signer
-    path = trust.jpki.validate(signer, [*applicant.signature.certificates[1:], *trust.intermediates], at=at)
+    path = trust.jpki.validate(signer, [*applicant.signature.certificates[1:], *trust.intermediates], at=t)
     p.checks.append("signer-chain")
     _check_key_usage(signer, _SIGNER_USAGE, ReasonCode.CERT_USAGE)
     p.checks.append("signer-key-usage")
@@ -173,7 +201,22 @@ def _verify(data: bytes, trust: TrustConfig, at: datetime, policy: VerificationP
     p.checks.append("signer-policy")
     p.signer = signer_identity(signer)
     p.checks.append("signer-identity")
-    _check_revocation(path, trust.revocation, at, policy.revocation, p)
+    _check_revocation(path, trust.revocation, t, policy.revocation, p)
+
+
+def _arrival_time(arrived_at: datetime, at: datetime, policy: VerificationPolicy) -> datetime:
+    """The verified 到達日時, if it can serve as the validation time; else FAILED / FORMAT_FAILURE."""
+    try:
+        if arrived_at < EARLIEST_ARRIVAL:
+            raise VerificationFailure(ReasonCode.ARRIVAL_TIME_IMPLAUSIBLE, "到達日時 is before 2000")
+        if arrived_at - policy.max_arrival_skew > at:
+            raise VerificationFailure(
+                ReasonCode.ARRIVAL_TIME_IN_FUTURE,
+                f"到達日時 is more than {policy.max_arrival_skew} after the time of processing",
+            )
+    except (OverflowError, ValueError) as exc:  # a time at the edge of datetime's range
+        raise VerificationFailure(ReasonCode.ARRIVAL_TIME_IMPLAUSIBLE, "到達日時 is out of range") from exc
+    return arrived_at
 
 
 def _file_entries(applicant: VerifiedApplicant, kousei: bytes, arrival: bytes | None) -> tuple[FileEntry, ...]:
@@ -216,28 +259,69 @@ def _check_policy(cert: x509.Certificate, oid: str) -> None:
         )
 
 
+def _check_portal_revocation(
+    path: tuple[x509.Certificate, ...], store: RevocationStore | None, at: datetime
+) -> None:
+    """The portal's path at the time of processing, where a CRL of an issuer is loaded.
+
+    Not required (package-format.md §4: used when configured); a portal certificate listed as
+    revoked at ``at`` makes the arrival record untrustworthy, whenever it was signed.
+    """
+    if store is None:
+        return
+    for depth in range(len(path) - 1, 0, -1):
+        result = store.check(path[depth], path[depth - 1], at)
+        if result.status is RevocationStatus.REVOKED:
+            raise VerificationFailure(
+                ReasonCode.ARRIVAL_UNTRUSTED,
+                "the portal certificate is revoked" if depth == len(path) - 1
+                else "a CA certificate of the portal's path is revoked",
+                indication=Indication.INDETERMINATE, sub_indication=SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+            )
+
+
 def _check_revocation(
-    path: tuple[x509.Certificate, ...], store: RevocationStore | None, at: datetime,
+    path: tuple[x509.Certificate, ...], store: RevocationStore | None, t: datetime,
     mode: RevocationMode, p: _Progress,
 ) -> None:
-    """Leaf: status must be known (``require``) or is skipped with a note (``soft-fail``).
-    CA certificates: checked where a CRL of their issuer is configured."""
-    for depth in range(len(path) - 1, 0, -1):
-        cert, issuer = path[depth], path[depth - 1]
-        is_leaf = depth == len(path) - 1
-        result = store.check(cert, issuer, at) if store is not None else None
+    """Revocation at the validation time ``t`` (the 到達日時), each certificate against the issuer
+    certificate of the validated path (anchor, configured or package-carried CA).
+
+    Signing certificate: its status must be known (``require``) or is skipped with a note
+    (``soft-fail``). CA certificates: checked where a CRL of their issuer is loaded. Revoked at or
+    before ``t`` is INDETERMINATE / REVOKED_NO_POE (REVOKED_CA_NO_POE for a CA): the arrival record
+    proves the signature existed at ``t``, nothing proves it was made before the revocation — and
+    nothing proves it was made after it, which FAILED / REVOKED would claim (ETSI EN 319 102-1).
+    """
+    results = [(store.check(path[d], path[d - 1], t) if store is not None else None, d == len(path) - 1)
+               for d in range(len(path) - 1, 0, -1)]
+    leaf = results[0][0]
+    if leaf is not None and leaf.status is not RevocationStatus.UNKNOWN:
+        p.crl_this_update = leaf.crl_this_update
+        p.signer_revoked_at = leaf.revoked_at or leaf.revoked_later
+    for result, is_leaf in results:
         if result is not None and result.status is RevocationStatus.REVOKED:
-            raise VerificationFailure(
-                ReasonCode.CERT_REVOKED,
-                "the signing certificate is revoked" if is_leaf else "a CA certificate of the path is revoked",
-                indication=Indication.FAILED, sub_indication=SubIndication.REVOKED,
-            )
-        if is_leaf:
-            if result is not None and result.status is RevocationStatus.GOOD:
-                p.revocation_checked = True
-            elif mode is RevocationMode.REQUIRE:
-                raise VerificationFailure(
-                    ReasonCode.REVOCATION_UNKNOWN, "no current CRL from the signing certificate's issuer",
-                    indication=Indication.INDETERMINATE, sub_indication=SubIndication.TRY_LATER,
-                )
+            _revoked(result.revoked_at, is_leaf)
+    if leaf is not None and leaf.status is RevocationStatus.GOOD:
+        p.revocation_checked = True
+    elif mode is RevocationMode.REQUIRE:
+        raise VerificationFailure(
+            ReasonCode.REVOCATION_UNKNOWN,
+            "no CRL of the signing certificate's issuer that was current at 到達日時 or issued after it "
+            "(stale or missing CRL)",
+            indication=Indication.INDETERMINATE, sub_indication=SubIndication.TRY_LATER,
+        )
     p.checks.append("signer-revocation")
+
+
+def _revoked(revoked_at: datetime | None, is_leaf: bool) -> NoReturn:
+    when = revoked_at.isoformat() if revoked_at is not None else "an unknown time"
+    if is_leaf:
+        raise VerificationFailure(
+            ReasonCode.CERT_REVOKED, f"the signing certificate was revoked at {when}",
+            indication=Indication.INDETERMINATE, sub_indication=SubIndication.REVOKED_NO_POE,
+        )
+    raise VerificationFailure(
+        ReasonCode.CA_REVOKED, f"a CA certificate of the signer's path was revoked at {when}",
+        indication=Indication.INDETERMINATE, sub_indication=SubIndication.REVOKED_CA_NO_POE,
+    )

@@ -22,6 +22,7 @@ import binascii
 import copy
 import functools
 import hmac
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -42,7 +43,9 @@ from signature.errors import VerificationFailure
 from signature.report import Indication, ReasonCode, SubIndication
 
 __all__ = [
+    "DEFAULT_PREFIX",
     "DSIG_NS",
+    "EXC_C14N_NS",
     "Reference",
     "VerifiedSignature",
     "canonicalize",
@@ -52,8 +55,14 @@ __all__ = [
 ]
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
-_EC_NS = "http://www.w3.org/2001/10/xml-exc-c14n#"
+#: Namespace of ``ec:InclusiveNamespaces`` (Exclusive XML Canonicalization 1.0, §3).
+EXC_C14N_NS = "http://www.w3.org/2001/10/xml-exc-c14n#"
+#: The PrefixList token that stands for the default namespace.
+DEFAULT_PREFIX = "#default"
+_INCLUSIVE_NAMESPACES = f"{{{EXC_C14N_NS}}}InclusiveNamespaces"
 _XML_ATTR = "{http://www.w3.org/XML/1998/namespace}"
+# An NCName (a prefix): a letter or "_", then letters, digits, ".", "-", "_" (Unicode-aware).
+_NCNAME = re.compile(r"[^\W\d][\w.\-]*")
 
 
 def _ds(local: str) -> str:
@@ -73,12 +82,17 @@ def _weak(detail: str) -> VerificationFailure:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """One ``ds:Reference`` as written, with its URI percent-decoded."""
+    """One ``ds:Reference`` as written, with its URI percent-decoded.
+
+    ``inclusive_prefixes`` is the PrefixList of an ``ec:InclusiveNamespaces`` parameter of the
+    final exclusive-C14N transform (``#default`` stands for the default namespace), else empty.
+    """
 
     uri: str
     transforms: tuple[str, ...]
     digest_method: DigestMethod
     digest_value: bytes = field(repr=False)
+    inclusive_prefixes: tuple[str, ...] = ()
 
     @property
     def is_same_document(self) -> bool:
@@ -97,6 +111,8 @@ class VerifiedSignature:
     canonicalization: CanonicalizationMethod
     covered: tuple[tuple[Reference, bytes], ...]
     certificates: tuple[x509.Certificate, ...]  # signer first, then what KeyInfo carried
+    #: PrefixList of SignedInfo's exclusive canonicalisation (``ec:InclusiveNamespaces``), if any
+    inclusive_prefixes: tuple[str, ...] = ()
 
     @property
     def signer(self) -> x509.Certificate:
@@ -117,29 +133,48 @@ def reference_c14n(ref: Reference) -> CanonicalizationMethod:
     return CanonicalizationMethod.C14N_10
 
 
-def canonicalize(element: etree._Element, method: CanonicalizationMethod) -> bytes:
+def canonicalize(
+    element: etree._Element, method: CanonicalizationMethod, inclusive_prefixes: Sequence[str] = ()
+) -> bytes:
     """Canonical form of ``element``'s subtree in its document context, comments removed.
 
     lxml canonicalises a subtree as if it were a document of its own: in-scope namespaces are
     kept, but inclusive C14N 1.0 also requires the ``xml:*`` attributes of ancestors (``xml:lang``
     on ``DataRoot``, say) to appear on the apex — libxmlsec1 and the ``xmlsec1`` signer do that.
     Without them a correctly signed package would fail, so they are added to a copy here.
+
+    ``inclusive_prefixes`` (exclusive C14N only) is an ``InclusiveNamespaces`` PrefixList: those
+    namespaces are rendered as inclusive C14N would. ``element`` must come from a *parsed*
+    document (lxml passes libxml2 only prefixes its parser has seen and silently drops others) —
+    the verifier only canonicalises parsed documents. ``#default`` is handled here, not by lxml,
+    which drops it for the same reason (see :func:`_render_default_namespace`).
     """
-    if not method.exclusive:
-        inherited: dict[str, str] = {}
-        for ancestor in element.iterancestors():  # nearest first: the nearest value wins
-            for name, value in ancestor.attrib.items():
-                if str(name).startswith(_XML_ATTR) and name not in inherited:
-                    inherited[str(name)] = str(value)
-        missing = {k: v for k, v in inherited.items() if k not in element.attrib}
-        if missing:
-            element = copy.deepcopy(element)
-            for name, value in missing.items():
-                element.set(name, value)
-    return etree.tostring(element, method="c14n", exclusive=method.exclusive, with_comments=False)
+    if inclusive_prefixes and not method.exclusive:
+        raise _structure("InclusiveNamespaces is a parameter of exclusive canonicalisation only")
+    if method.exclusive:
+        prefixes = [p for p in inclusive_prefixes if p != DEFAULT_PREFIX]
+        out = etree.tostring(element, method="c14n", exclusive=True, with_comments=False,
+                             inclusive_ns_prefixes=prefixes or None)
+        _check_apex_prefixes(element, prefixes, out)
+        if DEFAULT_PREFIX in inclusive_prefixes:
+            out = _render_default_namespace(element, out)
+        return out
+    inherited: dict[str, str] = {}
+    for ancestor in element.iterancestors():  # nearest first: the nearest value wins
+        for name, value in ancestor.attrib.items():
+            if str(name).startswith(_XML_ATTR) and name not in inherited:
+                inherited[str(name)] = str(value)
+    missing = {k: v for k, v in inherited.items() if k not in element.attrib}
+    if missing:
+        element = copy.deepcopy(element)
+        for name, value in missing.items():
+            element.set(name, value)
+    return etree.tostring(element, method="c14n", exclusive=False, with_comments=False)
 
 
-def canonicalize_enveloped(signature: etree._Element, method: CanonicalizationMethod) -> bytes:
+def canonicalize_enveloped(
+    signature: etree._Element, method: CanonicalizationMethod, inclusive_prefixes: Sequence[str] = ()
+) -> bytes:
     """``URI=""`` + enveloped-signature transform: the whole document without ``signature``."""
     if signature.getparent() is None:
         raise _structure("the signature is the document element")
@@ -149,7 +184,8 @@ def canonicalize_enveloped(signature: etree._Element, method: CanonicalizationMe
     while (up := node.getparent()) is not None:
         path.append(up.index(node))
         node = up
-    doc = etree.ElementTree(copy.deepcopy(node))
+    # The whole document: URI="" selects its processing instructions outside the root element too.
+    doc = copy.deepcopy(node.getroottree())
     copy_sig = doc.getroot()
     for i in reversed(path):
         copy_sig = copy_sig[i]
@@ -165,7 +201,95 @@ def canonicalize_enveloped(signature: etree._Element, method: CanonicalizationMe
         else:
             parent.text = (parent.text or "") + tail
     parent.remove(copy_sig)
-    return etree.tostring(doc, method="c14n", exclusive=method.exclusive, with_comments=False)
+    if inclusive_prefixes and not method.exclusive:
+        raise _structure("InclusiveNamespaces is a parameter of exclusive canonicalisation only")
+    prefixes = [p for p in inclusive_prefixes if p != DEFAULT_PREFIX]
+    out = etree.tostring(doc, method="c14n", exclusive=method.exclusive, with_comments=False,
+                         inclusive_ns_prefixes=prefixes or None)
+    _check_apex_prefixes(doc.getroot(), prefixes, out)
+    if DEFAULT_PREFIX in inclusive_prefixes:
+        out = _render_default_namespace(doc.getroot(), out)
+    return out
+
+
+def _check_apex_prefixes(apex: etree._Element, prefixes: Sequence[str], canonical: bytes) -> None:
+    """Every listed prefix in scope at the apex must be declared on it (inclusive rule).
+
+    A guard against lxml dropping a prefix its parser dictionary does not hold (documents built
+    in memory): that would silently verify a different octet stream.
+    """
+    if not prefixes:
+        return
+    tag = _next_start_tag(canonical, 0)  # a document may start with processing instructions
+    start = canonical[tag: canonical.index(b">", tag) + 1]
+    in_scope = apex.nsmap
+    for prefix in prefixes:
+        if prefix in in_scope and prefix != "xml" and f" xmlns:{prefix}=".encode() not in start:
+            raise _structure("InclusiveNamespaces prefix could not be rendered")
+
+
+def _c14n_attr_value(value: str) -> str:
+    """An attribute value escaped as C14N 1.0 writes it."""
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+            .replace("\t", "&#x9;").replace("\n", "&#xA;").replace("\r", "&#xD;"))
+
+
+def _render_default_namespace(apex: etree._Element, canonical: bytes) -> bytes:
+    """Apply ``#default`` of an InclusiveNamespaces PrefixList to lxml's exclusive C14N of ``apex``.
+
+    lxml hands libxml2 only prefixes present in the parser's dictionary, so ``#default`` never
+    arrives there. Without it, exclusive C14N renders the default namespace only where an element
+    visibly uses it (an unprefixed element); with it, the default namespace is rendered as
+    inclusive C14N does — wherever it differs from what the nearest output ancestor rendered,
+    ``xmlns=""`` included. Both rules are computed per element in document order; where they
+    differ, the default namespace declaration (always the first one after the element name in
+    canonical form) is removed, added or changed. Canonical text escapes ``<`` everywhere and
+    has no comments here, so every ``<`` followed by a name starts an element's tag.
+    """
+    plan: list[tuple[str | None, str | None]] = []  # per element: (lxml rendered, wanted)
+    stack: list[tuple[etree._Element, str, str]] = [(apex, "", "")]  # (element, lxml parent, wanted parent)
+    while stack:
+        el, lx_parent, want_parent = stack.pop()
+        in_scope = el.nsmap.get(None) or ""
+        if el.prefix is None:  # visibly uses the default namespace (or none)
+            ns = etree.QName(el).namespace or ""
+            lx, lx_now = (ns if ns != lx_parent else None), ns
+        else:
+            lx, lx_now = None, lx_parent
+        want = in_scope if in_scope != want_parent else None
+        plan.append((lx, want))
+        children = [c for c in el if isinstance(c.tag, str)]
+        stack.extend((c, lx_now, in_scope) for c in reversed(children))
+    if all(lx == want for lx, want in plan):
+        return canonical
+    out: list[bytes] = []
+    pos = 0
+    for lx, want in plan:
+        tag = _next_start_tag(canonical, pos)
+        name_end = tag + 1
+        while canonical[name_end:name_end + 1] not in (b" ", b">"):
+            name_end += 1
+        out.append(canonical[pos:name_end])
+        pos = name_end
+        if lx is not None:
+            declared = f' xmlns="{_c14n_attr_value(lx)}"'.encode()
+            if not canonical.startswith(declared, pos):
+                raise _structure("canonical form does not have the expected namespace declaration")
+            pos += len(declared)
+        if want is not None:
+            out.append(f' xmlns="{_c14n_attr_value(want)}"'.encode())
+    out.append(canonical[pos:])
+    return b"".join(out)
+
+
+def _next_start_tag(canonical: bytes, pos: int) -> int:
+    while True:
+        tag = canonical.find(b"<", pos)
+        if tag < 0:
+            raise _structure("canonical form has fewer elements than the document")
+        if canonical[tag + 1:tag + 2] not in (b"/", b"?"):
+            return tag
+        pos = tag + 1
 
 
 def _one(parent: etree._Element, local: str) -> etree._Element:
@@ -217,6 +341,23 @@ def _no_text(el: etree._Element) -> None:
         raise _structure(f"unexpected text in ds:{etree.QName(el).localname}")
 
 
+def _inclusive_prefixes(parent: etree._Element, what: str) -> tuple[str, ...]:
+    """The PrefixList of an exclusive-C14N method's single ``ec:InclusiveNamespaces`` child, or ()."""
+    children = list(parent)
+    if not children:
+        return ()
+    if len(children) != 1 or children[0].tag != _INCLUSIVE_NAMESPACES or len(children[0]):
+        raise _structure(f"unexpected content in {what}")
+    _no_text(parent)
+    prefix_list = children[0].get("PrefixList")
+    if prefix_list is None:
+        raise _structure("InclusiveNamespaces without PrefixList")
+    tokens = tuple(dict.fromkeys(prefix_list.split()))
+    if any(t != DEFAULT_PREFIX and not _NCNAME.fullmatch(t) for t in tokens):
+        raise _structure("InclusiveNamespaces PrefixList holds something that is not a prefix")
+    return tokens
+
+
 def _parse_reference(ref: etree._Element) -> Reference:
     raw_uri = ref.get("URI")
     if raw_uri is None:
@@ -230,6 +371,7 @@ def _parse_reference(ref: etree._Element) -> Reference:
         raise _structure("unexpected element in ds:Reference")
     _no_text(ref)
     transforms: list[str] = []
+    prefixes: tuple[str, ...] = ()
     tr_parents = [c for c in ref if c.tag == _ds("Transforms")]
     if len(tr_parents) > 1:
         raise _structure("more than one ds:Transforms")
@@ -237,21 +379,35 @@ def _parse_reference(ref: etree._Element) -> Reference:
         for tr in tr_parent:
             if tr.tag != _ds("Transform"):
                 raise _structure("unexpected element in ds:Transforms")
-            if len(tr):
+            algorithm = _algorithm(tr)
+            if prefixes:
+                raise _structure("InclusiveNamespaces is allowed on the last transform only")
+            if algorithm == CanonicalizationMethod.EXC_C14N.value:
+                prefixes = _inclusive_prefixes(tr, "ds:Transform")
+            elif len(tr):
                 raise _structure("transform parameters are not allowed")
-            transforms.append(_algorithm(tr))
+            transforms.append(algorithm)
     digest_method = _digest_method(_algorithm(_one(ref, "DigestMethod")))
     digest_value = _b64(_one(ref, "DigestValue").text, "DigestValue")
-    return Reference(uri, tuple(transforms), digest_method, digest_value)
+    return Reference(uri, tuple(transforms), digest_method, digest_value, prefixes)
 
 
 def _certificates(key_info: etree._Element) -> tuple[x509.Certificate, ...]:
-    # The key must come from an X.509 certificate: a bare KeyValue is an attacker's own key
-    # (xmlsec1 1.2.37 accepts it unless told otherwise, pitfalls.md).
-    children = list(key_info)
-    if not children or any(c.tag != _ds("X509Data") for c in children):
+    # The key must come from an X.509 certificate. The format allows X509Data only: a KeyValue is
+    # an attacker's own key (xmlsec1 1.2.37 accepts it unless told otherwise, pitfalls.md), and
+    # KeyName, RetrievalMethod and the rest name keys or fetch them from elsewhere. Anything else
+    # in KeyInfo — beside X509Data or instead of it — is a format violation, not a missing key.
+    children = [c for c in key_info if isinstance(c.tag, str)]  # comments say nothing about keys
+    others = sorted({etree.QName(c).localname for c in children if c.tag != _ds("X509Data")})
+    if others:
         raise VerificationFailure(
-            ReasonCode.NO_SIGNING_CERTIFICATE, "KeyInfo must hold only X509Data",
+            ReasonCode.KEYINFO_NOT_X509DATA, f"KeyInfo may hold only X509Data, found {others}",
+            indication=Indication.FAILED, sub_indication=SubIndication.FORMAT_FAILURE,
+        )
+    _no_text(key_info)
+    if not children:
+        raise VerificationFailure(
+            ReasonCode.NO_SIGNING_CERTIFICATE, "KeyInfo holds no X509Data",
             indication=Indication.INDETERMINATE,
             sub_indication=SubIndication.NO_SIGNING_CERTIFICATE_FOUND,
         )
@@ -338,9 +494,12 @@ def verify_signature(
 
     c14n_el = _one(signed_info, "CanonicalizationMethod")
     c14n = _c14n_method(_algorithm(c14n_el))
-    for child in c14n_el:
-        if not (c14n.exclusive and child.tag == f"{{{_EC_NS}}}InclusiveNamespaces" and not len(child)):
-            raise _structure("unexpected content in CanonicalizationMethod")
+    if c14n.exclusive:
+        c14n_prefixes = _inclusive_prefixes(c14n_el, "CanonicalizationMethod")
+    elif len(c14n_el):
+        raise _structure("unexpected content in CanonicalizationMethod")
+    else:
+        c14n_prefixes = ()
     sig_method_el = _one(signed_info, "SignatureMethod")
     if len(sig_method_el):
         raise _weak("SignatureMethod parameters (HMACOutputLength) are not allowed")
@@ -359,7 +518,7 @@ def verify_signature(
     certs = _certificates(key_info)
     _check_key(certs[0], min_rsa_bits)
     # The signed bytes are the canonical SignedInfo *as it sits in this document*.
-    _check_signature_value(canonicalize(signed_info, c14n), value, method, certs[0])
+    _check_signature_value(canonicalize(signed_info, c14n, c14n_prefixes), value, method, certs[0])
 
     covered: list[tuple[Reference, bytes]] = []
     for ref in references:
@@ -377,7 +536,7 @@ def verify_signature(
                 indication=Indication.FAILED, sub_indication=SubIndication.HASH_FAILURE,
             )
         covered.append((ref, data))
-    return VerifiedSignature(method, c14n, tuple(covered), certs)
+    return VerifiedSignature(method, c14n, tuple(covered), certs, c14n_prefixes)
 
 
 #: Transform chains package-format.md allows for a same-document ``#id`` reference.

@@ -12,6 +12,8 @@ EXPECTED = {
         "RevocationStore", "SignatureError", "SignerIdentity", "SubIndication", "TrustConfig",
         "TrustConfigError", "UnreadablePackage", "VerificationFailure", "VerificationPolicy",
         "VerificationReport", "ZipLimits", "is_valid_my_number", "parse_xml", "verify_package",
+        # issue 14: which time a report was judged at; the CRL store's status summary for the services
+        "CrlRefusal", "RevocationStoreStatus", "TimeSource",
     },
     "status": {
         "FINAL_STATUSES", "TRANSITIONS", "Action", "Actor", "CommentRequired", "IllegalTransition", "NotPermitted",

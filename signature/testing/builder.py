@@ -6,7 +6,8 @@ Two applicant signers:
   write (raw or percent-encoded ``#構成情報``) and what attackers write (SHA-1, HMAC, DSA, small
   keys), which the verifier must refuse.
 * :func:`sign_manifest_xmlsec1` — the ``xmlsec1`` command line, an *independent* implementation:
-  packages it signs must verify, so the verifier is not only checked against its own twin.
+  packages it signs must verify, so the verifier is not only checked against its own twin. It
+  writes exclusive C14N with ``InclusiveNamespaces`` and intermediate certificates too.
 
 The portal's 到達情報 is signed with python-xmlsec (enveloped signature), again not with our code.
 """
@@ -37,7 +38,8 @@ from lxml import etree
 from signature.algorithms import CanonicalizationMethod, DigestMethod, SignatureMethod
 from signature.package import ARRIVAL_FILE, MANIFEST_FILE, MANIFEST_ID
 from signature.testing.pki import Issued
-from signature.xmldsig import DSIG_NS
+from signature.xmldsig import DSIG_NS, EXC_C14N_NS, canonicalize
+from signature.xmlparse import parse_xml
 
 __all__ = [
     "Applicant",
@@ -129,6 +131,12 @@ class SigningOptions:
     uri_style: Literal["raw", "percent"] = "raw"
     chain: tuple[x509.Certificate, ...] = ()  # intermediates written into KeyInfo after the signer
     hmac_key: bytes | None = None  # with HMAC_SHA256: an attacker's shared-secret "signature"
+    #: ``ec:InclusiveNamespaces PrefixList`` of SignedInfo's (exclusive) CanonicalizationMethod
+    inclusive_prefixes: tuple[str, ...] | None = None
+    #: … of the (exclusive) transform of the ``#構成情報`` reference
+    manifest_inclusive_prefixes: tuple[str, ...] | None = None
+    #: extra namespace declarations on ``ds:Signature`` (None: a default namespace)
+    signature_namespaces: Mapping[str | None, str] = field(default_factory=dict)
 
 
 def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
@@ -185,10 +193,25 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _c14n(el: etree._Element, method: str) -> bytes:
+def _c14n(el: etree._Element, method: str, prefixes: tuple[str, ...] | None = None) -> bytes:
+    if prefixes is not None:
+        # The verifier's own canonicalisation: lxml drops PrefixList entries it has not parsed
+        # (#default among them), see signature.xmldsig.canonicalize. The caller re-parsed ``el``.
+        return canonicalize(el, CanonicalizationMethod(method), prefixes)
     return etree.tostring(
         el, method="c14n", exclusive=method == CanonicalizationMethod.EXC_C14N.value, with_comments=False
     )
+
+
+def _inclusive_namespaces(parent: etree._Element, prefixes: tuple[str, ...] | None) -> None:
+    if prefixes is not None:
+        etree.SubElement(parent, f"{{{EXC_C14N_NS}}}InclusiveNamespaces", nsmap={"ec": EXC_C14N_NS},
+                         PrefixList=" ".join(prefixes))
+
+
+def _reparsed(root: etree._Element) -> etree._Element:
+    """``root`` serialised and parsed again, so that every prefix is known to the parser."""
+    return parse_xml(etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"))
 
 
 def sign_manifest(
@@ -196,17 +219,21 @@ def sign_manifest(
 ) -> bytes:
     """Sign ``root`` (from :func:`manifest_document`) and every file; return ``kousei.xml`` bytes."""
     options = options or SigningOptions()
+    with_prefixes = options.inclusive_prefixes is not None or options.manifest_inclusive_prefixes is not None
+    if with_prefixes:
+        root = _reparsed(root)
     holder = _find(root, "署名情報")
-    sig = etree.SubElement(holder, _ds("Signature"), nsmap={"ds": DSIG_NS})
+    sig = etree.SubElement(holder, _ds("Signature"), nsmap={"ds": DSIG_NS, **options.signature_namespaces})
     signed_info = etree.SubElement(sig, _ds("SignedInfo"))
-    etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=options.canonicalization)
+    c14n_method = etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=options.canonicalization)
+    _inclusive_namespaces(c14n_method, options.inclusive_prefixes)
     etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=options.signature_method)
     manifest = _find(root, MANIFEST_ID)
     uri = "#" + (quote(MANIFEST_ID) if options.uri_style == "percent" else MANIFEST_ID)
     c14n_for_ref = options.manifest_transforms[-1] if options.manifest_transforms else (
         CanonicalizationMethod.C14N_10.value)
     refs: list[tuple[str, tuple[str, ...], bytes]] = [
-        (uri, options.manifest_transforms, _c14n(manifest, c14n_for_ref))
+        (uri, options.manifest_transforms, _c14n(manifest, c14n_for_ref, options.manifest_inclusive_prefixes))
     ]
     for name, data in files.items():
         refs.append((quote(name) if options.uri_style == "percent" else name, (), data))
@@ -215,15 +242,21 @@ def sign_manifest(
         if transforms:
             tr = etree.SubElement(ref, _ds("Transforms"))
             for t in transforms:
-                etree.SubElement(tr, _ds("Transform"), Algorithm=t)
+                transform = etree.SubElement(tr, _ds("Transform"), Algorithm=t)
+                if ref_uri == uri and t == CanonicalizationMethod.EXC_C14N.value:
+                    _inclusive_namespaces(transform, options.manifest_inclusive_prefixes)
         etree.SubElement(ref, _ds("DigestMethod"), Algorithm=options.digest_method)
         digest = hashlib.new(_DIGESTS[options.digest_method], data).digest()
         etree.SubElement(ref, _ds("DigestValue")).text = _b64(digest)
-    value = _sign(_c14n(signed_info, options.canonicalization), signer, options)
-    etree.SubElement(sig, _ds("SignatureValue")).text = _b64(value)
+    etree.SubElement(sig, _ds("SignatureValue"))
     x509_data = etree.SubElement(etree.SubElement(sig, _ds("KeyInfo")), _ds("X509Data"))
     for cert in (signer.cert, *options.chain):
         etree.SubElement(x509_data, _ds("X509Certificate")).text = _b64(cert.public_bytes(Encoding.DER))
+    if with_prefixes:
+        root = _reparsed(root)
+        signed_info = next(root.iter(_ds("SignedInfo")))
+    value = _sign(_c14n(signed_info, options.canonicalization, options.inclusive_prefixes), signer, options)
+    next(root.iter(_ds("SignatureValue"))).text = _b64(value)
     return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
 
 
@@ -244,23 +277,43 @@ def _sign(data: bytes, signer: Issued, options: SigningOptions) -> bytes:
     raise TypeError(f"cannot sign with {type(key).__name__}")
 
 
-def sign_manifest_xmlsec1(root: etree._Element, files: Mapping[str, bytes], signer: Issued) -> bytes:
-    """Sign with the ``xmlsec1`` command line (Debian package xmlsec1): RSA-SHA256, C14N, raw URIs."""
+def sign_manifest_xmlsec1(
+    root: etree._Element,
+    files: Mapping[str, bytes],
+    signer: Issued,
+    *,
+    canonicalization: str = CanonicalizationMethod.C14N_10.value,
+    inclusive_prefixes: tuple[str, ...] | None = None,
+    manifest_transform: str = CanonicalizationMethod.C14N_10.value,
+    manifest_inclusive_prefixes: tuple[str, ...] | None = None,
+    chain: tuple[x509.Certificate, ...] = (),
+    signature_namespaces: Mapping[str | None, str] | None = None,
+) -> bytes:
+    """Sign with the ``xmlsec1`` command line (Debian package xmlsec1): RSA-SHA256, raw URIs.
+
+    The template says C14N 1.0 by default; ``canonicalization`` / ``manifest_transform`` may be
+    exclusive C14N, with an ``ec:InclusiveNamespaces PrefixList`` from ``inclusive_prefixes`` /
+    ``manifest_inclusive_prefixes`` — xmlsec1 computes those canonical forms itself. ``chain``
+    certificates are handed to xmlsec1 with the key, which writes them into ``X509Data`` after the
+    signer's (run in the folder holding the detached files, as pitfalls.md says).
+    """
     exe = shutil.which("xmlsec1")
     if exe is None:
         raise FileNotFoundError("xmlsec1 is not installed (Debian package xmlsec1)")
     holder = _find(root, "署名情報")
-    sig = etree.SubElement(holder, _ds("Signature"), nsmap={"ds": DSIG_NS})
+    sig = etree.SubElement(holder, _ds("Signature"), nsmap={"ds": DSIG_NS, **(signature_namespaces or {})})
     signed_info = etree.SubElement(sig, _ds("SignedInfo"))
-    etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=CanonicalizationMethod.C14N_10.value)
+    c14n_method = etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=canonicalization)
+    _inclusive_namespaces(c14n_method, inclusive_prefixes)
     etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=SignatureMethod.RSA_SHA256.value)
-    for ref_uri, transforms in [("#" + MANIFEST_ID, (CanonicalizationMethod.C14N_10.value,)),
-                                *((name, ()) for name in files)]:
+    for ref_uri, transforms in [("#" + MANIFEST_ID, (manifest_transform,)), *((name, ()) for name in files)]:
         ref = etree.SubElement(signed_info, _ds("Reference"), URI=ref_uri)
         if transforms:
             tr = etree.SubElement(ref, _ds("Transforms"))
             for t in transforms:
-                etree.SubElement(tr, _ds("Transform"), Algorithm=t)
+                transform = etree.SubElement(tr, _ds("Transform"), Algorithm=t)
+                if t == CanonicalizationMethod.EXC_C14N.value:
+                    _inclusive_namespaces(transform, manifest_inclusive_prefixes)
         etree.SubElement(ref, _ds("DigestMethod"), Algorithm=DigestMethod.SHA256.value)
         etree.SubElement(ref, _ds("DigestValue"))
     etree.SubElement(sig, _ds("SignatureValue"))
@@ -271,10 +324,14 @@ def sign_manifest_xmlsec1(root: etree._Element, files: Mapping[str, bytes], sign
             (work / name).write_bytes(data)
         (work / "signer-key.pem").write_bytes(signer.key_pem())
         (work / "signer-cert.pem").write_bytes(signer.cert_pem())
+        key_files = ["signer-key.pem", "signer-cert.pem"]
+        for i, cert in enumerate(chain):
+            (work / f"chain-{i}.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+            key_files.append(f"chain-{i}.pem")
         (work / "template.xml").write_bytes(
             etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"))
         subprocess.run(
-            [exe, "--sign", "--privkey-pem", "signer-key.pem,signer-cert.pem", "--id-attr:ID", MANIFEST_ID,
+            [exe, "--sign", "--privkey-pem", ",".join(key_files), "--id-attr:ID", MANIFEST_ID,
              "--output", "kousei.xml", "template.xml"],
             cwd=work, check=True, capture_output=True, timeout=60,
         )

@@ -5,7 +5,9 @@ root, and J-LIS has rolled that root over several times **without changing its n
 must therefore pick issuers by key and signature, never by name (pitfalls.md "Certificates and
 CRLs"); this PKI reproduces that trap on purpose: two root generations with one subject, different
 keys and overlapping validity. It also has an intermediate CA (the "through an intermediate" case of
-package-format.md §4) and a separate portal hierarchy for the 到達情報 signature.
+package-format.md §4) and a separate portal hierarchy for the 到達情報 signature. :meth:`TestPKI.issue_ca`
+grows further CAs on demand — a signing CA that reaches the verifier only inside packages
+(``KeyInfo/X509Data``), in several key generations under one name (:data:`JPKI_SIGNING_CA_SUBJECT`).
 
 Everything the verifier's decisions depend on is an input: the moment (``now``, timezone-aware),
 the serial numbers (drawn from a seeded :class:`random.Random`) and every knob a negative test needs
@@ -58,6 +60,7 @@ __all__ = [
     "CRL_BASE_URL",
     "JPKI_INTERMEDIATE_SUBJECT",
     "JPKI_ROOT_SUBJECT",
+    "JPKI_SIGNING_CA_SUBJECT",
     "JPKI_SIGNING_POLICY_OID",
     "KEY_PURPOSES",
     "MANIFEST_NAME",
@@ -89,6 +92,16 @@ JPKI_INTERMEDIATE_SUBJECT = x509.Name(
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "JPKI-TEST"),
         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "JPKI for digital signature"),
         x509.NameAttribute(NameOID.COMMON_NAME, "JPKI-TEST signing CA G2"),
+    ]
+)
+#: A signing CA under the current root that is configured nowhere: it reaches the verifier only in
+#: the packages' ``KeyInfo/X509Data``. Tests issue several key generations of it under this one name.
+JPKI_SIGNING_CA_SUBJECT = x509.Name(
+    [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "JPKI-TEST"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "JPKI for digital signature"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "JPKI-TEST signing CA G3"),
     ]
 )
 PORTAL_ROOT_SUBJECT = x509.Name(
@@ -486,13 +499,14 @@ class TestPKI:
         path_length: int | None,
         policy_oid: str | None,
         cdp: str | None,
+        serial: int | None = None,
     ) -> Issued:
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(issuer.cert.subject)
             .public_key(key.public_key())
-            .serial_number(_new_serial(rng))
+            .serial_number(_new_serial(rng) if serial is None else serial)
             .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
@@ -510,6 +524,37 @@ class TestPKI:
         return Issued(builder.sign(issuer.key, _SHA256), key)
 
     # -- issuing -----------------------------------------------------------------------------
+
+    def issue_ca(
+        self,
+        subject: x509.Name = JPKI_SIGNING_CA_SUBJECT,
+        *,
+        issuer: Issued | None = None,
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
+        key: rsa.RSAPrivateKey | None = None,
+        path_length: int | None = 0,
+        policy_oid: str | None = JPKI_SIGNING_POLICY_OID,
+        with_cdp: bool = True,
+        serial: int | None = None,
+    ) -> Issued:
+        """A CA certificate under ``issuer`` (default: the current root, ``jpki_roots[1]``).
+
+        Defaults: valid from ``now - 1 year`` to ``now + 8 years`` (capped at the issuer's expiry),
+        keyUsage keyCertSign + cRLSign, pathLength 0, the JPKI signing policy, a CRL distribution
+        point of the issuer. Calling it twice with the same ``subject`` gives two key generations
+        of one CA name — the trap a verifier must handle by key, not by name. ``serial`` None
+        draws one from :attr:`rng`.
+        """
+        issuer = self.jpki_roots[1] if issuer is None else issuer
+        nb = _aware_utc(not_before, "not_before") if not_before is not None else self.now - _YEAR
+        na = _aware_utc(not_after, "not_after") if not_after is not None else self.now + 8 * _YEAR
+        na = min(na, issuer.cert.not_valid_after_utc)
+        return self._issue_ca(
+            issuer, subject, nb, na, self.rng, _rsa_key(self.key_bits) if key is None else key,
+            path_length=path_length, policy_oid=policy_oid,
+            cdp=self.crl_url(issuer) if with_cdp else None, serial=serial,
+        )
 
     def issuer_label(self, issuer: Issued) -> str:
         """A stable file/URL name for one of this PKI's CAs (``jpki-root-g2``, ``jpki-intermediate`` …)."""

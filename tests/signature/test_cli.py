@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,12 +67,32 @@ def test_failed_exits_1(world: World, tmp_path: Path, package: Path) -> None:
     assert json.loads(result.stdout)["indication"] == "FAILED"
 
 
-def test_revoked_exits_1(world: World, tmp_path: Path, make_package: PackageFactory) -> None:
+def test_revoked_before_arrival_exits_2(world: World, tmp_path: Path, make_package: PackageFactory) -> None:
+    """Revoked before 到達日時: INDETERMINATE / REVOKED_NO_POE (ETSI EN 319 102-1), exit code 2."""
     path = tmp_path / "revoked.zip"
     path.write_bytes(make_package(signer=world.revoked_signer))
     result = run(*verify_args(world, path, "--json"))
-    assert result.returncode == 1
-    assert json.loads(result.stdout)["sub_indication"] == "REVOKED"
+    assert result.returncode == 2
+    out = json.loads(result.stdout)
+    assert (out["sub_indication"], out["reason_code"]) == ("REVOKED_NO_POE", "CERT_REVOKED")
+    assert datetime.fromisoformat(out["signer_revoked_at"]) == NOW - timedelta(days=3)
+    assert out["revoked_after_validation_time"] is False
+
+
+def test_at_is_the_processing_time_and_the_applicant_is_judged_at_arrival(world: World, package: Path) -> None:
+    """--at is when the package is processed (the portal certificate is validated then); the
+    applicant's certificate is judged at the portal-signed 到達日時. Two days later, after every
+    CRL's nextUpdate, the CRL that was current at 到達日時 still decides: same answer."""
+    later = (NOW + timedelta(days=2)).isoformat()
+    for at in (NOW.isoformat(), later):
+        args = verify_args(world, package, "--json")
+        args[args.index("--at") + 1] = at
+        result = run(*args)
+        assert result.returncode == 0, result.stdout
+        out = json.loads(result.stdout)
+        assert out["validation_time"] == (NOW - timedelta(minutes=30)).isoformat()
+        assert out["validation_time_source"] == "arrival"
+        assert out["processing_time"] == at
 
 
 def test_no_crl_is_indeterminate_exit_2_and_soft_fail_passes(world: World, package: Path) -> None:

@@ -26,8 +26,9 @@ from cryptography.x509.oid import NameOID
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import RevokedError
 
+from signature import revocation
 from signature.errors import SignatureError, TrustConfigError
-from signature.revocation import RevocationStatus, RevocationStore
+from signature.revocation import CrlRefusal, RevocationStatus, RevocationStore
 
 UTC = dt.UTC
 JST = dt.timezone(dt.timedelta(hours=9))
@@ -92,6 +93,8 @@ def _leaf(
     leaf_key: rsa.RSAPrivateKey,
     serial: int,
     cdp: x509.GeneralName | None,
+    *,
+    not_after: dt.datetime = dt.datetime(2029, 1, 1, tzinfo=UTC),
 ) -> x509.Certificate:
     ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
@@ -101,7 +104,7 @@ def _leaf(
         .public_key(leaf_key.public_key())
         .serial_number(serial)
         .not_valid_before(dt.datetime(2024, 1, 1, tzinfo=UTC))
-        .not_valid_after(dt.datetime(2029, 1, 1, tzinfo=UTC))
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -242,8 +245,11 @@ def store_of(tmp_path: Path, pki: Pki, *crl_files: tuple[str, bytes]) -> Revocat
         pytest.param("good", T0, RevocationStatus.GOOD, id="at-equals-thisUpdate"),
         pytest.param("revoked_no_cdp", T_NEXT, RevocationStatus.UNKNOWN, id="crl-expired-at-nextUpdate"),
         pytest.param("good", T_NEXT + dt.timedelta(days=30), RevocationStatus.UNKNOWN, id="crl-expired"),
-        pytest.param("revoked_no_cdp", T0 - dt.timedelta(seconds=1), RevocationStatus.UNKNOWN,
-                     id="crl-not-yet-issued"),
+        # A CRL issued after the time speaks for it (package-format.md §4): it knows the most.
+        pytest.param("revoked_no_cdp", T0 - dt.timedelta(seconds=1), RevocationStatus.REVOKED,
+                     id="crl-issued-after-the-time"),
+        pytest.param("revoked_no_cdp", REVOKED_AT - dt.timedelta(seconds=1), RevocationStatus.GOOD,
+                     id="crl-issued-after-the-time-revoked-later"),
         pytest.param("root1_leaf", AT, RevocationStatus.UNKNOWN, id="other-root-has-no-crl"),
     ],
 )
@@ -261,6 +267,11 @@ def test_status(tmp_path: Path, pki: Pki, leaf: str, at: dt.datetime, status: Re
         assert result.revoked_at in (REVOKED_AT, LATE_REVOCATION)
     else:
         assert result.revoked_at is None
+    listed_later = {"late": LATE_REVOCATION, "revoked_no_cdp": REVOKED_AT}
+    if status is RevocationStatus.GOOD and leaf in listed_later:
+        assert result.revoked_later == listed_later[leaf]  # revoked, but only after the time
+    else:
+        assert result.revoked_later is None
     assert "test signer" not in result.detail  # never a subject
 
 
@@ -273,19 +284,43 @@ def test_revoked_result_fields(tmp_path: Path, pki: Pki) -> None:
     assert "root2.crl" in result.detail
 
 
-def test_latest_current_crl_wins(tmp_path: Path, pki: Pki) -> None:
-    """Of several current CRLs, the one with the latest thisUpdate decides (here: un-revoked)."""
+def test_newest_crl_that_speaks_for_the_time_wins(tmp_path: Path, pki: Pki) -> None:
+    """Of the CRLs current at the time or issued after it, the newest decides: it knows the most.
+
+    (The CRLs here disagree on purpose — an entry that disappears is what a released
+    certificateHold looks like — so that which CRL decided is visible in the answer.)
+    """
     older = root2_crl(pki)
     newer = make_crl(pki.root2_key, pki.root2, [], this_update=T0 + dt.timedelta(minutes=30))
-    future = make_crl(pki.root2_key, pki.root2, [(S_GOOD, REVOKED_AT)],
-                      this_update=T0 + dt.timedelta(hours=2))
-    store = store_of(tmp_path, pki, ("a.crl", der(older)), ("b.crl", der(newer)), ("c.crl", der(future)))
+    later = make_crl(pki.root2_key, pki.root2, [(S_GOOD, REVOKED_AT)],
+                     this_update=T0 + dt.timedelta(hours=2), next_update=T_NEXT + dt.timedelta(hours=2))
+    store = store_of(tmp_path, pki, ("a.crl", der(older)), ("b.crl", der(newer)), ("c.crl", der(later)))
     assert store.crl_count == 3
-    assert store.check(pki.leaves["revoked_no_cdp"], pki.root2, AT).status is RevocationStatus.GOOD
-    assert store.check(pki.leaves["revoked_no_cdp"], pki.root2, T0).status is RevocationStatus.REVOKED
-    # After the future CRL's thisUpdate it decides.
-    assert store.check(pki.leaves["good"], pki.root2, T0 + dt.timedelta(hours=3)).status \
-        is RevocationStatus.REVOKED
+    for at in (T0, AT, T0 + dt.timedelta(hours=3)):
+        good = store.check(pki.leaves["good"], pki.root2, at)
+        assert (good.status, good.crl_this_update) == (RevocationStatus.REVOKED, T0 + dt.timedelta(hours=2))
+        assert store.check(pki.leaves["revoked_no_cdp"], pki.root2, at).status is RevocationStatus.GOOD
+    # Once the later CRL has expired too, nothing speaks for the time: stale, not "good".
+    expired = store.check(pki.leaves["good"], pki.root2, T_NEXT + dt.timedelta(hours=2))
+    assert expired.status is RevocationStatus.UNKNOWN
+    assert "stale" in expired.detail
+
+
+def test_crl_issued_after_the_certificate_expired_is_not_used(tmp_path: Path, pki: Pki) -> None:
+    """RFC 5280 §3.3 lets a CA drop expired certificates from later CRLs: such a CRL proves nothing."""
+    leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    short = _leaf(pki.root2_key, pki.root2, leaf_key, 4001, None, not_after=T0 + dt.timedelta(hours=1))
+    at = T0 + dt.timedelta(minutes=30)  # the certificate is valid then
+    after_expiry = make_crl(pki.root2_key, pki.root2, [], this_update=T0 + dt.timedelta(hours=2))
+    store = store_of(tmp_path, pki, ("after-expiry.crl", der(after_expiry)))
+    assert store.check(short, pki.root2, at).status is RevocationStatus.UNKNOWN
+    # The same CRL still speaks for a certificate that had not expired when it was issued.
+    assert store.check(pki.leaves["good"], pki.root2, at).status is RevocationStatus.GOOD
+    # A CRL issued after the time but before the expiry does.
+    before_expiry = make_crl(pki.root2_key, pki.root2, [(4001, T0 - dt.timedelta(days=1))],
+                             this_update=T0 + dt.timedelta(minutes=45))
+    store = store_of(tmp_path, pki, ("after-expiry.crl", der(after_expiry)), ("before.crl", der(before_expiry)))
+    assert store.check(short, pki.root2, at).status is RevocationStatus.REVOKED
 
 
 def test_wrong_same_name_issuer_is_not_consulted(tmp_path: Path, pki: Pki) -> None:
@@ -297,10 +332,16 @@ def test_wrong_same_name_issuer_is_not_consulted(tmp_path: Path, pki: Pki) -> No
     assert "did not issue" in result.detail
 
 
-def test_unconfigured_issuer_is_unknown(tmp_path: Path, pki: Pki) -> None:
+def test_crl_of_an_issuer_not_configured_is_used_for_that_issuer(tmp_path: Path, pki: Pki) -> None:
+    """A CRL whose issuer is not configured waits for the issuer certificate of a validated path
+    (here root2, passed to check() as a verifier would pass a CA carried in the package); the
+    same-name root1 configured meanwhile cannot claim it: its key did not sign it."""
     store = RevocationStore([write(tmp_path / "r.crl", der(root2_crl(pki)))], [pki.root1])
-    assert store.crl_count == 0
-    assert store.check(pki.leaves["good"], pki.root2, AT).status is RevocationStatus.UNKNOWN
+    assert (store.crl_count, store.status().awaiting_issuer) == (1, 1)
+    assert store.check(pki.leaves["root1_leaf"], pki.root1, AT).status is RevocationStatus.UNKNOWN
+    assert store.check(pki.leaves["good"], pki.root2, AT).status is RevocationStatus.GOOD
+    assert store.check(pki.leaves["revoked_no_cdp"], pki.root2, AT).status is RevocationStatus.REVOKED
+    assert store.status().awaiting_issuer == 0
 
 
 def test_equal_issuer_object_is_recognised(tmp_path: Path, pki: Pki) -> None:
@@ -336,7 +377,8 @@ def test_crl_claiming_other_roots_key_id_is_ignored(
     assert store.crl_count == 0
     assert store.check(pki.leaves["good"], pki.root2, AT).status is RevocationStatus.UNKNOWN
     assert "mixed.crl" in caplog.text
-    assert "not signed by any configured issuer" in caplog.text
+    assert "does not verify with the issuer it names" in caplog.text
+    assert store.status().refused == ((CrlRefusal.SIGNATURE_INVALID, 1),)
 
 
 @pytest.mark.parametrize("forgery", ["tampered-signature", "tampered-entries", "unknown-key"])
@@ -518,16 +560,19 @@ def test_renamed_file_is_not_verified_again(
 ) -> None:
     path = write(tmp_path / "a.crl", der(root2_crl(pki)))
     store = RevocationStore([tmp_path], [pki.root2])
+    generation = store.generation
     calls: list[object] = []
 
     def counting(*args: object) -> bool:
         calls.append(args)
         return True
 
-    monkeypatch.setattr(x509.CertificateRevocationList, "is_signature_valid", counting, raising=False)
+    monkeypatch.setattr(revocation._Signature, "verifies_with", counting)
+    monkeypatch.setattr(x509, "load_der_x509_crl", counting)
     os.replace(path, tmp_path / "b.crl")
-    assert store.refresh() is True  # the file set changed ...
-    assert calls == []  # ... but the same bytes were not parsed and verified again
+    assert store.refresh() is False  # the same revocation data under another name: no change ...
+    assert store.generation == generation
+    assert calls == []  # ... and the same bytes were not parsed and verified again
     result = store.check(pki.leaves["revoked_no_cdp"], pki.root2, AT)
     assert result.status is RevocationStatus.REVOKED
     assert "b.crl" in result.detail
@@ -609,7 +654,11 @@ def test_idp_partition_and_complete_crl(tmp_path: Path, pki: Pki) -> None:
     part_a = make_crl(pki.root2_key, pki.root2, [], idp=[DP_A], this_update=T0 + dt.timedelta(minutes=10))
     store = store_of(tmp_path, pki, ("partition-a.crl", der(part_a)), ("full.crl", der(root2_crl(pki))))
     assert store.check(pki.leaves["revoked_cdp"], pki.root2, AT).status is RevocationStatus.GOOD
-    assert store.check(pki.leaves["revoked_cdp"], pki.root2, T0).status is RevocationStatus.REVOKED
+    # Also at T0, before the partition CRL was issued: issued later, it speaks for T0 and is newer.
+    assert store.check(pki.leaves["revoked_cdp"], pki.root2, T0).status is RevocationStatus.GOOD
+    (tmp_path / "full").mkdir()
+    only_full = store_of(tmp_path / "full", pki, ("full.crl", der(root2_crl(pki))))
+    assert only_full.check(pki.leaves["revoked_cdp"], pki.root2, T0).status is RevocationStatus.REVOKED
     assert store.check(pki.leaves["part_b"], pki.root2, AT).status is RevocationStatus.GOOD
     assert store.check(pki.leaves["revoked_no_cdp"], pki.root2, AT).status is RevocationStatus.REVOKED
 

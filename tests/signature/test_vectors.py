@@ -31,7 +31,7 @@ from signature.algorithms import CanonicalizationMethod, DigestMethod, Signature
 from signature.errors import SignatureError
 from signature.package import ARRIVAL_FILE, MANIFEST_FILE
 from signature.policy import RevocationMode, VerificationPolicy, ZipLimits
-from signature.report import FileRole, Indication, ReasonCode, SubIndication, VerificationReport
+from signature.report import FileRole, Indication, ReasonCode, SubIndication, TimeSource, VerificationReport
 from signature.testing.builder import (
     DSA_SHA256,
     HMAC_SHA256,
@@ -49,6 +49,7 @@ from signature.testing.builder import (
 from signature.testing.pki import Issued, Resident, TestPKI
 from signature.testing.samples import sample_pdf
 from signature.verify import TrustConfig, verify_package
+from signature.xmldsig import DSIG_NS
 from tests.conftest import NOW
 
 try:  # tests/signature as a package (if an __init__.py is ever added) …
@@ -357,16 +358,17 @@ def v_via_intermediate_configured_only(c: Ctx) -> Valid:
     return Valid(c.build(signer=signer), c.spec, c.resident, signer)
 
 
-def test_intermediate_only_in_keyinfo_needs_configuring_for_its_crl(ctx: Ctx) -> None:
-    """Documented behaviour (TrustConfig, docs/operations.md): an intermediate that arrives only in
-    KeyInfo builds the path, but no CRL is attributed to it until it is configured, so ``require``
-    gives TRY_LATER — a loud failure an operator fixes with ``--intermediates``, never a silent pass."""
+def test_intermediate_only_in_keyinfo_gets_its_crl_without_configuring(ctx: Ctx) -> None:
+    """An intermediate that arrives only in KeyInfo builds the path, and its CRL — verified with the
+    key of that intermediate, the issuer the path validation used — decides revocation: operators
+    configure anchors and CRLs, not intermediates (package-format.md §4)."""
     v = v_via_intermediate(ctx)
     roots_only = TrustConfig.load(jpki_roots=[ctx.world.jpki_roots], portal_roots=[ctx.world.portal_roots],
                                   crls=[ctx.world.crl_dir])
+    assert roots_only.intermediates == ()
     report = verify_package(v.package, roots_only, at=ctx.now)
-    assert outcome(report) == (INDETERMINATE, S.TRY_LATER, R.REVOCATION_UNKNOWN)
-    assert "signer-chain" in report.checks
+    assert outcome(report) == (PASSED, None, None), report.reason_en
+    assert report.revocation_checked is True
     configured = verify_package(v.package, v.trust or ctx.trust, at=ctx.now)
     assert outcome(configured) == (PASSED, None, None)
 
@@ -410,6 +412,11 @@ def test_valid_package_passes(ctx: Ctx, make: Callable[[Ctx], Valid]) -> None:
     assert report.readable is True
     assert report.revocation_checked is True
     assert report.signature_algorithm == v.algorithm
+    # Judged at the portal-signed 到達日時, processed at ``at``.
+    assert (report.validation_time, report.validation_time_source) == (v.spec.arrived_at, TimeSource.ARRIVAL)
+    assert report.processing_time == ctx.now
+    assert (report.signer_revoked_at, report.revoked_after_validation_time) == (None, False)
+    assert report.crl_this_update is not None
     assert report.arrival is not None
     assert report.arrival.receipt_number == v.spec.receipt_number
     assert report.arrival.procedure_id == v.spec.procedure_id
@@ -857,8 +864,6 @@ CRYPTO = (INDETERMINATE, S.CRYPTO_CONSTRAINTS_FAILURE)
         pytest.param(k_options(digest_method=SHA1_DIGEST), (*CRYPTO, R.WEAK_ALGORITHM), id="sha1-digests"),
         pytest.param(k_options(signature_method=HMAC_SHA256), (*CRYPTO, R.WEAK_ALGORITHM), id="hmac-sha256"),
         pytest.param(k_signer("rsa1024"), (*CRYPTO, R.WEAK_KEY), id="rsa-1024-signer"),
-        pytest.param(k_key_value_only, (INDETERMINATE, S.NO_SIGNING_CERTIFICATE_FOUND, R.NO_SIGNING_CERTIFICATE),
-                     id="key-value-only-attacker-key"),
     ],
 )
 def test_weak_algorithms_and_keys(ctx: Ctx, make: Callable[[Ctx], Run], expected: Expected) -> None:
@@ -896,6 +901,103 @@ def test_dsa_is_refused(ctx: Ctx, dsa_signer: Issued, signature_method: str | No
     assert report.signer is None
 
 
+# ------------------------------------------------------------------------------------- KeyInfo
+
+
+def _key_info(root: etree._Element) -> etree._Element:
+    (key_info,) = root.iter(tamper.ds("KeyInfo"))
+    return key_info
+
+
+def ki_beside(make: Callable[[], etree._Element], *, first: bool = False) -> Callable[[Ctx], Run]:
+    """KeyInfo with ``make()`` beside the genuine X509Data (KeyInfo is not signed: only this changes)."""
+    def edit(root: etree._Element) -> None:
+        key_info = _key_info(root)
+        if first:
+            key_info.insert(0, make())
+        else:
+            key_info.append(make())
+
+    return lambda c: Run(c.rework(c.build(), kousei=edit))
+
+
+def ki_edit(edit: Callable[[etree._Element], None]) -> Callable[[Ctx], Run]:
+    return lambda c: Run(c.rework(c.build(), kousei=lambda root: edit(_key_info(root))))
+
+
+def _ds_element(local: str, text: str | None = None, **attrs: str) -> Callable[[], etree._Element]:
+    def make() -> etree._Element:
+        el = etree.Element(tamper.ds(local), nsmap={"ds": DSIG_NS}, **attrs)
+        el.text = text
+        return el
+    return make
+
+
+def _key_value_of_signer(c: Ctx) -> Run:
+    def edit(root: etree._Element) -> None:
+        key_info = _key_info(root)
+        x509_data = key_info[0]
+        tamper.key_value_only(root, c.world.signer.rsa_key)  # the signer's own key, as a KeyValue
+        key_info.insert(0, x509_data)
+    return Run(c.rework(c.build(), kousei=edit))
+
+
+def _only_issuer_serial(key_info: etree._Element) -> None:
+    (x509_data,) = key_info
+    for child in list(x509_data):
+        x509_data.remove(child)
+    serial = etree.SubElement(x509_data, tamper.ds("X509IssuerSerial"))
+    etree.SubElement(serial, tamper.ds("X509IssuerName")).text = "CN=issuer"
+    etree.SubElement(serial, tamper.ds("X509SerialNumber")).text = "1"
+
+
+def _arrival_key_name(c: Ctx) -> Run:
+    u = tamper.unpack(c.build())
+    u.edit_xml(ARRIVAL_FILE, lambda root: _key_info(root).append(_ds_element("KeyName", "portal")()))
+    return Run(u.zip())
+
+
+NOT_X509DATA = (FAILED, S.FORMAT_FAILURE, R.KEYINFO_NOT_X509DATA)
+NO_CERT = (INDETERMINATE, S.NO_SIGNING_CERTIFICATE_FOUND, R.NO_SIGNING_CERTIFICATE)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        # The format allows X509Data only (package-format.md §2): anything else is a format failure,
+        # whether it replaces X509Data (an attacker's own key) or sits beside it.
+        pytest.param(k_key_value_only, NOT_X509DATA, id="key-value-only-attacker-key"),
+        pytest.param(_key_value_of_signer, NOT_X509DATA, id="key-value-of-the-signer-beside-x509data"),
+        pytest.param(ki_beside(_ds_element("KeyName", "signer")), NOT_X509DATA, id="key-name-after-x509data"),
+        pytest.param(ki_beside(_ds_element("KeyName", "signer"), first=True), NOT_X509DATA,
+                     id="key-name-before-x509data"),
+        pytest.param(ki_beside(_ds_element("RetrievalMethod", URI="https://key.example/cert.der")), NOT_X509DATA,
+                     id="retrieval-method-beside-x509data"),
+        pytest.param(ki_beside(lambda: etree.Element("{urn:example:keys}Hint")), NOT_X509DATA,
+                     id="foreign-element-beside-x509data"),
+        pytest.param(ki_beside(lambda: etree.Comment(" a note ")), (PASSED, None, None),
+                     id="comment-beside-x509data-is-not-a-key"),
+        # X509Data without a certificate, or no X509Data: the signing certificate cannot be found.
+        pytest.param(ki_edit(_only_issuer_serial), NO_CERT, id="x509data-with-issuer-serial-only"),
+        pytest.param(ki_edit(lambda ki: ki.remove(ki[0])), NO_CERT, id="empty-key-info"),
+    ],
+)
+def test_key_info_other_than_x509data(ctx: Ctx, make: Callable[[Ctx], Run], expected: Expected) -> None:
+    report = make(ctx).verify(ctx)
+    assert outcome(report) == expected, report.reason_en
+    if expected is NOT_X509DATA:
+        assert report.readable is True
+        assert "only X509Data" in report.reason_en
+        assert report.manifest is None
+        assert report.signer is None
+
+
+def test_key_info_of_the_arrival_record_is_held_to_the_same_rule(ctx: Ctx) -> None:
+    report = _arrival_key_name(ctx).verify(ctx)
+    assert outcome(report) == NOT_X509DATA
+    assert report.arrival is None  # nothing of an arrival record that failed is reported
+
+
 def test_key_value_package_really_verifies_with_the_attacker_key(ctx: Ctx) -> None:
     """The KeyValue vector is refused for the missing certificate, not for a broken signature."""
     attacker = Issued(ctx.world.signer.cert, ctx.signers.attacker_key)
@@ -924,23 +1026,18 @@ def c_no_crls(c: Ctx) -> Run:
     return Run(c.build(), trust=c.world.trust(crls=False))
 
 
-def c_after_next_update(c: Ctx) -> Run:
-    return Run(c.build(), at=c.now + timedelta(days=2))
-
-
-def c_before_this_update(c: Ctx) -> Run:
-    return Run(c.build(), at=c.now - timedelta(hours=7))  # CRLs: thisUpdate NOW-6h; signer valid from NOW-1d
-
-
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
         pytest.param(c_signer("expired"), (INDETERMINATE, S.OUT_OF_BOUNDS_NO_POE, R.CERT_EXPIRED), id="expired"),
         pytest.param(c_signer("not_yet_valid"), (FAILED, S.NOT_YET_VALID, R.CERT_NOT_YET_VALID), id="not-yet-valid"),
-        pytest.param(c_revoked, (FAILED, S.REVOKED, R.CERT_REVOKED), id="revoked"),
-        pytest.param(c_revoked_no_cdp(RevocationMode.REQUIRE), (FAILED, S.REVOKED, R.CERT_REVOKED),
+        # Revoked before 到達日時: nothing proves the signature was made before the revocation
+        # (ETSI EN 319 102-1: INDETERMINATE / REVOKED_NO_POE; FAILED / REVOKED would need proof
+        # that it was made after it).
+        pytest.param(c_revoked, (INDETERMINATE, S.REVOKED_NO_POE, R.CERT_REVOKED), id="revoked"),
+        pytest.param(c_revoked_no_cdp(RevocationMode.REQUIRE), (INDETERMINATE, S.REVOKED_NO_POE, R.CERT_REVOKED),
                      id="revoked-without-cdp-require"),
-        pytest.param(c_revoked_no_cdp(RevocationMode.SOFT_FAIL), (FAILED, S.REVOKED, R.CERT_REVOKED),
+        pytest.param(c_revoked_no_cdp(RevocationMode.SOFT_FAIL), (INDETERMINATE, S.REVOKED_NO_POE, R.CERT_REVOKED),
                      id="revoked-without-cdp-soft-fail"),
         pytest.param(c_signer("foreign"), (INDETERMINATE, S.NO_CERTIFICATE_CHAIN_FOUND, R.UNTRUSTED_CHAIN),
                      id="untrusted-ca-with-the-same-name"),
@@ -949,10 +1046,6 @@ def c_before_this_update(c: Ctx) -> Run:
         pytest.param(c_signer("no_policy"), (INDETERMINATE, S.CHAIN_CONSTRAINTS_FAILURE, R.CERT_POLICY),
                      id="no-certificate-policies"),
         pytest.param(c_no_crls, (INDETERMINATE, S.TRY_LATER, R.REVOCATION_UNKNOWN), id="no-crls-configured"),
-        pytest.param(c_after_next_update, (INDETERMINATE, S.TRY_LATER, R.REVOCATION_UNKNOWN),
-                     id="validation-time-after-every-crl-next-update"),
-        pytest.param(c_before_this_update, (INDETERMINATE, S.TRY_LATER, R.REVOCATION_UNKNOWN),
-                     id="validation-time-before-every-crl-this-update"),
     ],
 )
 def test_certificate_problems(ctx: Ctx, make: Callable[[Ctx], Run], expected: Expected) -> None:
