@@ -152,7 +152,8 @@ def test_signature_failed_package_is_forwarded_and_flagged_by_the_intake(
     assert response.status_code == 201, response.text
     with intake.session() as s:
         record = s.scalar(select(VerificationRecord))
-        assert (record.indication, record.reason_code) == ("FAILED", "CERT_REVOKED")
+        assert (record.indication, record.sub_indication, record.reason_code) == (
+            "INDETERMINATE", "REVOKED_NO_POE", "CERT_REVOKED")
     [stone] = relay.tombstones.all()
     assert (stone.outcome, stone.reason_code) == (Outcome.STORED, "CERT_REVOKED")
 

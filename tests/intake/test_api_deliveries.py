@@ -67,7 +67,8 @@ def test_failed_package_is_stored_and_reported(
     with make_session_factory(engine)() as s:
         record = s.scalar(select(VerificationRecord))
         assert record is not None
-        assert (record.indication, record.reason_code) == ("FAILED", "CERT_REVOKED")
+        assert (record.indication, record.sub_indication, record.reason_code) == (
+            "INDETERMINATE", "REVOKED_NO_POE", "CERT_REVOKED")
         assert s.scalar(select(func.count()).select_from(ApplicationVersion)) == 1
 
 

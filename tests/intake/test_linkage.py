@@ -316,6 +316,8 @@ def test_validity_is_judged_on_the_arrival_day(
     valid_from: date, valid_to: date, arrived: str, state: LinkageState,
 ) -> None:
     run_import(session, clock, link(valid_from=valid_from, valid_to=valid_to))
+    # The intake receives it after it arrived at the portal (the arrival is the validation time).
+    clock.now = max(clock.now, datetime.fromisoformat(arrived) + timedelta(minutes=1))
     app = deliver(session, runtime, make_package(spec=replace(spec, arrived_at=datetime.fromisoformat(arrived))))
     assert app.linkage_state is state
 

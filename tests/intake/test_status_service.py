@@ -17,6 +17,7 @@ from intake.runtime import Runtime
 from signature.testing.builder import ApplicationSpec
 from status import Action, CommentRequired, IllegalTransition, NotPermitted, Role, Status
 from tests.conftest import NOW, PackageFactory
+from tests.intake.conftest import Clock
 from tests.intake.staffdata import CATALOGUE, OTHER_DEPT, deliver, principal
 
 REVIEWER = principal(Role.REVIEWER)
@@ -37,7 +38,7 @@ def _step(session: Session, app_id: int, action: Action, comment: str = "", minu
 
 
 def test_staff_path_with_a_correction_round(
-    session: Session, runtime: Runtime, make_package: PackageFactory, spec: ApplicationSpec, app_id: int
+    session: Session, runtime: Runtime, clock: Clock, make_package: PackageFactory, spec: ApplicationSpec, app_id: int
 ) -> None:
     _step(session, app_id, Action.ACCEPT)
     _step(session, app_id, Action.START_REVIEW, minutes=2)
@@ -51,6 +52,7 @@ def test_staff_path_with_a_correction_round(
     # The resident corrects: the chain is back in 審査中 and in the reviewer's queue, visibly.
     fix = replace(spec, receipt_number="20261125-0000000002", kind="補正", first_receipt_number=spec.receipt_number,
                   arrived_at=spec.arrived_at + timedelta(minutes=40))
+    clock.now = fix.arrived_at + timedelta(minutes=1)  # the intake receives it after it arrived
     deliver(session, replace(runtime, procedures=CATALOGUE), make_package(spec=fix))
     session.refresh(app)
     assert (app.status, app.needs_review) == ("審査中", True)
@@ -111,7 +113,7 @@ def test_out_of_scope_looks_like_missing(session: Session, app_id: int, actor: o
 
 
 def test_withdrawal_package_withdraws_an_open_chain(
-    session: Session, runtime: Runtime, make_package: PackageFactory, spec: ApplicationSpec, app_id: int
+    session: Session, runtime: Runtime, clock: Clock, make_package: PackageFactory, spec: ApplicationSpec, app_id: int
 ) -> None:
     _step(session, app_id, Action.ACCEPT)
     wd = replace(spec, receipt_number="20261125-0000000009", kind="取下げ", first_receipt_number=spec.receipt_number,
@@ -129,7 +131,7 @@ def test_withdrawal_package_withdraws_an_open_chain(
 
 
 def test_new_version_before_review_changes_no_status(
-    session: Session, runtime: Runtime, make_package: PackageFactory, spec: ApplicationSpec, app_id: int
+    session: Session, runtime: Runtime, clock: Clock, make_package: PackageFactory, spec: ApplicationSpec, app_id: int
 ) -> None:
     _step(session, app_id, Action.ACCEPT)
     re = replace(spec, receipt_number="20261125-0000000003", kind="再申請", first_receipt_number=spec.receipt_number,

@@ -87,10 +87,12 @@ def test_failed_package_is_stored_and_flagged(
     deliver(session, runtime, make_package(signer=world.revoked_signer))
     report = session.scalar(select(VerificationRecord))
     assert report is not None
-    assert (report.indication, report.reason_code) == ("FAILED", "CERT_REVOKED")
+    # Revoked before the portal-signed 到達日時: INDETERMINATE / REVOKED_NO_POE (docs/package-format.md).
+    assert (report.indication, report.sub_indication, report.reason_code) == (
+        "INDETERMINATE", "REVOKED_NO_POE", "CERT_REVOKED")
     version = session.scalar(select(ApplicationVersion))
     assert version is not None
-    assert version.indication == "FAILED"
+    assert version.indication == "INDETERMINATE"
 
 
 def test_unreadable_package_is_stored_without_a_version(session: Session, runtime: Runtime) -> None:
