@@ -1,4 +1,4 @@
-"""``python -m dmz_relay serve | pull [--once] | statuses [--once] | push PATH… | check``.
+"""``python -m dmz_relay serve | pull [--once] | statuses [--once] | push PATH… | check | status | retry 受付番号``.
 
 ``serve``, ``pull``, ``statuses`` and ``check`` read their configuration from ``SHINSEI_RELAY_*``
 (:class:`~dmz_relay.settings.RelaySettings`); ``push`` is the LGWAN terminal's client and takes
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import ssl
 import sys
 import time
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     push.add_argument("--no-progress", action="store_true")
     sub.add_parser("check", help="configuration and readiness self-test (exit 1 when not ready)")
+    sub.add_parser("status", help="reconciliation: listed items by state, set-aside items, the last rounds (JSON)")
+    retry = sub.add_parser("retry", help="retry a set-aside 受付番号 now, with a fresh attempt budget")
+    retry.add_argument("receipt_number", metavar="受付番号", help="YYYYMMDD-NNNNNNNNNN")
     return parser
 
 
@@ -68,6 +72,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             checks = relay.readiness()
             print(json.dumps(checks, ensure_ascii=False, indent=2))
             return 0 if all(v in ("ok", "skipped", "disabled") for v in checks.values()) else 1
+        if args.command == "status":
+            print(json.dumps(relay.status(), ensure_ascii=False, indent=2))
+            return 0
+        if args.command == "retry":
+            if relay.puller is None:
+                print("no portal configured (SHINSEI_RELAY_PORTAL_URL)", file=sys.stderr)
+                return 2
+            if not re.fullmatch(r"[0-9]{8}-[0-9]{10}", args.receipt_number):
+                print("a 受付番号 is YYYYMMDD-NNNNNNNNNN", file=sys.stderr)
+                return 2
+            item, final = relay.puller.retry(args.receipt_number)
+            if item is None:
+                print(f"{args.receipt_number}: not a listed 受付番号", file=sys.stderr)
+                return 2
+            print(json.dumps({"receipt_number": item.receipt_number, "state": item.state.value,
+                              "reason_code": item.reason_code, "attempts": item.attempts}, ensure_ascii=False))
+            return 0 if final else 1
         if args.command == "pull":
             if relay.puller is None:
                 print("no portal configured (SHINSEI_RELAY_PORTAL_URL)", file=sys.stderr)

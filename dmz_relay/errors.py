@@ -12,8 +12,10 @@ from a package (a file name can hold a resident's name), never package content.
     │   └── TempDirNotEmpty         the private temp directory holds files at start-up
     ├── TombstoneError              the state database cannot be written (not retryable)
     ├── IntakeError                 the intake did not give a receipt
-    │   ├── IntakeUnavailable       unreachable / 5xx / 409 after the capped attempts: try later
-    │   ├── IntakeRejected          a 4xx answer: the intake will not take these bytes
+    │   ├── IntakeUnavailable       unreachable / 502–504 / 409 after the capped attempts: the channel waits
+    │   ├── IntakeMisconfigured     a 4xx that is not a package refusal, or a TLS failure: the channel stops
+    │   ├── IntakeFailed            500 (or another unexpected answer) for this package: one failed attempt
+    │   ├── IntakeRejected          a documented package refusal (422 + handover.PACKAGE_REFUSALS): final
     │   └── IntakeProtocolError     a 2xx answer that is not a receipt for these bytes
     └── PortalError                 the portal API did not answer as documented
         ├── PortalUnavailable       429 / 503 / transport errors after the capped waits
@@ -26,6 +28,8 @@ from __future__ import annotations
 __all__ = [
     "DownloadMismatch",
     "IntakeError",
+    "IntakeFailed",
+    "IntakeMisconfigured",
     "IntakeProtocolError",
     "IntakeRejected",
     "IntakeUnavailable",
@@ -78,8 +82,19 @@ class IntakeUnavailable(IntakeError):
         self.attempts = attempts
 
 
+class IntakeMisconfigured(IntakeError):
+    """Relay and intake do not fit together: authentication, authorisation, routing, size limits or
+    protocol (a 4xx that is not a documented package refusal, or a TLS handshake that fails). Not
+    the package's fault: nothing is marked done, the channel stops until the intake answers right."""
+
+
+class IntakeFailed(IntakeError):
+    """This attempt for this package failed at the intake (500 or an unexpected answer): it counts
+    against the package's attempt budget, and the channel goes on with the next package."""
+
+
 class IntakeRejected(IntakeError):
-    """Permanent: the intake answered 4xx (its ``code`` and ``status`` are kept for the source)."""
+    """Final: the intake refused this package with a documented reason (``handover.PACKAGE_REFUSALS``)."""
 
 
 class IntakeProtocolError(IntakeError):

@@ -6,6 +6,11 @@ now). The ``Idempotency-Key`` is the SHA-256 of the body, so a repeat after a lo
 intake's 200 with the first receipt, never a second record. Attempts are capped; then
 :class:`IntakeUnavailable` goes to the caller, which tells the source — the relay never holds a
 package waiting for the intake. Waits are exponential with jitter; time and randomness are injected.
+
+Every other answer is classified by the contract (:func:`handover.classify`): a receipt; a
+documented package refusal (:class:`IntakeRejected`, final); a configuration error between relay
+and intake — any other 4xx, or a TLS handshake that fails (:class:`IntakeMisconfigured`: nothing is
+marked done, the channel stops); or a failed attempt for this package (:class:`IntakeFailed`: 500).
 """
 
 from __future__ import annotations
@@ -21,10 +26,10 @@ from typing import Any
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_when_event_set
 
-from dmz_relay.errors import IntakeProtocolError, IntakeRejected, IntakeUnavailable
+from dmz_relay.errors import IntakeFailed, IntakeMisconfigured, IntakeProtocolError, IntakeRejected, IntakeUnavailable
 from dmz_relay.metrics import Metrics
 from dmz_relay.settings import RelaySettings
-from handover import REPORT_HEADER, RelayReport
+from handover import REPORT_HEADER, RelayReport, SetAsideBatch, classify
 
 __all__ = [
     "BackoffPolicy",
@@ -84,6 +89,16 @@ class _Retryable(Exception):
         self.code = code
         self.status = status
         self.retry_after = retry_after
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    """Whether a transport error is a TLS handshake failure (in its cause chain)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -166,6 +181,11 @@ class IntakeClient:
             except httpx.TimeoutException as exc:
                 raise _Retryable("TIMEOUT") from exc
             except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                if _tls_failure(exc):
+                    # A certificate the other side refuses (or ours refuses theirs) does not heal
+                    # by waiting: a configuration error, at once.
+                    raise IntakeMisconfigured("the TLS handshake with the intake failed", code="TLS_HANDSHAKE",
+                                              status=None) from exc
                 # Refused, reset, or the reply lost after the intake may have committed: the
                 # Idempotency-Key (deliveries) and idempotent reads/acks make the next attempt safe.
                 raise _Retryable("CONNECT_ERROR") from exc
@@ -202,11 +222,15 @@ class IntakeClient:
 
     def _receipt(self, response: httpx.Response, sha256: str, attempts: int) -> IntakeReceipt:
         status = response.status_code
-        if 400 <= status < 500:
-            raise IntakeRejected("the intake refused the package", code=_error_code(response), status=status)
-        if status not in (200, 201):
-            raise IntakeUnavailable("the intake answered with an error", code=f"HTTP_{status}",
-                                    attempts=attempts, status=status)
+        code = _error_code(response)
+        kind = classify(status, code)
+        if kind == "refused":
+            raise IntakeRejected("the intake refused the package", code=code, status=status)
+        if kind == "configuration":
+            raise IntakeMisconfigured("the intake's answer is not about the package: check the relay-intake "
+                                      "configuration", code=code, status=status)
+        if kind != "receipt":
+            raise IntakeFailed("the intake answered with an error", code=f"HTTP_{status}", status=status)
         try:
             body = response.json()
             receipt = IntakeReceipt(
@@ -232,6 +256,15 @@ class IntakeClient:
             raise IntakeUnavailable("the intake answered with an error", code=f"HTTP_{response.status_code}",
                                     attempts=attempts, status=response.status_code)
         return response
+
+    def report_set_aside(self, batch: SetAsideBatch) -> int:
+        """Tell the intake which 受付番号 were set aside (or retried); returns how many it recorded."""
+        response = self._call("POST", "/api/v1/relay/set-aside", content=batch.model_dump_json().encode(),
+                              headers={"Content-Type": "application/json"})
+        try:
+            return int(response.json()["recorded"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntakeProtocolError("the set-aside answer is malformed", code="BAD_SET_ASIDE_ANSWER") from exc
 
     def status_outbox(self, *, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Pending status notices: ``{"id", "receipt_number", "status", "at"}``, oldest first."""

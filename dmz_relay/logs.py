@@ -1,11 +1,14 @@
-"""Structured JSON logs with an allow-list of fields: nothing personal can be logged by accident.
+"""Structured JSON logs with an allow-list of fields and of values: nothing personal reaches a line.
 
 Every relay log line is an *event* with named fields; :func:`event` refuses a field that is not in
-:data:`ALLOWED_FIELDS` (a programming error, caught by the tests), and values must be plain
-numbers, booleans or short code-like strings. So a file name from a package (which can hold a
-resident's name), a certificate subject or package content cannot reach a log line through this
-module. Other libraries' records (uvicorn, httpx, signature's CRL warnings) carry URLs, paths and
-codes only; :class:`JsonFormatter` writes them as JSON too.
+:data:`ALLOWED_FIELDS` (a programming error, caught by the tests). Values are allow-listed tokens:
+numbers, booleans, and short one-line strings of printable ASCII (identifiers, 受付番号, digests,
+URLs and paths, fixed English texts); the ``status`` field takes only the portal's status
+vocabulary. Anything else — a name, a Japanese file name, free text of any script — is not logged:
+the value is replaced by ``[dropped]``. Other libraries' records (uvicorn, httpx, signature's CRL
+warnings) pass the same test on their message: a message with anything but those characters is
+written as ``[dropped]`` too. So a file name from a package (which can hold a resident's name), a
+certificate subject or package content cannot reach a log line.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-__all__ = ["ALLOWED_FIELDS", "JsonFormatter", "configure_logging", "event"]
+__all__ = ["ALLOWED_FIELDS", "DROPPED", "JsonFormatter", "configure_logging", "event", "safe_text"]
 
 #: The only fields a relay event may carry.
 ALLOWED_FIELDS = frozenset({
@@ -43,8 +46,17 @@ ALLOWED_FIELDS = frozenset({
     "detail",  # fixed English text written by the relay, never data from a package
 })
 
-_SAFE_STRING = re.compile(r"[\w .:/+\-=,;()\[\]@#]{0,200}")
+#: Printable ASCII only, one line: ``\w`` would let kanji and kana through.
+_SAFE_STRING = re.compile(r"[\x20-\x7e]{0,300}")
+#: The portal's status vocabulary (docs/portal-api.md): the only non-ASCII values a line may hold.
+STATUS_VALUES = frozenset({"到達", "受付", "審査中", "補正依頼", "完了", "却下", "取下げ"})
+DROPPED = "[dropped]"
 _log = logging.getLogger("dmz_relay")
+
+
+def safe_text(value: str) -> str:
+    """``value`` if it is an allow-listed token, else :data:`DROPPED`."""
+    return value if _SAFE_STRING.fullmatch(value) else DROPPED
 
 
 def _checked(name: str, value: Any) -> Any:
@@ -53,12 +65,12 @@ def _checked(name: str, value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
-        if not _SAFE_STRING.fullmatch(value):
-            raise ValueError(f"log field {name!r} holds free text; only codes and numbers may be logged")
-        return value
+        if name == "status":
+            return value if value in STATUS_VALUES else DROPPED
+        return safe_text(value)
     if isinstance(value, list | tuple):
         return [_checked(name, v) for v in value]
-    raise TypeError(f"log field {name!r} has type {type(value).__name__}")
+    return DROPPED
 
 
 def event(name: str, *, level: int = logging.INFO, logger: logging.Logger | None = None, **fields: Any) -> None:
@@ -81,7 +93,7 @@ class JsonFormatter(logging.Formatter):
             out["event"] = record.msg
             out.update(fields)
         else:
-            out["message"] = record.getMessage()
+            out["message"] = safe_text(record.getMessage())
         if record.exc_info and record.exc_info[0] is not None:
             # The type only: a traceback's values could quote package content.
             out["exception"] = record.exc_info[0].__name__

@@ -38,6 +38,20 @@ class Metrics:
                                     registry=r)
         self.statuses = Counter("relay_status_notices", "Status notices relayed to the portal, by result",
                                 ["result"], registry=r)
+        self.intake_channel_ok = Gauge("relay_intake_channel_ok",
+                                       "1 while the intake answers as configured; 0 while the channel is stopped",
+                                       registry=r)
+        self.intake_channel_stops = Counter("relay_intake_channel_stops",
+                                            "Times the channel to the intake stopped, by why "
+                                            "(misconfigured | unavailable)", ["state"], registry=r)
+        self.items = Gauge("relay_pull_items", "Listed 受付番号 by state (pending | stored | refused | set_aside)",
+                           ["state"], registry=r)
+        self.set_aside = Counter("relay_pull_set_aside", "Items set aside after their attempt budget", registry=r)
+        self.rounds = Counter("relay_pull_rounds", "Pull rounds by result (completed | stopped)", ["result"],
+                              registry=r)
+        self.last_completed_round = Gauge("relay_pull_last_completed_round_timestamp_seconds",
+                                          "When the last pull round that ran to the end finished (Unix time)",
+                                          registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

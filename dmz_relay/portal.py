@@ -200,6 +200,27 @@ class PortalClient:
             raise DownloadMismatch("the package differs from the list", code="DOWNLOAD_MISMATCH")
         return buffer
 
+    def application(self, receipt_number: str) -> Listed:
+        """One application's list entry by its 受付番号 (for an operator's retry of a set-aside item)."""
+        response = self._send("GET", f"/api/v1/applications/{receipt_number}")
+        if response.status_code != 200:
+            self._fail(response)
+        try:
+            body = response.json()
+            return Listed(str(body["receipt_number"]), str(body["sha256"]).lower(), int(body["size"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PortalUnavailable("the application answer is malformed", code="BAD_APPLICATION") from exc
+
+    def report_reception(self, receipt_number: str, result: str, reason_code: str | None) -> None:
+        """Tell the portal what became of a 受付番号 it offered: ``taken``, ``refused`` (with the
+        reason code) or ``failed`` (set aside after its attempt budget). A repeat changes nothing."""
+        body: dict[str, Any] = {"result": result}
+        if reason_code is not None:
+            body["reason_code"] = reason_code
+        response = self._send("POST", f"/api/v1/applications/{receipt_number}/reception", json=body)
+        if response.status_code not in (200, 201):
+            self._fail(response)
+
     def set_status(self, receipt_number: str, status: str, *, idempotency_key: str) -> StatusResult:
         response = self._send("POST", f"/api/v1/applications/{receipt_number}/status",
                               json={"status": status}, headers={"Idempotency-Key": idempotency_key})

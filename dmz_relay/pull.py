@@ -1,16 +1,28 @@
 """The pull channel: poll the portal for new 受付番号 and take each package through the pipeline.
 
-The portal is the buffer. The cursor moves only past packages that have a final outcome — stored or
-duplicate (the intake's receipt), or refused for good (by the relay or the intake) — and it is
-saved in the tombstone database after each page. If anything stops a round (the intake or the
-scanner unavailable, the portal gone, a shutdown, a crash), the next round starts from the saved
-cursor, fetches the same packages again and the intake's idempotency makes the repeat harmless;
-packages already finished are skipped by their tombstone (受付番号 + SHA-256) without a download.
+The portal is the buffer. Every listed 受付番号 becomes an *item* in the tombstone database
+(:class:`~dmz_relay.tombstones.ItemState`): pending until it has a final state — stored (the
+intake's receipt), refused for good (by the relay, or by the intake with a documented reason), or
+**set aside** when it kept failing. The durable cursor moves only past items that have a final
+state; a round walks on past a failing item (in memory), so one bad package never blocks the ones
+behind it, and the next round starts again from the durable cursor: items already final are
+skipped by their tombstone or item row without a download.
 
-Refusals are not reported to the portal: its status vocabulary (到達 受付 審査中 補正依頼 完了 却下 取下げ)
-has no "could not be received", and 却下 is a decision of the ward's staff, not of a relay. A
-refused package is tombstoned, logged (reason code) and counted; operators follow it up from the
-metrics and logs (docs/relay.md).
+Whose failure it is decides what happens (:class:`~dmz_relay.pipeline.Failure`):
+
+* the package's (the intake answered 500 for it, the download differs from the list, an internal
+  error): one attempt is counted; an item over its budget — ``item_max_attempts`` attempts, or
+  listed longer ago than ``item_max_age`` — is set aside with its last reason;
+* the channel's (the intake unreachable, the scanner not answering, shutting down) or the
+  configuration's (the intake's answer is not about the package: a wrong certificate, path or size
+  limit): the round stops; no attempt is counted and nothing is marked done. A run of
+  ``max_consecutive_failures`` package failures stops the round too (it is probably the channel).
+
+After each round the portal is told what became of each settled 受付番号 (taken, refused with its
+reason, failed when set aside) where ``report_reception`` is on, and the intake is told about items
+set aside (and an operator's retry), so staff see them in the My Number zone. Reconciliation — how
+many listed items are in each state, and the last round that ran to the end — is in the metrics and
+``dmz_relay status``.
 """
 
 from __future__ import annotations
@@ -18,17 +30,39 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from dmz_relay.errors import DownloadMismatch, PortalError
+from dmz_relay.errors import DownloadMismatch, IntakeError, PortalError
+from dmz_relay.forwarder import IntakeClient
 from dmz_relay.logs import event
 from dmz_relay.metrics import Metrics
-from dmz_relay.pipeline import Pipeline
+from dmz_relay.pipeline import Failure, PackageResult, Pipeline
 from dmz_relay.portal import Listed, PortalClient, TooLarge
 from dmz_relay.reasons import SHUTTING_DOWN
-from dmz_relay.tombstones import FINAL_FOR_SOURCE, Channel, Outcome, TombstoneStore
+from dmz_relay.tombstones import Channel, Item, ItemState, Outcome, TombstoneStore
+from handover import SetAsideBatch, SetAsideNotice
 from signature.report import ReasonCode
 
-__all__ = ["PollResult", "Puller"]
+__all__ = ["Budget", "PollResult", "Puller"]
+
+#: The reason of a round stopped by a run of package failures.
+REPEATED_FAILURES = "REPEATED_FAILURES"
+#: The last reason of an item set aside for its age before any attempt failed.
+TOO_OLD = "TOO_OLD"
+_SETTLED_STATE = {Outcome.STORED: ItemState.STORED, Outcome.DUPLICATE: ItemState.STORED,
+                  Outcome.REFUSED: ItemState.REFUSED, Outcome.REJECTED: ItemState.REFUSED}
+_RECEPTION = {ItemState.STORED: "taken", ItemState.REFUSED: "refused", ItemState.SET_ASIDE: "failed"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long one package may keep failing before it is set aside."""
+
+    max_attempts: int = 5
+    max_age: timedelta = timedelta(hours=72)
+    #: package failures in a row that stop the round (the channel, not the packages, is failing)
+    max_consecutive_failures: int = 3
+
 
 @dataclass
 class PollResult:
@@ -38,16 +72,26 @@ class PollResult:
     skipped: int = 0
     pages: int = 0
     cursor_saves: int = 0
+    set_aside: int = 0
+    failed: int = 0
+    listed: int = 0
     stopped: str | None = None
 
     def count(self, outcome: Outcome) -> int:
         return self.outcomes.get(outcome.value, 0)
 
 
+class _Stop(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 class Puller:
     def __init__(self, *, portal: PortalClient, pipeline: Pipeline, tombstones: TombstoneStore,
                  slots: threading.BoundedSemaphore, metrics: Metrics, page_size: int = 50,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, budget: Budget | None = None,
+                 intake: IntakeClient | None = None, report_reception: bool = True) -> None:
         self.portal = portal
         self.pipeline = pipeline
         self.tombstones = tombstones
@@ -55,72 +99,181 @@ class Puller:
         self.metrics = metrics
         self.page_size = page_size
         self.stop = stop or pipeline.stop
+        self.budget = budget or Budget()
+        self.intake = intake
+        self.report_reception = report_reception
+
+    def _now(self) -> datetime:
+        return self.pipeline.clock()
 
     def poll_once(self) -> PollResult:
-        """One round: pages until the portal has no more, or something stops the round."""
+        """One round: every page the portal has now, then the reports; see the module docstring."""
         result = PollResult()
-        cursor = self.tombstones.cursor()
+        round_id = self.tombstones.start_round(self._now())
+        durable = self.tombstones.cursor()
+        cursor, settled_so_far, in_a_row = durable, True, 0
         try:
-            while not self.stop.is_set():
+            while True:
+                if self.stop.is_set():
+                    raise _Stop(SHUTTING_DOWN)
                 page = self.portal.list_applications(cursor=cursor, limit=self.page_size)
                 result.pages += 1
                 self.metrics.pull_backlog.set(len(page.items))
-                for item in page.items:
+                for listed in page.items:
                     if self.stop.is_set():
-                        result.stopped = SHUTTING_DOWN
-                        return result
-                    stopped = self._one(item, result)
+                        raise _Stop(SHUTTING_DOWN)
+                    final = self._one(listed, result)
                     self.metrics.pull_backlog.dec()
-                    if stopped is not None:
-                        result.stopped = stopped
-                        return result
+                    if final:
+                        in_a_row = 0
+                        continue
+                    settled_so_far = False
+                    in_a_row += 1
+                    if in_a_row >= self.budget.max_consecutive_failures:
+                        raise _Stop(REPEATED_FAILURES)
                 if page.next_cursor is not None and page.next_cursor != cursor:
-                    # Every item of the page has a final outcome: now, and only now, move on.
-                    self.tombstones.save_cursor(page.next_cursor, self.pipeline.clock())
-                    result.cursor_saves += 1
+                    if settled_so_far:
+                        # Every item up to here has a final state: now, and only now, move on.
+                        self.tombstones.save_cursor(page.next_cursor, self._now())
+                        result.cursor_saves += 1
                     cursor = page.next_cursor
                 if not page.has_more:
                     break
-            else:
-                result.stopped = SHUTTING_DOWN
+        except _Stop as stop:
+            result.stopped = stop.code
         except PortalError as exc:
             event("pull.stopped", level=logging.WARNING, portal_code=exc.code, http_status=exc.status)
             result.stopped = exc.code
         finally:
             self.metrics.pull_backlog.set(0)
+            self._finish_round(round_id, result)
+        self.tell()
         return result
 
-    def _one(self, item: Listed, result: PollResult) -> str | None:
-        """Handle one listed package; a reason code if the round must stop here."""
-        if self.tombstones.done_for_source(item.receipt_number, item.sha256):
+    def _finish_round(self, round_id: int, result: PollResult) -> None:
+        now = self._now()
+        settled = sum(result.outcomes.get(o.value, 0) for o in _SETTLED_STATE) + result.set_aside
+        self.tombstones.finish_round(round_id, now, stopped=result.stopped, listed=result.listed,
+                                     settled=settled, failed=result.failed)
+        self.metrics.rounds.labels("stopped" if result.stopped else "completed").inc()
+        if result.stopped is None:
+            self.metrics.last_completed_round.set(now.timestamp())
+        self.update_gauges()
+
+    def update_gauges(self) -> None:
+        for state, count in self.tombstones.reconciliation().items():
+            self.metrics.items.labels(state.value).set(count)
+
+    # --- one item ------------------------------------------------------------------------------
+
+    def _one(self, listed: Listed, result: PollResult) -> bool:
+        """Handle one listed package; True if it has a final state now. Raises :class:`_Stop`."""
+        result.listed += 1
+        item = self.tombstones.note_listed(listed.receipt_number, listed.sha256, self._now())
+        if item.state is not ItemState.PENDING:
             result.skipped += 1
-            return None
+            return True
+        done = self.tombstones.final_outcome(listed.receipt_number, listed.sha256)
+        if done is not None:  # settled on the push channel, or before items were kept
+            self.tombstones.settle(listed.receipt_number, _SETTLED_STATE[done], self._now())
+            result.skipped += 1
+            return True
+        if self._over_budget(item):
+            self._set_aside(item, result)
+            return True
         cap = self.pipeline.max_package_bytes
-        if item.size > cap:
-            self._count(result, self.pipeline.refuse_unread(
+        if listed.size > cap:
+            return self._settle(listed, result, self.pipeline.refuse_unread(
                 channel=Channel.PULL, reason_code=ReasonCode.ZIP_TOO_LARGE.value,
-                receipt_hint=item.receipt_number, sha256=item.sha256).outcome)
-            return None
+                receipt_hint=listed.receipt_number, sha256=listed.sha256))
         with self.slots:  # one package in memory per slot, shared with the push channel
             try:
-                buffer = self.portal.download(item, cap=cap)
+                buffer = self.portal.download(listed, cap=cap)
             except TooLarge:
-                self._count(result, self.pipeline.refuse_unread(
+                return self._settle(listed, result, self.pipeline.refuse_unread(
                     channel=Channel.PULL, reason_code=ReasonCode.ZIP_TOO_LARGE.value,
-                    receipt_hint=item.receipt_number, sha256=item.sha256).outcome)
-                return None
+                    receipt_hint=listed.receipt_number, sha256=listed.sha256))
             except DownloadMismatch as exc:
-                # Transfer damage or a portal bug: never forward other bytes than listed; retry later.
-                event("pull.download_mismatch", level=logging.WARNING, receipt_number=item.receipt_number,
+                # Transfer damage or a portal bug: never forward other bytes than listed; an attempt.
+                event("pull.download_mismatch", level=logging.WARNING, receipt_number=listed.receipt_number,
                       portal_code=exc.code)
-                return exc.code
-            outcome = self.pipeline.process(buffer, channel=Channel.PULL,
-                                            receipt_hint=item.receipt_number)
-        self._count(result, outcome.outcome)
-        if outcome.outcome not in FINAL_FOR_SOURCE:
-            return outcome.reason_code or outcome.outcome.value.upper()
-        return None
+                self._failed(listed, result, exc.code)
+                return False
+            outcome = self.pipeline.process(buffer, channel=Channel.PULL, receipt_hint=listed.receipt_number)
+        return self._settle(listed, result, outcome)
 
-    @staticmethod
-    def _count(result: PollResult, outcome: Outcome) -> None:
-        result.outcomes[outcome.value] = result.outcomes.get(outcome.value, 0) + 1
+    def _settle(self, listed: Listed, result: PollResult, outcome: PackageResult) -> bool:
+        result.outcomes[outcome.outcome.value] = result.outcomes.get(outcome.outcome.value, 0) + 1
+        state = _SETTLED_STATE.get(outcome.outcome)
+        if state is not None:
+            self.tombstones.settle(listed.receipt_number, state, self._now(), outcome.reason_code)
+            return True
+        if outcome.failure is Failure.ITEM:
+            self._failed(listed, result, outcome.reason_code or "FAILED")
+            return False
+        raise _Stop(outcome.reason_code or outcome.outcome.value.upper())
+
+    def _failed(self, listed: Listed, result: PollResult, reason_code: str) -> None:
+        result.failed += 1
+        self.tombstones.count_attempt(listed.receipt_number, self._now(), reason_code)
+
+    def _over_budget(self, item: Item) -> bool:
+        return (item.attempts >= self.budget.max_attempts
+                or self._now() - item.first_seen_at >= self.budget.max_age)
+
+    def _set_aside(self, item: Item, result: PollResult) -> None:
+        reason = item.reason_code or TOO_OLD
+        self.tombstones.settle(item.receipt_number, ItemState.SET_ASIDE, self._now(), reason)
+        result.set_aside += 1
+        self.metrics.set_aside.inc()
+        event("pull.set_aside", level=logging.ERROR, receipt_number=item.receipt_number, sha256=item.sha256,
+              reason_code=reason, attempts=item.attempts)
+
+    # --- reports and the operator's retry --------------------------------------------------------
+
+    def tell(self) -> None:
+        """Best effort, repeated every round until it gets through: the portal learns what became of
+        each settled 受付番号, the intake which ones were set aside (or retried)."""
+        now = self._now()
+        if self.report_reception:
+            for item in self.tombstones.untold_portal():
+                try:
+                    self.portal.report_reception(item.receipt_number, _RECEPTION[item.state],
+                                                 None if item.state is ItemState.STORED else item.reason_code)
+                except PortalError as exc:
+                    event("pull.report_failed", level=logging.WARNING, portal_code=exc.code, http_status=exc.status)
+                    break
+                self.tombstones.mark_portal_told(item.receipt_number, now)
+        if self.intake is not None:
+            untold = self.tombstones.untold_intake()
+            if untold:
+                batch = SetAsideBatch(items=tuple(SetAsideNotice(
+                    receipt_number=i.receipt_number, sha256=i.sha256,
+                    state="set_aside" if i.state is ItemState.SET_ASIDE else "retried",
+                    reason_code=i.reason_code or TOO_OLD, attempts=i.attempts, first_seen_at=i.first_seen_at,
+                    at=i.settled_at or i.last_attempt_at or now) for i in untold))
+                try:
+                    self.intake.report_set_aside(batch)
+                except IntakeError as exc:
+                    event("pull.report_failed", level=logging.WARNING, intake_code=exc.code, http_status=exc.status)
+                else:
+                    for i in untold:
+                        self.tombstones.mark_intake_told(i.receipt_number, now)
+
+    def retry(self, receipt_number: str) -> tuple[Item | None, bool]:
+        """An operator's retry of a set-aside 受付番号: back in the queue with a fresh budget, and one
+        attempt now. Returns the item afterwards and whether it has a final state."""
+        item = self.tombstones.reopen(receipt_number, self._now())
+        if item is None or item.state is not ItemState.PENDING:
+            return item, False
+        event("pull.retry", receipt_number=receipt_number, detail="operator retry of a set-aside item")
+        listed = self.portal.application(receipt_number)
+        final = False
+        try:
+            final = self._one(listed, PollResult())
+        except _Stop as stop:
+            event("pull.retry_stopped", level=logging.WARNING, receipt_number=receipt_number, reason_code=stop.code)
+        self.update_gauges()
+        self.tell()
+        return self.tombstones.item(receipt_number), final
+

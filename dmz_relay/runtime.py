@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -26,12 +26,12 @@ from dmz_relay.forwarder import BackoffPolicy, IntakeClient, build_intake_http
 from dmz_relay.metrics import Metrics
 from dmz_relay.pipeline import Clock, Pipeline
 from dmz_relay.portal import PortalClient, build_portal_http
-from dmz_relay.pull import Puller
-from dmz_relay.scan import ClamdScanner, NullScanner, Scanner
+from dmz_relay.pull import Budget, Puller
 from dmz_relay.settings import RelaySettings
 from dmz_relay.status_relay import StatusRelay
 from dmz_relay.tmpdir import prepare_temp_dir
-from dmz_relay.tombstones import TombstoneStore
+from dmz_relay.tombstones import Round, TombstoneStore
+from malware import ClamdScanner, NullScanner, Scanner
 from signature.errors import SignatureError
 from signature.policy import VerificationPolicy, ZipLimits
 from signature.verify import TrustConfig
@@ -146,6 +146,9 @@ class Relay:
 
         wait = sleep if sleep is not None else interruptible
         tombstones = TombstoneStore(settings.tombstone_path)
+        closed = tombstones.close_open(clock())  # the memory of a process that died holding packages is gone
+        if closed:
+            _log.warning("closed %d tombstone(s) a previous process left open (PROCESS_ENDED)", closed)
         intake = IntakeClient(
             intake_http, backoff=BackoffPolicy(settings.forward_attempts, settings.forward_backoff_initial,
                                                settings.forward_backoff_max, settings.forward_jitter),
@@ -170,8 +173,13 @@ class Relay:
                 api_key=settings.portal_api_key.get_secret_value(), sleep=wait,
                 max_waits=settings.portal_max_waits, max_retry_after=settings.portal_max_retry_after,
                 metrics=metrics)
-            relay.puller = Puller(portal=relay.portal, pipeline=pipeline, tombstones=tombstones, slots=slots,
-                                  metrics=metrics, page_size=settings.page_size, stop=stop)
+            relay.puller = Puller(
+                portal=relay.portal, pipeline=pipeline, tombstones=tombstones, slots=slots, metrics=metrics,
+                page_size=settings.page_size, stop=stop, intake=intake, report_reception=settings.report_reception,
+                budget=Budget(max_attempts=settings.item_max_attempts,
+                              max_age=timedelta(hours=settings.item_max_age_hours),
+                              max_consecutive_failures=settings.max_consecutive_failures))
+            relay.puller.update_gauges()
             relay.status_relay = StatusRelay(intake=intake, portal=relay.portal, metrics=metrics, stop=stop)
             relay._closers.append(portal_http.close)
         return relay
@@ -211,6 +219,9 @@ class Relay:
         """Each check's state: "ok", "skipped", "disabled" or what is wrong (no personal data)."""
         checks: dict[str, str] = {}
         checks["intake"] = "ok" if self.intake.ready() else "unreachable"
+        # What the packages' answers said: a misconfiguration is red although /readyz of the intake
+        # (no client certificate check there) may answer.
+        checks["intake_channel"] = self.pipeline.channel.readiness()
         if self.portal is None:
             checks["portal"] = "skipped"
         else:
@@ -231,6 +242,29 @@ class Relay:
                 stale = self.crl_freshness.stale_anchors(self.clock())
                 checks["crls"] = "ok" if stale == 0 else f"stale for {stale} anchor(s)"
         return checks
+
+    def status(self) -> dict[str, object]:
+        """Reconciliation for operators (``dmz_relay status``): no personal data, only 受付番号,
+        digests, counts, codes and times."""
+        def round_json(r: Round | None) -> dict[str, object] | None:
+            if r is None:
+                return None
+            return {"started_at": r.started_at.isoformat(), "finished_at": r.finished_at and r.finished_at.isoformat(),
+                    "stopped": r.stopped, "listed": r.listed, "settled": r.settled, "failed": r.failed}
+
+        counts = self.tombstones.reconciliation()
+        return {
+            "items": {state.value: n for state, n in counts.items()},
+            "listed": sum(counts.values()),
+            "set_aside": [{"receipt_number": i.receipt_number, "sha256": i.sha256, "reason_code": i.reason_code,
+                           "attempts": i.attempts, "first_seen_at": i.first_seen_at.isoformat(),
+                           "set_aside_at": i.settled_at and i.settled_at.isoformat(),
+                           "portal_told": i.portal_told_at is not None, "intake_told": i.intake_told_at is not None}
+                          for i in self.tombstones.set_aside_items()],
+            "last_round": round_json(self.tombstones.last_round()),
+            "last_completed_round": round_json(self.tombstones.last_round(completed=True)),
+            "intake_channel": self.pipeline.channel.readiness(),
+        }
 
     def run_loop(self, work: Callable[[], object], interval: float) -> None:
         """Run ``work`` every ``interval`` seconds until :attr:`stop` is set (for ``serve``)."""

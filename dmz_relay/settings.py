@@ -61,6 +61,15 @@ class RelaySettings(BaseSettings):
     portal_max_retry_after: float = Field(default=120.0, gt=0)
     poll_interval: float = Field(default=30.0, gt=0)
     page_size: int = Field(default=50, ge=1, le=100)
+    #: A package that keeps failing is set aside after this many failed attempts (across rounds) …
+    item_max_attempts: int = Field(default=5, ge=1, le=1000)
+    #: … or once it was first listed this many hours ago, so that the ones behind it go on.
+    item_max_age_hours: float = Field(default=72.0, gt=0)
+    #: Package failures in a row that stop a round (then the channel, not the packages, is failing).
+    max_consecutive_failures: int = Field(default=3, ge=1, le=100)
+    #: Tell the portal what became of every offered 受付番号 (taken, refused, failed), where its API
+    #: has the call (``POST …/reception``; the simulator has it).
+    report_reception: bool = True
     status_interval: float = Field(default=30.0, gt=0)
 
     # --- verification: trust material from configuration only ---

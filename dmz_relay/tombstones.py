@@ -1,10 +1,13 @@
-"""The relay's only state on disk: one tombstone per package handled, and the pull cursor.
+"""The relay's only state on disk: one tombstone per package handled, the pull cursor, and for the
+pull channel one row per listed 受付番号 (reconciliation and the attempt budget) and per round.
 
 A tombstone holds 受付番号, the package's SHA-256, the channel it came by, the times it was received,
-verified, scanned, forwarded and erased, the outcome and a reason code — nothing else. The schema
-enforces the shapes (CHECK constraints), and :meth:`TombstoneStore.open` / :meth:`finish` check them
-again in Python, so a name, an address, a My Number or a certificate subject has no column to go to
-and no free-text column to hide in (tested in tests/dmz_relay/test_tombstones.py).
+verified, scanned, forwarded and erased, the outcome, a reason code and — for a tombstone a crash
+left open — the tombstone under which the package was finally stored. An item holds 受付番号,
+SHA-256, times, an attempt count, a state and a reason code. Nothing else: the schema enforces the
+shapes (CHECK constraints), and the methods check them again in Python, so a name, an address, a My
+Number or a certificate subject has no column to go to and no free-text column to hide in (tested in
+tests/dmz_relay/test_tombstones.py).
 
 SQLite with ``synchronous=FULL``: a committed step survives a power cut. A failed write raises
 :class:`TombstoneError`; the caller treats the step as not done (the pull cursor does not move).
@@ -22,7 +25,8 @@ from pathlib import Path
 
 from dmz_relay.errors import TombstoneError
 
-__all__ = ["TOMBSTONE_COLUMNS", "Channel", "Outcome", "Tombstone", "TombstoneStore"]
+__all__ = ["ITEM_COLUMNS", "TOMBSTONE_COLUMNS", "Channel", "Item", "ItemState", "Outcome", "Round", "Tombstone",
+           "TombstoneStore"]
 
 
 class Channel(enum.StrEnum):
@@ -45,8 +49,22 @@ class Outcome(enum.StrEnum):
     REJECTED = "rejected"
     #: No receipt (intake or scanner unavailable after the capped attempts); the source was told.
     FAILED = "failed"
-    #: The relay shut down before forwarding it; not acknowledged upstream.
+    #: The relay shut down before forwarding it, or died while it held it (closed at the next
+    #: start, ``PROCESS_ENDED``); not acknowledged upstream.
     ABANDONED = "abandoned"
+
+
+class ItemState(enum.StrEnum):
+    """Where a 受付番号 the portal listed stands (the pull channel's reconciliation)."""
+
+    #: listed, not yet with a final outcome (not yet seen, or failed and to be tried again)
+    PENDING = "pending"
+    #: the intake holds it (stored or duplicate)
+    STORED = "stored"
+    #: refused for good, by the relay (unreadable, too large) or by the intake (a documented refusal)
+    REFUSED = "refused"
+    #: it kept failing (attempts or age over the budget): set aside so the ones behind it go on
+    SET_ASIDE = "set_aside"
 
 
 #: Outcomes after which the pull channel does not fetch the same package again.
@@ -54,7 +72,15 @@ FINAL_FOR_SOURCE = frozenset({Outcome.STORED, Outcome.DUPLICATE, Outcome.REFUSED
 
 #: The complete column list of the tombstones table (the allow-list the tests check).
 TOMBSTONE_COLUMNS = ("id", "channel", "receipt_number", "sha256", "received_at", "verified_at", "scanned_at",
-                     "forwarded_at", "erased_at", "outcome", "reason_code")
+                     "forwarded_at", "erased_at", "outcome", "reason_code", "closed_by")
+#: The complete column list of the items table.
+ITEM_COLUMNS = ("receipt_number", "sha256", "first_seen_at", "last_attempt_at", "attempts", "state", "reason_code",
+                "settled_at", "portal_told_at", "intake_told_at")
+
+#: The reason of a tombstone closed at start-up: the process that held the package is gone.
+PROCESS_ENDED = "PROCESS_ENDED"
+#: The reason of an item an operator put back in the queue (``dmz_relay retry``).
+OPERATOR_RETRY = "OPERATOR_RETRY"
 
 _RECEIPT = re.compile(r"[0-9]{8}-[0-9]{10}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -75,9 +101,34 @@ CREATE TABLE IF NOT EXISTS tombstones (
     erased_at TEXT,
     outcome TEXT NOT NULL CHECK (outcome IN ({", ".join(f"'{o.value}'" for o in Outcome)})),
     reason_code TEXT CHECK (reason_code IS NULL OR (length(reason_code) <= 64
-        AND reason_code NOT GLOB '*[^A-Z0-9_]*'))
+        AND reason_code NOT GLOB '*[^A-Z0-9_]*')),
+    closed_by INTEGER REFERENCES tombstones (id)
 );
 CREATE INDEX IF NOT EXISTS ix_tombstones_receipt ON tombstones (receipt_number, sha256);
+CREATE TABLE IF NOT EXISTS items (
+    receipt_number TEXT PRIMARY KEY CHECK (length(receipt_number) = 19
+        AND receipt_number GLOB '[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9]*'
+        AND substr(receipt_number, 10) NOT GLOB '*[^0-9]*'),
+    sha256 TEXT CHECK (sha256 IS NULL OR (length(sha256) = 64 AND sha256 NOT GLOB '*[^0-9a-f]*')),
+    first_seen_at TEXT NOT NULL,
+    last_attempt_at TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    state TEXT NOT NULL CHECK (state IN ({", ".join(f"'{s.value}'" for s in ItemState)})),
+    reason_code TEXT CHECK (reason_code IS NULL OR (length(reason_code) <= 64
+        AND reason_code NOT GLOB '*[^A-Z0-9_]*')),
+    settled_at TEXT,
+    portal_told_at TEXT,
+    intake_told_at TEXT
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    stopped TEXT CHECK (stopped IS NULL OR (length(stopped) <= 64 AND stopped NOT GLOB '*[^A-Z0-9_]*')),
+    listed INTEGER NOT NULL DEFAULT 0,
+    settled INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS pull_cursor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     cursor TEXT NOT NULL CHECK (length(cursor) <= 2048),
@@ -99,6 +150,32 @@ class Tombstone:
     erased_at: datetime | None
     outcome: Outcome
     reason_code: str | None
+    closed_by: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    receipt_number: str
+    sha256: str | None
+    first_seen_at: datetime
+    last_attempt_at: datetime | None
+    attempts: int
+    state: ItemState
+    reason_code: str | None
+    settled_at: datetime | None
+    portal_told_at: datetime | None
+    intake_told_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    stopped: str | None
+    listed: int
+    settled: int
+    failed: int
 
 
 def _iso(moment: datetime) -> str:
@@ -140,6 +217,10 @@ class TombstoneStore:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'tombstones'").fetchone() and not any(
+                    r[1] == "closed_by" for r in self._db.execute("PRAGMA table_info(tombstones)")):
+                # A store from before crash-closing (2026-12): the new column, then the rest.
+                self._db.execute("ALTER TABLE tombstones ADD COLUMN closed_by INTEGER REFERENCES tombstones (id)")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise TombstoneError(f"cannot open the tombstone store {path}: {type(exc).__name__}") from exc
@@ -185,6 +266,30 @@ class TombstoneStore:
             raise ValueError("finish needs a final outcome")
         self._write("UPDATE tombstones SET outcome = ?, reason_code = ?, erased_at = ? WHERE id = ?",
                     (Outcome(outcome).value, _code(reason_code), _iso(erased_at), tombstone_id))
+        if outcome in FINAL_FOR_SOURCE:
+            self._link_closed(tombstone_id)
+
+    def _link_closed(self, final_id: int) -> None:
+        """Point the tombstones a crash left behind for the same package at the one that settled it."""
+        self._write("UPDATE tombstones SET closed_by = ? WHERE closed_by IS NULL AND id <> ? AND outcome = ? "
+                    "AND reason_code = ? AND receipt_number IS NOT NULL AND (receipt_number, sha256) = "
+                    "(SELECT receipt_number, sha256 FROM tombstones WHERE id = ?)",
+                    (final_id, final_id, Outcome.ABANDONED.value, PROCESS_ENDED, final_id))
+
+    def close_open(self, at: datetime) -> int:
+        """At start-up: every tombstone still RECEIVED belongs to a process that died holding the
+        package — that memory is gone. Close each (ABANDONED, ``PROCESS_ENDED``, erased at ``at``) and
+        link it to the tombstone under which the same package was settled, if there is one."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM tombstones WHERE outcome = ?", (Outcome.RECEIVED.value,)).fetchall()
+        self._write("UPDATE tombstones SET outcome = ?, reason_code = ?, erased_at = ? WHERE outcome = ?",
+                    (Outcome.ABANDONED.value, PROCESS_ENDED, _iso(at), Outcome.RECEIVED.value))
+        finals = ", ".join(f"'{o.value}'" for o in FINAL_FOR_SOURCE)
+        self._write(f"UPDATE tombstones SET closed_by = (SELECT f.id FROM tombstones f WHERE f.outcome IN ({finals}) "  # noqa: S608 - fixed values
+                    "AND f.receipt_number = tombstones.receipt_number AND f.sha256 = tombstones.sha256 "
+                    "ORDER BY f.id LIMIT 1) WHERE closed_by IS NULL AND outcome = ? AND reason_code = ?",
+                    (Outcome.ABANDONED.value, PROCESS_ENDED))
+        return len(rows)
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -206,12 +311,21 @@ class TombstoneStore:
                 "LIMIT 1", (_receipt(receipt_number), _sha(sha256))).fetchone()
         return row is not None
 
+    def final_outcome(self, receipt_number: str, sha256: str) -> Outcome | None:
+        """The final outcome of this 受付番号 with these bytes, if it has one (else None)."""
+        finals = ", ".join(f"'{o.value}'" for o in FINAL_FOR_SOURCE)
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT outcome FROM tombstones WHERE receipt_number = ? AND sha256 = ? AND outcome IN ({finals}) "  # noqa: S608 - fixed values
+                "ORDER BY id LIMIT 1", (_receipt(receipt_number), _sha(sha256))).fetchone()
+        return None if row is None else Outcome(row[0])
+
     def _select(self, where: str, params: tuple[object, ...]) -> list[Tombstone]:
         with self._lock:
             rows = self._db.execute(f"SELECT {', '.join(TOMBSTONE_COLUMNS)} FROM tombstones {where} "  # noqa: S608 - fixed columns
                                     "ORDER BY id", params).fetchall()
         return [Tombstone(r[0], Channel(r[1]), r[2], r[3], datetime.fromisoformat(r[4]), _dt(r[5]), _dt(r[6]),
-                          _dt(r[7]), _dt(r[8]), Outcome(r[9]), r[10]) for r in rows]
+                          _dt(r[7]), _dt(r[8]), Outcome(r[9]), r[10], r[11]) for r in rows]
 
     # --- the pull cursor -----------------------------------------------------------------------
 
@@ -225,3 +339,95 @@ class TombstoneStore:
         self._write("INSERT INTO pull_cursor (id, cursor, updated_at) VALUES (1, ?, ?) "
                     "ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
                     (cursor, _iso(at)))
+
+    # --- listed items: reconciliation and the attempt budget (pull channel) ---------------------
+
+    def note_listed(self, receipt_number: str, sha256: str, at: datetime) -> Item:
+        """The portal listed this 受付番号: remember it (first time only) and return its item."""
+        self._write("INSERT INTO items (receipt_number, sha256, first_seen_at, state) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (receipt_number) DO NOTHING",
+                    (_receipt(receipt_number), _sha(sha256), _iso(at), ItemState.PENDING.value))
+        item = self.item(receipt_number)
+        assert item is not None  # noqa: S101 - inserted just now or before
+        return item
+
+    def item(self, receipt_number: str) -> Item | None:
+        rows = self._items("WHERE receipt_number = ?", (_receipt(receipt_number),))
+        return rows[0] if rows else None
+
+    def count_attempt(self, receipt_number: str, at: datetime, reason_code: str) -> None:
+        """One failed attempt (an item-level failure: it counts against the budget)."""
+        self._write("UPDATE items SET attempts = attempts + 1, last_attempt_at = ?, reason_code = ? "
+                    "WHERE receipt_number = ?", (_iso(at), _code(reason_code), _receipt(receipt_number)))
+
+    def settle(self, receipt_number: str, state: ItemState, at: datetime, reason_code: str | None = None) -> None:
+        """A final state for the item: stored, refused or set aside (the portal is told next)."""
+        if state is ItemState.PENDING:
+            raise ValueError("settle needs a final state")
+        self._write("UPDATE items SET state = ?, reason_code = COALESCE(?, reason_code), settled_at = ?, "
+                    "portal_told_at = NULL, intake_told_at = NULL WHERE receipt_number = ?",
+                    (ItemState(state).value, _code(reason_code), _iso(at), _receipt(receipt_number)))
+
+    def reopen(self, receipt_number: str, at: datetime) -> Item | None:
+        """An operator's retry of a set-aside item: pending again, the attempt count reset."""
+        self._write("UPDATE items SET state = ?, attempts = 0, settled_at = NULL, last_attempt_at = ?, "
+                    "reason_code = ?, intake_told_at = NULL WHERE receipt_number = ? AND state = ?",
+                    (ItemState.PENDING.value, _iso(at), OPERATOR_RETRY, _receipt(receipt_number),
+                     ItemState.SET_ASIDE.value))
+        return self.item(receipt_number)
+
+    def untold_portal(self, limit: int = 500) -> list[Item]:
+        """Settled items the portal has not been told about yet."""
+        return self._items("WHERE state <> ? AND portal_told_at IS NULL ORDER BY settled_at LIMIT ?",
+                           (ItemState.PENDING.value, limit))
+
+    def mark_portal_told(self, receipt_number: str, at: datetime) -> None:
+        self._write("UPDATE items SET portal_told_at = ? WHERE receipt_number = ?",
+                    (_iso(at), _receipt(receipt_number)))
+
+    def untold_intake(self, limit: int = 500) -> list[Item]:
+        """Set-aside (or retried) items the intake has not been told about yet."""
+        return self._items("WHERE intake_told_at IS NULL AND (state = ? OR (state = ? AND reason_code = ?)) "
+                           "ORDER BY receipt_number LIMIT ?",
+                           (ItemState.SET_ASIDE.value, ItemState.PENDING.value, OPERATOR_RETRY, limit))
+
+    def mark_intake_told(self, receipt_number: str, at: datetime) -> None:
+        self._write("UPDATE items SET intake_told_at = ? WHERE receipt_number = ?",
+                    (_iso(at), _receipt(receipt_number)))
+
+    def reconciliation(self) -> dict[ItemState, int]:
+        """How many listed items are in each state (every state present, 0 if none)."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall()
+        counts = dict.fromkeys(ItemState, 0)
+        counts.update({ItemState(state): n for state, n in rows})
+        return counts
+
+    def set_aside_items(self) -> list[Item]:
+        return self._items("WHERE state = ? ORDER BY settled_at", (ItemState.SET_ASIDE.value,))
+
+    def _items(self, where: str, params: tuple[object, ...]) -> list[Item]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(ITEM_COLUMNS)} FROM items {where}", params).fetchall()  # noqa: S608 - fixed columns
+        return [Item(r[0], r[1], datetime.fromisoformat(r[2]), _dt(r[3]), r[4], ItemState(r[5]), r[6], _dt(r[7]),
+                     _dt(r[8]), _dt(r[9])) for r in rows]
+
+    # --- rounds -------------------------------------------------------------------------------
+
+    def start_round(self, at: datetime) -> int:
+        return self._write("INSERT INTO rounds (started_at) VALUES (?)", (_iso(at),))
+
+    def finish_round(self, round_id: int, at: datetime, *, stopped: str | None, listed: int, settled: int,
+                     failed: int) -> None:
+        self._write("UPDATE rounds SET finished_at = ?, stopped = ?, listed = ?, settled = ?, failed = ? WHERE id = ?",
+                    (_iso(at), _code(stopped), listed, settled, failed, round_id))
+
+    def last_round(self, *, completed: bool = False) -> Round | None:
+        """The newest finished round, or the newest one that ran to the end (``completed``)."""
+        where = "WHERE finished_at IS NOT NULL" + (" AND stopped IS NULL" if completed else "")
+        with self._lock:
+            row = self._db.execute(f"SELECT id, started_at, finished_at, stopped, listed, settled, failed "  # noqa: S608 - fixed SQL
+                                   f"FROM rounds {where} ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return Round(row[0], datetime.fromisoformat(row[1]), _dt(row[2]), row[3], row[4], row[5], row[6])

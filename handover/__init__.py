@@ -5,6 +5,7 @@ else; it imports nothing of ours. One type per message, versioned, owning its en
 budget (style.md 16); ``tests/test_handover.py`` pins the wire form both sides depend on.
 """
 
+from handover.refusals import PACKAGE_REFUSALS, PACKAGE_REFUSED_STATUS, AnswerKind, classify
 from handover.report import (
     REPORT_HEADER,
     REPORT_MAX_CHARS,
@@ -13,12 +14,19 @@ from handover.report import (
     RelayVerdict,
     ReportRefused,
 )
+from handover.setaside import SetAsideBatch, SetAsideNotice
 
 __all__ = [
+    "PACKAGE_REFUSALS",
+    "PACKAGE_REFUSED_STATUS",
     "REPORT_HEADER",
     "REPORT_MAX_CHARS",
+    "AnswerKind",
     "MalwareFindings",
     "RelayReport",
     "RelayVerdict",
     "ReportRefused",
+    "SetAsideBatch",
+    "SetAsideNotice",
+    "classify",
 ]

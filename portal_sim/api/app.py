@@ -19,6 +19,7 @@ from portal_sim.api.deps import Portal
 from portal_sim.api.errors import ApiProblem
 from portal_sim.api.limits import FaultInjector, RateLimiter
 from portal_sim.api.middleware import BodySizeLimit, NoStore
+from portal_sim.api.reception import ReceptionStore, reception
 from portal_sim.api.routes import api, health
 from portal_sim.api.settings import ApiSettings
 from portal_sim.api.source import open_source
@@ -82,11 +83,13 @@ def create_app(data_dir: Path | str, *, settings: ApiSettings | None = None) -> 
         faults=FaultInjector(settings.faults),
         catalogue=Catalogue(source.records, read_package=source.read_package, clock=settings.clock),
         statuses=StatusStore(directory / "status", clock=settings.clock),
+        receptions=ReceptionStore(directory / "reception", clock=settings.clock),
     )
     app = FastAPI(title="portal_sim — 電子申請等情報受取等API (simulated)", version="1.0.0",
                   description=DESCRIPTION)
     app.state.portal = portal
     app.include_router(api)
+    app.include_router(reception)
     app.include_router(health)
     app.add_exception_handler(ApiProblem, _problem)
     app.add_exception_handler(RequestValidationError, _invalid)

@@ -8,7 +8,7 @@ parameter validation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,6 +18,9 @@ from portal_sim.api.catalogue import Catalogue, check_receipt_number
 from portal_sim.api.limits import FaultInjector, RateLimiter
 from portal_sim.api.settings import ApiSettings
 from portal_sim.api.statuses import StatusStore
+
+if TYPE_CHECKING:
+    from portal_sim.api.reception import ReceptionStore
 
 __all__ = ["CurrentSession", "Portal", "PortalDep", "ReceiptNumber", "inject_faults"]
 
@@ -32,6 +35,7 @@ class Portal:
     faults: FaultInjector
     catalogue: Catalogue
     statuses: StatusStore
+    receptions: ReceptionStore
 
 
 def get_portal(request: Request) -> Portal:

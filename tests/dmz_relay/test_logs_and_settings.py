@@ -41,9 +41,6 @@ def test_an_event_is_one_json_line_with_its_fields() -> None:
     [
         pytest.param({"name": "山田 太郎"}, id="field-not-allowed"),
         pytest.param({"file_name": "住民票.pdf"}, id="file-names-are-not-allowed"),
-        pytest.param({"detail": "line one\nline two"}, id="free-text-with-newline"),
-        pytest.param({"detail": "<個人番号>123456789018</個人番号>"}, id="markup"),
-        pytest.param({"count": object()}, id="an-object"),
     ],
 )
 def test_fields_outside_the_allow_list_are_refused(fields: dict[str, object]) -> None:
@@ -51,6 +48,47 @@ def test_fields_outside_the_allow_list_are_refused(fields: dict[str, object]) ->
     with pytest.raises((ValueError, TypeError)):
         event("x", logger=logger, **fields)
     assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("detail", "line one\nline two", id="free-text-with-newline"),
+        pytest.param("detail", "<個人番号>123456789018</個人番号>", id="markup"),
+        pytest.param("detail", "山田 太郎", id="a-name-in-kanji"),
+        pytest.param("detail", "やまだ たろう", id="a-name-in-hiragana"),
+        pytest.param("detail", "ﾔﾏﾀﾞ ﾀﾛｳ", id="a-name-in-half-width-katakana"),
+        pytest.param("reason_code", "山田太郎_住民票.pdf", id="a-japanese-file-name"),
+        pytest.param("detail", "Ｙａｍａｄａ", id="full-width-latin"),
+        pytest.param("status", "山田", id="not-a-portal-status"),
+        pytest.param("count", object(), id="an-object"),
+    ],
+)
+def test_free_text_of_any_script_is_dropped(field: str, value: object) -> None:
+    logger, stream = _capture()
+    event("x", logger=logger, **{field: value})
+    line = json.loads(stream.getvalue())
+    assert line[field] == "[dropped]"
+    for part in ("山田", "やまだ", "ﾔﾏﾀﾞ", "住民票", "Ｙａｍａｄａ", "123456789018", "line two"):
+        assert part not in stream.getvalue()
+
+
+def test_tokens_and_the_status_vocabulary_pass() -> None:
+    logger, stream = _capture()
+    event("x", logger=logger, status="補正依頼", detail="the intake answered HTTP_500", reason_code="HTTP_500",
+          receipt_number="20261125-0000000001")
+    line = json.loads(stream.getvalue())
+    assert (line["status"], line["detail"], line["reason_code"]) == ("補正依頼", "the intake answered HTTP_500",
+                                                                     "HTTP_500")
+
+
+def test_other_libraries_messages_are_dropped_when_they_hold_free_text() -> None:
+    logger, stream = _capture()
+    logger.warning("upload of %s failed", "山田太郎_住民票.pdf")
+    logger.warning("GET /api/v1/applications/20261125-0000000001/package 200")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["message"] == "[dropped]"
+    assert second["message"] == "GET /api/v1/applications/20261125-0000000001/package 200"
 
 
 def test_exceptions_are_logged_by_type_only() -> None:

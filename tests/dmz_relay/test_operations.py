@@ -17,11 +17,11 @@ from sqlalchemy import Engine
 
 from dmz_relay.forwarder import build_intake_http
 from dmz_relay.push import create_app
-from dmz_relay.scan import ClamdScanner
 from dmz_relay.tombstones import Outcome
 from intake.api import create_app as create_intake_app
 from intake.db import make_session_factory
 from intake.runtime import Runtime
+from malware import ClamdScanner
 from portal_sim.api import ApiSettings, FixedClock
 from portal_sim.api import create_app as create_portal_app
 from tests.conftest import NOW, PackageFactory, World
@@ -87,8 +87,8 @@ def test_healthz_readyz_and_metrics(
         assert httpx.get(f"{url}/healthz", timeout=10).json() == {"status": "ok"}
         ready = httpx.get(f"{url}/readyz", timeout=30)
         assert ready.status_code == 200, ready.text
-        assert ready.json()["checks"] == {"intake": "ok", "portal": "skipped", "scanner": "disabled",
-                                          "trust": "ok", "crls": "ok"}
+        assert ready.json()["checks"] == {"intake": "ok", "intake_channel": "ok", "portal": "skipped",
+                                          "scanner": "disabled", "trust": "ok", "crls": "ok"}
         assert push(url, make_package()).status_code == 201
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
 

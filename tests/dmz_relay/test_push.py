@@ -14,12 +14,12 @@ from sqlalchemy import Engine, select
 
 from dmz_relay.push import create_app
 from dmz_relay.runtime import Relay
-from dmz_relay.scan import ScanVerdict
 from dmz_relay.tombstones import Outcome
 from intake.api import create_app as create_intake_app
 from intake.db import make_session_factory
 from intake.models import VerificationRecord
 from intake.runtime import Runtime
+from malware import ScanVerdict
 from signature.testing.builder import ApplicationSpec, zip_package
 from signature.testing.samples import sample_pdf
 from tests.conftest import NOW, PackageFactory, World
@@ -192,16 +192,17 @@ def test_intake_down_gives_503_after_the_capped_attempts(
 class _FlakyFront:
     """An ASGI app in front of the real intake: the first ``failures`` deliveries get ``status``."""
 
-    def __init__(self, app: object, status: int, failures: int) -> None:
+    def __init__(self, app: object, status: int, failures: int, code: str = "X") -> None:
         self.app = app
         self.status = status
         self.failures = failures
+        self.code = code
         self.seen = 0
 
     async def __call__(self, scope: dict[str, object], receive: object, send: object) -> None:
         if scope["type"] == "http" and scope["path"] == "/api/v1/deliveries" and self.seen < self.failures:
             self.seen += 1
-            body = b'{"error": {"code": "X", "message": "injected"}}'
+            body = b'{"error": {"code": "%s", "message": "injected"}}' % self.code.encode()
             await send({"type": "http.response.start", "status": self.status,  # type: ignore[operator]
                         "headers": [(b"content-type", b"application/json"), (b"retry-after", b"3")]})
             await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
@@ -225,26 +226,41 @@ def test_transient_intake_answers_are_retried(
     assert all(w >= 3 for w in sleeps.waits)  # Retry-After: 3 is respected (within the backoff cap)
 
 
-@pytest.mark.parametrize("status", [500, 400])
+@pytest.mark.parametrize(("status", "code", "outcome", "answer"), [
+    # a failed attempt for this package: the client tries again later, nothing is marked done
+    pytest.param(500, "X", Outcome.FAILED, 503, id="500-failed-attempt"),
+    # any other 4xx is a configuration error between relay and intake, not the package's fault
+    pytest.param(400, "X", Outcome.FAILED, 503, id="400-configuration"),
+    pytest.param(403, "CLIENT_CERT_REFUSED", Outcome.FAILED, 503, id="403-configuration"),
+    pytest.param(404, "NOT_FOUND", Outcome.FAILED, 503, id="404-configuration"),
+    pytest.param(413, "BODY_TOO_LARGE", Outcome.FAILED, 503, id="413-configuration"),
+    # only a documented package refusal is final
+    pytest.param(422, "PACKAGE_VALUE_OUT_OF_RANGE", Outcome.REJECTED, 422, id="422-documented-refusal"),
+    pytest.param(422, "IDEMPOTENCY_KEY_MISMATCH", Outcome.FAILED, 503, id="422-not-a-package-refusal"),
+])
 def test_other_intake_answers_are_not_retried(
     make_relay: RelayFactory, sleeps: Sleeps, make_package: PackageFactory, intake_engine: Engine,
-    intake_runtime: Runtime, status: int,
+    intake_runtime: Runtime, status: int, code: str, outcome: Outcome, answer: int,
 ) -> None:
-    front = _FlakyFront(create_intake_app(intake_runtime, make_session_factory(intake_engine)), status, 1)
+    front = _FlakyFront(create_intake_app(intake_runtime, make_session_factory(intake_engine)), status, 1, code)
     with serve_in_thread(front) as intake_url:
         relay = make_relay(intake_url)
         with serve_in_thread(create_app(relay)) as url:
             response = push(url, make_package())
+            ready = httpx.get(f"{url}/readyz", timeout=30).json()["checks"]["intake_channel"]
     assert front.seen == 1
     assert sleeps.waits == []
     [stone] = relay.tombstones.all()
-    if status == 500:
-        assert response.status_code == 503
-        assert stone.outcome is Outcome.FAILED
-    else:
-        assert response.status_code == 400
+    assert stone.outcome is outcome
+    assert response.status_code == answer
+    if outcome is Outcome.REJECTED:
         assert response.json()["error"]["refused_by"] == "intake"
-        assert stone.outcome is Outcome.REJECTED
+        assert ready == "ok"
+    elif status != 500:
+        assert "Retry-After" in response.headers  # the terminal keeps its file and sends it again
+        assert ready == f"misconfigured: {code}"  # readiness is red until the intake answers right
+    else:
+        assert ready == "ok"
 
 
 class _GateScanner:

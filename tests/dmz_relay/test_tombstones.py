@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dmz_relay.errors import TombstoneError
-from dmz_relay.tombstones import TOMBSTONE_COLUMNS, Channel, Outcome, TombstoneStore
+from dmz_relay.tombstones import ITEM_COLUMNS, TOMBSTONE_COLUMNS, Channel, ItemState, Outcome, TombstoneStore
 from tests.conftest import NOW
 
 SHA = "ab" * 32
@@ -23,12 +23,17 @@ def store(tmp_path: Path) -> TombstoneStore:
 def test_schema_is_exactly_the_allow_list(store: TombstoneStore) -> None:
     db = sqlite3.connect(store.path)
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"tombstones", "pull_cursor"}
+    assert tables == {"tombstones", "pull_cursor", "items", "rounds"}
     columns = tuple(r[1] for r in db.execute("PRAGMA table_info(tombstones)"))
     assert columns == TOMBSTONE_COLUMNS == (
         "id", "channel", "receipt_number", "sha256", "received_at", "verified_at", "scanned_at", "forwarded_at",
-        "erased_at", "outcome", "reason_code")
+        "erased_at", "outcome", "reason_code", "closed_by")
     assert tuple(r[1] for r in db.execute("PRAGMA table_info(pull_cursor)")) == ("id", "cursor", "updated_at")
+    assert tuple(r[1] for r in db.execute("PRAGMA table_info(items)")) == ITEM_COLUMNS == (
+        "receipt_number", "sha256", "first_seen_at", "last_attempt_at", "attempts", "state", "reason_code",
+        "settled_at", "portal_told_at", "intake_told_at")
+    assert tuple(r[1] for r in db.execute("PRAGMA table_info(rounds)")) == (
+        "id", "started_at", "finished_at", "stopped", "listed", "settled", "failed")
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
@@ -102,3 +107,86 @@ def test_an_unwritable_store_is_a_tombstone_error(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(TombstoneError):
         store.open(channel=Channel.PUSH, received_at=NOW)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        pytest.param("receipt_number", "山田 太郎", id="name-as-receipt-number"),
+        pytest.param("reason_code", "住民票.pdf", id="file-name-as-reason"),
+        pytest.param("state", "held by 山田", id="free-text-state"),
+    ],
+)
+def test_items_refuse_anything_but_the_allowed_shapes(store: TombstoneStore, column: str, value: str) -> None:
+    row = {"receipt_number": "20261125-0000000001", "first_seen_at": NOW.isoformat(), "state": "pending",
+           "reason_code": None, column: value}
+    db = sqlite3.connect(store.path)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO items (receipt_number, first_seen_at, state, reason_code) "
+                   "VALUES (:receipt_number, :first_seen_at, :state, :reason_code)", row)
+
+
+def test_tombstones_a_crash_left_open_are_closed_and_linked(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    crashed = TombstoneStore(path)
+    first = crashed.open(channel=Channel.PULL, received_at=NOW, receipt_number="20261125-0000000001", sha256=SHA)
+    lost = crashed.open(channel=Channel.PUSH, received_at=NOW, sha256="cd" * 32)  # never seen again
+    crashed.close()  # the process died here: no finish
+
+    restarted = TombstoneStore(path)
+    assert restarted.close_open(NOW + timedelta(minutes=1)) == 2
+    for tid in (first, lost):
+        stone = restarted.get(tid)
+        assert (stone.outcome, stone.reason_code, stone.erased_at) == (
+            Outcome.ABANDONED, "PROCESS_ENDED", NOW + timedelta(minutes=1))
+        assert stone.closed_by is None
+    again = restarted.open(channel=Channel.PULL, received_at=NOW + timedelta(minutes=2),
+                           receipt_number="20261125-0000000001", sha256=SHA)
+    restarted.finish(again, Outcome.STORED, erased_at=NOW + timedelta(minutes=3))
+    assert restarted.get(first).closed_by == again  # linked to the row under which it was stored
+    assert restarted.get(lost).closed_by is None
+    assert restarted.close_open(NOW + timedelta(minutes=4)) == 0
+    assert all(s.outcome is not Outcome.RECEIVED for s in restarted.all())
+
+
+def test_a_store_from_before_items_gains_them_without_losing_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE tombstones (id INTEGER PRIMARY KEY, channel TEXT NOT NULL, receipt_number TEXT, sha256 TEXT,
+            received_at TEXT NOT NULL, verified_at TEXT, scanned_at TEXT, forwarded_at TEXT, erased_at TEXT,
+            outcome TEXT NOT NULL, reason_code TEXT);
+        CREATE TABLE pull_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), cursor TEXT NOT NULL,
+            updated_at TEXT NOT NULL);
+    """)
+    old.execute("INSERT INTO tombstones (channel, receipt_number, sha256, received_at, erased_at, outcome) "
+                "VALUES ('pull', '20261125-0000000001', ?, ?, ?, 'stored')", (SHA, NOW.isoformat(), NOW.isoformat()))
+    old.commit()
+    old.close()
+    store = TombstoneStore(path)
+    assert store.final_outcome("20261125-0000000001", SHA) is Outcome.STORED
+    assert store.all()[0].closed_by is None
+    assert store.reconciliation() == dict.fromkeys(ItemState, 0)
+
+
+def test_items_count_attempts_settle_and_reopen(store: TombstoneStore) -> None:
+    item = store.note_listed("20261125-0000000001", SHA, NOW)
+    assert (item.state, item.attempts) == (ItemState.PENDING, 0)
+    assert store.note_listed("20261125-0000000001", SHA, NOW + timedelta(hours=1)).first_seen_at == NOW
+    store.count_attempt("20261125-0000000001", NOW, "HTTP_500")
+    store.count_attempt("20261125-0000000001", NOW, "HTTP_500")
+    store.settle("20261125-0000000001", ItemState.SET_ASIDE, NOW)
+    item = store.item("20261125-0000000001")
+    assert item is not None
+    assert (item.state, item.attempts, item.reason_code) == (ItemState.SET_ASIDE, 2, "HTTP_500")
+    assert [i.receipt_number for i in store.untold_portal()] == ["20261125-0000000001"]
+    assert [i.receipt_number for i in store.untold_intake()] == ["20261125-0000000001"]
+    store.mark_portal_told("20261125-0000000001", NOW)
+    store.mark_intake_told("20261125-0000000001", NOW)
+    assert store.untold_portal() == store.untold_intake() == []
+    reopened = store.reopen("20261125-0000000001", NOW)
+    assert reopened is not None
+    assert (reopened.state, reopened.attempts, reopened.reason_code) == (ItemState.PENDING, 0, "OPERATOR_RETRY")
+    assert [i.receipt_number for i in store.untold_intake()] == ["20261125-0000000001"]  # the intake hears of it
+    with pytest.raises(ValueError, match="final state"):
+        store.settle("20261125-0000000001", ItemState.PENDING, NOW)
