@@ -19,20 +19,32 @@ Decisions (docs/relay.md):
   large for the scanner is flagged the same way (never treated as clean). A scanner that does not
   answer stops the package (FAILED, try later): nothing unscanned is forwarded;
 * forward once: :class:`~dmz_relay.forwarder.IntakeClient` (capped retries), and only a receipt for
-  these very bytes counts.
+  these very bytes counts;
+* a failure says whose it is (:class:`Failure`): this package's (``ITEM``: it counts against the
+  package's attempt budget and the channel goes on), the channel's (``CHANNEL``: the intake or the
+  scanner is unavailable, the relay is stopping: wait), or the configuration's (``CONFIGURATION``:
+  relay and intake do not fit together — the channel stops, readiness turns red, nothing is marked
+  done, and it resumes by itself once the intake answers right: :class:`IntakeChannel`).
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from dmz_relay.errors import IntakeProtocolError, IntakeRejected, IntakeUnavailable
+from dmz_relay.errors import (
+    IntakeFailed,
+    IntakeMisconfigured,
+    IntakeProtocolError,
+    IntakeRejected,
+    IntakeUnavailable,
+)
 from dmz_relay.forwarder import IntakeClient, IntakeReceipt
 from dmz_relay.logs import event
 from dmz_relay.metrics import Metrics
@@ -44,16 +56,16 @@ from dmz_relay.reasons import (
     SHUTTING_DOWN,
     describe_code,
 )
-from dmz_relay.scan import ScanLimitExceeded, Scanner, ScannerUnavailable
 from dmz_relay.tombstones import Channel, Outcome, TombstoneStore
 from handover import MalwareFindings, RelayReport, RelayVerdict
+from malware import ScanLimitExceeded, Scanner, ScannerUnavailable
 from signature.errors import UnreadablePackage
 from signature.policy import VerificationPolicy
 from signature.report import ReasonCode, VerificationReport
 from signature.verify import TrustConfig, verify_package
 from signature.zipreader import read_package
 
-__all__ = ["Clock", "PackageResult", "Pipeline", "wipe"]
+__all__ = ["Clock", "Failure", "IntakeChannel", "PackageResult", "Pipeline", "wipe"]
 
 
 _log = logging.getLogger(__name__)
@@ -64,6 +76,59 @@ def wipe(buffer: bytearray) -> None:
     """Overwrite ``buffer`` with zeros, then release its memory."""
     buffer[:] = bytes(len(buffer))
     buffer.clear()
+
+
+class Failure(enum.StrEnum):
+    """Whose a failed outcome is (see the module docstring)."""
+
+    ITEM = "item"
+    CHANNEL = "channel"
+    CONFIGURATION = "configuration"
+
+
+class IntakeChannel:
+    """How the channel to the intake stands, from the answers packages got (thread-safe).
+
+    ``ok`` until an answer says otherwise; ``misconfigured`` (with the code) from a configuration
+    error until the next receipt; ``unavailable`` from an exhausted wait until the next receipt.
+    """
+
+    def __init__(self, metrics: Metrics, clock: Clock) -> None:
+        self._lock = threading.Lock()
+        self._metrics = metrics
+        self._clock = clock
+        self.state = "ok"
+        self.code: str | None = None
+        self.since: datetime | None = None
+        metrics.intake_channel_ok.set(1)
+
+    def note(self, result: PackageResult) -> None:
+        if result.outcome in (Outcome.STORED, Outcome.DUPLICATE, Outcome.REJECTED):
+            self._set("ok", None)
+        elif result.failure is Failure.CONFIGURATION:
+            self._set("misconfigured", result.reason_code)
+        elif result.failure is Failure.CHANNEL and result.reason_code in _INTAKE_WAITS:
+            self._set("unavailable", result.reason_code)
+
+    def _set(self, state: str, code: str | None) -> None:
+        with self._lock:
+            if (state, code) == (self.state, self.code):
+                return
+            previous, self.state, self.code, self.since = self.state, state, code, self._clock()
+        self._metrics.intake_channel_ok.set(1 if state == "ok" else 0)
+        if state == "ok":
+            event("intake.channel_resumed", detail=f"was {previous}")
+        else:
+            self._metrics.intake_channel_stops.labels(state).inc()
+            event("intake.channel_stopped", level=logging.ERROR if state == "misconfigured" else logging.WARNING,
+                  reason_code=code, detail=state)
+
+    def readiness(self) -> str:
+        with self._lock:
+            return "ok" if self.state == "ok" else f"{self.state}: {self.code}"
+
+
+_INTAKE_WAITS = frozenset({"INTAKE_UNAVAILABLE", "INTAKE_BUSY"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +145,8 @@ class PackageResult:
     #: The intake's HTTP status when it refused (REJECTED) or failed with one.
     intake_status: int | None = None
     infected: int = 0
+    #: For FAILED and ABANDONED: whose failure it is.
+    failure: Failure | None = None
 
     @property
     def reason_en(self) -> str:
@@ -101,6 +168,8 @@ class _Work:
     infected: list[str]
     signatures: list[str]
     unscannable: list[str]
+    #: entry indexes (central-directory order) flagged infected or unscannable
+    flagged: list[int] = field(default_factory=list)
 
 
 class Pipeline:
@@ -121,6 +190,7 @@ class Pipeline:
         self.metrics = metrics
         self.max_package_bytes = max_package_bytes
         self.stop = stop or threading.Event()
+        self.channel = IntakeChannel(metrics, clock)
 
     # --- entry points ------------------------------------------------------------------------
 
@@ -150,7 +220,7 @@ class Pipeline:
                 result = self._run(body, work)
             except Exception:  # noqa: BLE001 - any bug still ends in a tombstone and an answer
                 _log.exception("internal error while handling a package")
-                result = self._result(work, Outcome.FAILED, INTERNAL_ERROR)
+                result = self._result(work, Outcome.FAILED, INTERNAL_ERROR, failure=Failure.ITEM)
             # The last reference to the package bytes: after this, only the allocator has them.
             del body
             self.tombstones.finish(work.tombstone_id, result.outcome, erased_at=self.clock(),
@@ -181,7 +251,7 @@ class Pipeline:
         self.tombstones.mark(work.tombstone_id, "scanned", self.clock())
 
         if self.stop.is_set():
-            return self._result(work, Outcome.ABANDONED, SHUTTING_DOWN)
+            return self._result(work, Outcome.ABANDONED, SHUTTING_DOWN, failure=Failure.CHANNEL)
         relay_report = self._relay_report(report, work)
         reason = (MALWARE_FOUND if work.infected else MALWARE_UNSCANNABLE if work.unscannable
                   else _code(report) if not report.passed else None)
@@ -193,11 +263,16 @@ class Pipeline:
             except IntakeUnavailable as exc:
                 event("intake.unavailable", level=logging.WARNING, sha256=work.sha256, intake_code=exc.code,
                       attempts=exc.attempts, http_status=exc.status)
-                return self._result(work, Outcome.FAILED, _safe_code(exc.code), intake_status=exc.status)
+                return self._result(work, Outcome.FAILED, _safe_code(exc.code), intake_status=exc.status,
+                                    failure=Failure.CHANNEL)
+            except IntakeMisconfigured as exc:
+                return self._result(work, Outcome.FAILED, _safe_code(exc.code), intake_status=exc.status,
+                                    failure=Failure.CONFIGURATION)
             except IntakeRejected as exc:
                 return self._result(work, Outcome.REJECTED, _safe_code(exc.code), intake_status=exc.status)
-            except IntakeProtocolError as exc:
-                return self._result(work, Outcome.FAILED, exc.code, intake_status=exc.status)
+            except (IntakeFailed, IntakeProtocolError) as exc:
+                return self._result(work, Outcome.FAILED, _safe_code(exc.code), intake_status=exc.status,
+                                    failure=Failure.ITEM)
         self.tombstones.mark(work.tombstone_id, "forwarded", self.clock(),
                              receipt_number=receipt.receipt_number)
         if work.receipt_number is None:
@@ -213,18 +288,22 @@ class Pipeline:
         except UnreadablePackage as exc:  # verify_package read it already; kept fail-closed
             return self._result(work, Outcome.REFUSED, exc.code.value)
         try:
-            for name, data in files.entries:
+            for index, (name, data) in enumerate(files.entries):
                 try:
                     verdict = self.scanner.scan(name, data)
-                except ScanLimitExceeded:
-                    work.unscannable.append(name)
-                    continue
                 except ScannerUnavailable as exc:
-                    event("scanner.unavailable", level=logging.WARNING, sha256=work.sha256,
-                          detail="retryable" if exc.retryable else "not retryable")
-                    return self._result(work, Outcome.FAILED, SCANNER_UNAVAILABLE)
+                    if isinstance(exc, ScanLimitExceeded) or not exc.retryable:
+                        # This file cannot be scanned (too long, or clamd said ERROR for it): it
+                        # is flagged like an infected one, never passed as clean, and the package
+                        # goes on — one unscannable file must not stop the channel.
+                        work.unscannable.append(name)
+                        work.flagged.append(index)
+                        continue
+                    event("scanner.unavailable", level=logging.WARNING, sha256=work.sha256, detail="retryable")
+                    return self._result(work, Outcome.FAILED, SCANNER_UNAVAILABLE, failure=Failure.CHANNEL)
                 if verdict.infected:
                     work.infected.append(name)
+                    work.flagged.append(index)
                     work.signatures.append(verdict.signature or "unknown")
         finally:
             del files
@@ -240,17 +319,19 @@ class Pipeline:
                                validation_time=report.validation_time),
             malware=MalwareFindings(scanner=self.scanner_name, infected_files=tuple(flagged),
                                     signatures=tuple(sorted(set(work.signatures))),
-                                    unscannable_files=tuple(work.unscannable)),
+                                    unscannable_files=tuple(work.unscannable),
+                                    flagged_entries=MalwareFindings.bitmap(work.flagged)),
         ).fitted()
 
     # --- helpers -------------------------------------------------------------------------------
 
     def _result(self, work: _Work, outcome: Outcome, reason: str | None, *, receipt: IntakeReceipt | None = None,
-                intake_status: int | None = None) -> PackageResult:
+                intake_status: int | None = None, failure: Failure | None = None) -> PackageResult:
         return PackageResult(outcome, work.tombstone_id, work.channel, work.receipt_number, work.sha256, reason,
-                             receipt, intake_status, len(work.infected) + len(work.unscannable))
+                             receipt, intake_status, len(work.infected) + len(work.unscannable), failure)
 
     def _account(self, result: PackageResult, seconds: float) -> None:
+        self.channel.note(result)
         self.metrics.packages.labels(result.channel.value, result.outcome.value).inc()
         self.metrics.receipt_to_erasure.labels(result.channel.value).observe(seconds)
         event("package.erased", channel=result.channel.value, receipt_number=result.receipt_number,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -46,14 +47,38 @@ class RelayVerdict(_Model):
 
 
 class MalwareFindings(_Model):
-    """The relay's scan. ``infected_files`` are the package's entry names, ``truncated`` says the list
-    was cut to fit the budget (the intake then treats the whole delivery as flagged)."""
+    """The relay's scan. ``flagged_entries`` is the complete answer, however many files: a bitmap
+    over the package's ZIP entries in central-directory order (as :func:`signature.zipreader.read_package`
+    lists them), bit *i* (least significant first within each byte) set for each entry flagged
+    (infected, or unscannable), base64url without padding — 1 000 entries take 167 characters.
+    ``infected_files`` are the same entries' names for people, and may be cut to fit the budget
+    (``truncated``)."""
 
     scanner: _Token
     infected_files: tuple[_Name, ...] = ()
     signatures: tuple[_Token, ...] = ()
     unscannable_files: tuple[_Name, ...] = ()
     truncated: bool = False
+    flagged_entries: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{0,1400}$")] | None = None
+
+    @staticmethod
+    def bitmap(indexes: Iterable[int]) -> str:
+        """``flagged_entries`` for these entry indexes."""
+        chosen = sorted(set(indexes))
+        if chosen and chosen[0] < 0:
+            raise ValueError("entry indexes are not negative")
+        raw = bytearray((chosen[-1] // 8 + 1) if chosen else 0)
+        for i in chosen:
+            raw[i // 8] |= 1 << (i % 8)
+        return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+
+    def flagged_indexes(self) -> frozenset[int] | None:
+        """The entry indexes ``flagged_entries`` names (None: no bitmap was sent)."""
+        if self.flagged_entries is None:
+            return None
+        text = self.flagged_entries
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return frozenset(8 * byte + bit for byte, value in enumerate(raw) for bit in range(8) if value >> bit & 1)
 
 
 class RelayReport(_Model):

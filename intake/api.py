@@ -14,10 +14,11 @@ from intake.deliveries.inflight import InFlight
 from intake.deliveries.views import router as deliveries_router
 from intake.errors import IntakeError
 from intake.mail.health import mail_health
+from intake.relayreports.views import router as relay_reports_router
 from intake.runtime import Runtime
 from intake.statusoutbox.views import router as status_router
 from intake.ui.app import create_ui_app
-from intake.web import AppState, error_response, http_status
+from intake.web import AppState, ContainErrors, error_response, http_status
 
 __all__ = ["create_app"]
 
@@ -32,11 +33,14 @@ def create_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> Fast
     app.state.inflight = InFlight()  # idempotency keys being stored by this process
     app.include_router(deliveries_router)
     app.include_router(status_router)
+    app.include_router(relay_reports_router)
     app.mount("/staff", create_ui_app(runtime, session_factory))  # the staff UI (職員画面)
+    app.add_middleware(ContainErrors)
 
     @app.exception_handler(IntakeError)
     async def _intake_error(_request: Request, exc: IntakeError) -> JSONResponse:
         return error_response(http_status(exc), exc.code, str(exc), retry_after=getattr(exc, "retry_after", None))
+
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -52,9 +52,11 @@ Str64 = Annotated[str, mapped_column(String(64))]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with the settings this application relies on."""
+    """An engine with the settings this application relies on. ``hide_parameters``: a database error's
+    text never carries the statement's values (a form, a name) into a log line or a traceback."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True,
+                               **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -65,7 +67,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Any]:

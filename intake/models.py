@@ -112,6 +112,8 @@ class Delivery(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     client_id: Mapped[str] = mapped_column(String(128))
     relay_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: The intake's own scan (P11): scanner, flagged entry names, signature names.
+    scan_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     malware_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
 
     verification: Mapped[VerificationRecord] = relationship(back_populates="delivery", uselist=False)
@@ -500,3 +502,22 @@ class StaffSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(String(16))  # logout | idle | absolute
+
+
+class RelaySetAside(Base):
+    """A 受付番号 the relay set aside after its attempt budget (``handover.SetAsideNotice``): what staff
+    see of packages that never reached the intake. No personal data: 受付番号, SHA-256, a reason code,
+    counts and times. ``resolved_at``: the package was stored after all (an operator's retry)."""
+
+    __tablename__ = "relay_set_aside"
+
+    id: Mapped[IntPK]
+    receipt_number: Mapped[str] = mapped_column(String(19), unique=True)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    reason_code: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

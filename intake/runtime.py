@@ -13,6 +13,7 @@ from intake.crypto import Sealer
 from intake.forwarding.routes import Route, load_routes
 from intake.procedures import ProcedureCatalogue, load_procedures
 from intake.settings import IntakeSettings
+from malware import ClamdScanner, NullScanner, Scanner
 from signature.policy import VerificationPolicy, ZipLimits
 from signature.verify import TrustConfig
 
@@ -35,6 +36,12 @@ class Runtime:
     routes: tuple[Route, ...] = ()
     procedures: ProcedureCatalogue = field(default_factory=lambda: ProcedureCatalogue({}, configured=False))
     policy: VerificationPolicy = field(default_factory=VerificationPolicy)
+    #: P11: every file of every delivery is scanned here too (``NullScanner`` in development).
+    scanner: Scanner = field(default_factory=NullScanner)
+
+    @property
+    def scanner_name(self) -> str:
+        return "none" if isinstance(self.scanner, NullScanner) else "clamd"
 
     @classmethod
     def from_settings(cls, settings: IntakeSettings, *, clock: Clock = system_clock) -> Runtime:
@@ -55,4 +62,6 @@ class Runtime:
             policy=VerificationPolicy(
                 limits=ZipLimits(max_package_bytes=settings.max_package_bytes), revocation=settings.revocation
             ),
+            scanner=(ClamdScanner(settings.clamd_socket, timeout=settings.clamd_timeout)
+                     if settings.effective_scanner == "clamd" else NullScanner()),
         )

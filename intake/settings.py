@@ -163,6 +163,13 @@ class IntakeSettings(BaseSettings):
 
     max_package_bytes: int = 120 * 1024 * 1024
 
+    #: P11: the intake scans every file of every delivery itself, besides the relay. ``clamd``
+    #: (required in production) or ``none`` (development only: nothing is scanned, loudly); unset:
+    #: ``clamd`` in production, ``none`` in development.
+    scanner: Literal["clamd", "none"] | None = None
+    clamd_socket: Path = Path("/run/clamav/clamd.ctl")
+    clamd_timeout: float = Field(default=30.0, gt=0)
+
     #: How the relay is authenticated (docs/operations.md, "Mutual TLS"):
     #: ``proxy-header`` — a front proxy terminates mTLS and passes the verified client certificate's
     #: SHA-256 fingerprint in ``client_cert_header``; only ``trusted_proxies`` may set it;
@@ -205,11 +212,19 @@ class IntakeSettings(BaseSettings):
             problems.append("proxy-header needs relay_client_fingerprints and trusted_proxies")
         if not self.jpki_roots or not self.portal_roots:
             problems.append("jpki_roots and portal_roots are required")
+        if self.scanner == "none":
+            problems.append("scanner=none is for development only (P11: the intake scans every file)")
         problems.extend(self.mail.production_problems())
         problems.extend(self.ui.production_problems())
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def effective_scanner(self) -> Literal["clamd", "none"]:
+        if self.scanner is not None:
+            return self.scanner
+        return "clamd" if self.environment == "production" else "none"
 
     @cached_property
     def effective_database_url(self) -> str:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from intake.auth import relay_identity
 from intake.errors import Conflict, IntakeError, NotFound, PermissionDenied
@@ -18,6 +19,7 @@ from intake.runtime import Runtime
 
 __all__ = [
     "AppState",
+    "ContainErrors",
     "CurrentRuntime",
     "Recorded",
     "Relay",
@@ -116,3 +118,32 @@ def error_response(status: int, code: str, message: str, *, retry_after: int | N
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+class ContainErrors:
+    """Pure ASGI middleware: an unexpected exception ends here, logged by its type only, answered 500
+    (``INTERNAL_ERROR``) if nothing was sent yet, and never re-raised — so neither Starlette nor
+    uvicorn writes its traceback ("Exception in ASGI application"), whose text could quote an SQL
+    statement or a value of an application into the process log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: type only, no traceback
+            _log.error("internal error: %s", type(exc).__name__)
+            if not started:
+                await error_response(500, "INTERNAL_ERROR", "internal error")(scope, receive, send)

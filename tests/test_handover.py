@@ -34,7 +34,7 @@ def test_the_wire_form_is_pinned() -> None:
         "version": 1,
         "relay": {"indication": "PASSED", "reason_code": None, "validation_time": "2026-11-25T12:00:00+09:00"},
         "malware": {"scanner": "clamd", "infected_files": ["その他.txt"], "signatures": ["Eicar-Test-Signature"],
-                    "unscannable_files": [], "truncated": False},
+                    "unscannable_files": [], "truncated": False, "flagged_entries": None},
     }
     assert REPORT_HEADER == "X-Relay-Report"
 
@@ -124,3 +124,27 @@ def test_the_relay_and_the_intake_use_this_contract() -> None:
     assert dmz_relay.forwarder.RelayReport is RelayReport
     assert dmz_relay.pipeline.RelayReport is RelayReport
     assert intake.deliveries.views.RelayReport is RelayReport
+
+
+def test_the_flagged_entries_bitmap_is_complete_however_many_files() -> None:
+    """1 000 flagged entries: every index survives, in a few hundred characters, whatever the names."""
+    indexes = set(range(1000)) - {3, 500}
+    findings = MalwareFindings(scanner="clamd", infected_files=("a.pdf",),
+                               flagged_entries=MalwareFindings.bitmap(indexes))
+    assert findings.flagged_indexes() == indexes
+    assert len(findings.flagged_entries or "") < 200
+    assert MalwareFindings.bitmap([]) == ""
+    assert MalwareFindings(scanner="clamd", flagged_entries="").flagged_indexes() == frozenset()
+    assert MalwareFindings(scanner="clamd").flagged_indexes() is None  # an older relay sent no bitmap
+    # the wire form: bit i of byte i // 8, least significant first
+    assert MalwareFindings.bitmap([0, 9]) == "AQI"  # bytes 0x01 0x02
+
+
+def test_fitting_never_drops_the_bitmap() -> None:
+    names = tuple(f"添付書類_{i:04d}_住民票の写し.pdf" for i in range(800))
+    big = RelayReport(relay=RelayVerdict(indication="PASSED", validation_time=AT),
+                      malware=MalwareFindings(scanner="clamd", infected_files=names,
+                                              flagged_entries=MalwareFindings.bitmap(range(2, 802))))
+    fitted = big.fitted()
+    assert fitted.malware.truncated
+    assert fitted.malware.flagged_indexes() == frozenset(range(2, 802))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from intake.applications.workflow import system_action
@@ -73,14 +74,7 @@ def add_version(
         record_event(session, "delivery.receipt_conflict", at=at, receipt_number=arrival.receipt_number,
                      first_receipt_number=first, procedure_id=manifest.procedure_id)
         return None
-    app = session.scalar(select(Application).where(Application.first_receipt_number == first))
-    if app is None:
-        # Also for a 再申請 arriving before its original: the chain starts here and the original
-        # slots in below it when it comes.
-        app = Application(first_receipt_number=first, procedure_id=manifest.procedure_id,
-                          procedure_name=manifest.procedure_name, created_at=at, updated_at=at)
-        session.add(app)
-        session.flush()
+    app = _chain(session, first, manifest.procedure_id, manifest.procedure_name, at=at)
     masked_form, numbers = extract_my_numbers(report.file(FileRole.FORM).data)
     current = not any(v.arrived_at > arrival.arrived_at for v in app.versions)
     version = ApplicationVersion(
@@ -119,6 +113,27 @@ def add_version(
     if current:
         _move_status(session, app, version, at=at)
     return Arrival(app, version, current)
+
+
+def _chain(session: Session, first: str, procedure_id: str, procedure_name: str, *, at: datetime) -> Application:
+    """The chain of ``first``, opened if it does not exist — also for a 再申請 arriving before its
+    original (the original slots in below it when it comes). Two deliveries opening the same chain
+    at once: the second waits on the unique 初回受付番号 (PostgreSQL), its savepoint rolls back, and it
+    joins the chain the first committed as the next version."""
+    app = session.scalar(select(Application).where(Application.first_receipt_number == first))
+    if app is not None:
+        return app
+    try:
+        with session.begin_nested():
+            app = Application(first_receipt_number=first, procedure_id=procedure_id, procedure_name=procedure_name,
+                              created_at=at, updated_at=at)
+            session.add(app)
+            session.flush()
+    except IntegrityError:
+        app = session.scalar(select(Application).where(Application.first_receipt_number == first))
+        if app is None:
+            raise
+    return app
 
 
 def _supersede_others(session: Session, app: Application, version: ApplicationVersion, *, at: datetime) -> None:

@@ -20,11 +20,14 @@ from sqlalchemy.orm import Session
 
 from handover import RelayReport
 from intake.applications.arrivals import add_version
+from intake.deliveries.admission import check_values
 from intake.deliveries.errors import DeliveryRefused
+from intake.deliveries.scanning import scan_delivery
 from intake.events import record_event
 from intake.forwarding.service import enqueue_forwarding
 from intake.linkage.service import resolve_on_arrival
 from intake.models import Delivery, VerificationRecord
+from intake.relayreports.service import resolve_stored
 from intake.runtime import Runtime
 from intake.sealing import open_package, seal_package
 from signature.report import VerificationReport
@@ -79,6 +82,10 @@ def store_once(session: Session, runtime: Runtime, request: DeliveryRequest) -> 
     process), the conflict rolls this session back — nothing else was done in it — and the twin's
     receipt is the answer.
     """
+    if request.key != expected_key(request.body):
+        # Before the lookup: the same key with other bytes is refused, never answered with the
+        # receipt of the bytes the key belongs to.
+        raise DeliveryRefused(422, "IDEMPOTENCY_KEY_MISMATCH", "Idempotency-Key is not sha256 of the body")
     existing = find_delivery(session, request.key)
     if existing is not None:
         return receipt_for(existing, duplicate=True)
@@ -99,18 +106,22 @@ def store_delivery(
     relay_report: RelayReport | None,
 ) -> Receipt:
     """Verify and store ``body``; the caller commits. :class:`DeliveryRefused` (422) for a key that
-    is not the body's SHA-256 (the relay reused a key for other bytes)."""
+    is not the body's SHA-256 (the relay reused a key for other bytes) and for a value out of range
+    (:func:`intake.deliveries.admission.check_values`)."""
     if key != expected_key(body):
         raise DeliveryRefused(422, "IDEMPOTENCY_KEY_MISMATCH", "Idempotency-Key is not sha256 of the body")
     now = runtime.clock()
     report = verify_package(body, runtime.trust, at=now, policy=runtime.policy)
-    flagged = relay_report.flagged_files if relay_report is not None else frozenset()
+    check_values(report, at=now)  # a value out of range is a refusal, before anything is stored
+    scanned = scan_delivery(body, report, relay_report, scanner=runtime.scanner, scanner_name=runtime.scanner_name,
+                            limits=runtime.policy.limits)
+    flagged = scanned.flagged
     delivery = Delivery(
         idempotency_key=key, sha256=report.package_sha256, size=len(body),
         receipt_number=report.arrival.receipt_number if report.arrival else None,
         package=b"", received_at=now, client_id=client_id,
         relay_report=relay_report.to_json() if relay_report is not None else None,
-        malware_flagged=bool(flagged),
+        scan_report=scanned.report, malware_flagged=bool(flagged),
     )
     session.add(delivery)
     session.flush()  # the unique key is claimed here; a concurrent twin fails on it
@@ -133,6 +144,7 @@ def store_delivery(
     if arrival is None:
         return receipt_for(delivery, duplicate=False)
     app, version = arrival.application, arrival.version
+    resolve_stored(session, version.receipt_number, at=now)
     resolve_on_arrival(session, app, version, at=now)
     known = runtime.procedures.knows(app.procedure_id)
     if not known:

@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from handover import REPORT_HEADER, RelayReport, ReportRefused
 from intake.deliveries.errors import DeliveryRefused
@@ -55,10 +56,14 @@ async def read_delivery(request: Request) -> AsyncIterator[DeliveryRequest]:
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise _too_large(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(limit)
+    except ClientDisconnect:
+        # An aborted upload: nothing to answer (the client is gone), nothing stored, no traceback.
+        raise DeliveryRefused(400, "TRUNCATED_BODY", "the client went away during the upload") from None
     if declared is not None and int(declared) != len(body):
         raise DeliveryRefused(400, "TRUNCATED_BODY", "the body is shorter than its Content-Length")
     if not body:

@@ -101,12 +101,17 @@ def build_payload(
     for att in sorted(version.attachments, key=lambda a: a.id):
         if att.role != "attachment":
             continue  # the form travels masked, never as its original (My-Number-bearing) bytes
+        if att.malware_flagged:
+            # Never forwarded: the business system gets the application with a clear marker instead.
+            attachments.append({"file_name": att.name, "media_type": att.media_type, "size": att.size,
+                                "sha256": att.sha256, "malware_flagged": True, "withheld": True, "data": None})
+            continue
         try:
             data = open_attachment(runtime.package_sealer, att.id, att.data)
         except CryptoError as exc:
             raise PayloadError(f"attachment {att.id} cannot be opened", code="ATTACHMENT_UNREADABLE") from exc
         attachments.append({"file_name": att.name, "media_type": att.media_type, "size": att.size,
-                            "sha256": att.sha256, "malware_flagged": att.malware_flagged, "data": data})
+                            "sha256": att.sha256, "malware_flagged": False, "withheld": False, "data": data})
     my_numbers: list[dict[str, Any]] | None = None
     if route.my_number_entitled:
         my_numbers = []
@@ -151,7 +156,9 @@ def _json_body(
         "application": meta,
         "form": {"file_name": version.form_file, "xml": version.form_xml},
         "attachments": [{**{k: v for k, v in a.items() if k != "data"},
-                         "data_base64": base64.b64encode(a["data"]).decode("ascii")} for a in attachments],
+                         "data_base64": None if a["data"] is None else base64.b64encode(a["data"]).decode("ascii")}
+                        for a in attachments],
+        "malware_withheld": sum(1 for a in attachments if a["withheld"]),
     }
     if my_numbers is not None:
         doc["my_numbers"] = my_numbers
@@ -181,8 +188,11 @@ def _xml_body(
                              valid_check_digit="true" if n["valid_check_digit"] else "false").text = n["value"]
     atts_el = etree.SubElement(root, "attachments")
     for a in attachments:
-        etree.SubElement(atts_el, "attachment", file_name=a["file_name"], media_type=a["media_type"],
-                         size=str(a["size"]), sha256=a["sha256"],
-                         malware_flagged="true" if a["malware_flagged"] else "false",
-                         ).text = base64.b64encode(a["data"]).decode("ascii")
+        el = etree.SubElement(atts_el, "attachment", file_name=a["file_name"], media_type=a["media_type"],
+                              size=str(a["size"]), sha256=a["sha256"],
+                              malware_flagged="true" if a["malware_flagged"] else "false",
+                              withheld="true" if a["withheld"] else "false")
+        if a["data"] is not None:
+            el.text = base64.b64encode(a["data"]).decode("ascii")
+    etree.SubElement(root, "malware_withheld").text = str(sum(1 for a in attachments if a["withheld"]))
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))

@@ -23,6 +23,7 @@ from intake.jst import JST
 from intake.linkage.errors import InvalidAtenaNumber, LinkagePermissionDenied
 from intake.models import LinkageState
 from intake.mynumbers.errors import MyNumberAccessDenied
+from intake.relayreports.service import set_aside_items
 from intake.staff.errors import AccountLocked, LoginFailed
 from intake.staff.service import end_session, login_with_certificate, login_with_password
 from intake.ui.deps import DB, Ctx, Form, Staff, Terminal, UIState, ui_state
@@ -288,9 +289,14 @@ def attachment(attachment_id: int, ctx: Staff) -> Response:
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(download.name)}"})
 
 
+def _outbox(ctx: Ctx, status_code: int = 200, error: str | None = None) -> HTMLResponse:
+    return ctx.page("outbox.html", status_code, items=outbox.failed_items(ctx.session, ctx.principal),
+                    set_aside=set_aside_items(ctx.session, ctx.principal), error=error)
+
+
 @router.get("/outbox", response_class=HTMLResponse)
 def outbox_page(ctx: Staff) -> HTMLResponse:
-    return ctx.page("outbox.html", items=outbox.failed_items(ctx.session, ctx.principal))
+    return _outbox(ctx)
 
 
 @router.post("/outbox/{item_id}/retry", response_model=None)
@@ -299,6 +305,5 @@ def outbox_retry(item_id: int, ctx: Staff, form: Form) -> Response:
         form, lambda: outbox.retry_item(ctx.session, ctx.principal, item_id, at=ctx.now()),
         # No longer FAILED: retried by someone else meanwhile.
         refusals=Refusals([(IllegalStateChange, 409, "この転送はすでに再送待ちか、送信済みです。")]),
-        refused=lambda code, message: ctx.page("outbox.html", code, items=outbox.failed_items(
-            ctx.session, ctx.principal), error=message),
+        refused=lambda code, message: _outbox(ctx, code, message),
         done=lambda _r: RedirectResponse("/staff/outbox", status_code=303))

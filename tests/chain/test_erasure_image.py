@@ -48,13 +48,13 @@ import httpx
 import pytest
 
 from dmz_relay.runtime import Relay
-from dmz_relay.scan import NullScanner
 from dmz_relay.settings import RelaySettings
 from dmz_relay.tombstones import Channel, Outcome
 from intake.api import create_app as create_intake_app
 from intake.db import Base, make_engine, make_session_factory
 from intake.runtime import Runtime
 from intake.settings import IntakeSettings
+from malware import NullScanner
 from signature.testing.builder import ApplicationSpec, Attachment
 from signature.testing.samples import sample_pdf
 from tests.chain.conftest import PortalDataFactory

@@ -23,13 +23,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from dmz_relay.runtime import Relay
-from dmz_relay.scan import NullScanner, Scanner
 from dmz_relay.settings import RelaySettings
 from intake.api import create_app as create_intake_app
 from intake.db import Base, make_engine, make_session_factory
 from intake.models import Delivery
 from intake.runtime import Runtime
 from intake.settings import IntakeSettings
+from malware import NullScanner, Scanner
 from signature.mynumber import is_valid_my_number
 from tests.conftest import NOW, World
 from tests.support.servers import serve_in_thread

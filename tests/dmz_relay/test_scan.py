@@ -1,4 +1,4 @@
-"""dmz_relay.scan against a real clamd (Debian's clamav-daemon with a tiny EICAR database), and
+"""malware.clamd against a real clamd (Debian's clamav-daemon with a tiny EICAR database), and
 against a fake one for the protocol's failure cases."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from dmz_relay.scan import ClamdScanner, NullScanner, ScanLimitExceeded, Scanner, ScannerUnavailable, ScanVerdict
+from malware import ClamdScanner, NullScanner, ScanLimitExceeded, Scanner, ScannerUnavailable, ScanVerdict
 from tests.support.clamd import EICAR, ClamdInfo, clamd_daemon
 
 CLEAN = ScanVerdict(infected=False, signature=None)
@@ -177,7 +177,7 @@ def test_clamd_stopped_means_unavailable(tmp_path: Path, caplog: pytest.LogCaptu
     with clamd_daemon(tmp_path) as info:
         scanner = ClamdScanner(info.socket_path, timeout=5.0)
         assert scanner.scan("a.txt", b"hello") == CLEAN
-    caplog.set_level(logging.DEBUG, logger="dmz_relay.scan")
+    caplog.set_level(logging.DEBUG, logger="malware.clamd")
     with pytest.raises(ScannerUnavailable) as raised:
         scanner.scan("山田太郎の住民票.pdf", CANARY)
     assert type(raised.value) is ScannerUnavailable
@@ -332,12 +332,12 @@ def test_verdict_invariant() -> None:
 
 
 def test_null_scanner_warns_loudly_once_and_reports_clean(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="dmz_relay.scan")
+    caplog.set_level(logging.WARNING, logger="malware.clamd")
     scanner: Scanner = NullScanner()
     assert scanner.scan("eicar.com", EICAR) == CLEAN
     assert scanner.scan("other", b"x") == CLEAN
     assert scanner.ping() is True
-    warnings = [r for r in caplog.records if r.name == "dmz_relay.scan"]
+    warnings = [r for r in caplog.records if r.name == "malware.clamd"]
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
     assert "malware scanning is OFF" in warnings[0].getMessage()

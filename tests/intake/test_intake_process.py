@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,58 +11,8 @@ from sqlalchemy import select
 from intake.db import make_engine, make_session_factory
 from intake.deliveries.service import expected_key
 from intake.models import Delivery
-from tests.conftest import PackageFactory, World
-from tests.support.servers import free_port
-
-
-@pytest.fixture
-def database_url(empty_database: str) -> str:
-    return empty_database
-
-
-@pytest.fixture
-def env(world: World, tmp_path: Path, database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
-    env.update({
-        "SHINSEI_INTAKE_DATABASE_URL": database_url,
-        "SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"),
-        "SHINSEI_INTAKE_JPKI_ROOTS": json.dumps([str(world.jpki_roots)]),
-        "SHINSEI_INTAKE_PORTAL_ROOTS": json.dumps([str(world.portal_roots)]),
-        "SHINSEI_INTAKE_CRLS": json.dumps([str(world.crl_dir)]),
-        # The packages' validation time is the real clock here; the test PKI is valid for years
-        # around its pinned NOW and the CRLs are current only around it, so use soft-fail.
-        "SHINSEI_INTAKE_REVOCATION": "soft-fail",
-    })
-    subprocess.run([sys.executable, "-m", "intake", "db", "upgrade"], env=env, check=True, capture_output=True,
-                   timeout=120)
-    return env
-
-
-@contextmanager
-def intake_process(env: dict[str, str], module: str = "intake") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    log = Path(env["SHINSEI_INTAKE_VAR_DIR"]) / f"serve-{port}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", module, "serve", "--port", str(port)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise RuntimeError("intake exited: " + log.read_text(errors="replace")[-2000:])
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                # bounded wait for the port to open, or for an early exit
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(0.05)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(20)
+from tests.conftest import PackageFactory
+from tests.intake.conftest import intake_process
 
 
 def stored(url: str) -> list[int]:

@@ -14,7 +14,7 @@ The signatures (clamd appends ``.UNOFFICIAL`` to names from non-official databas
 
 clamd runs as the invoking user when ``User`` is not set; as root it does not refuse (checked with
 1.4.6). It spools every INSTREAM to a temporary file in ``TemporaryDirectory`` while receiving it
-(see ``dmz_relay/scan.py``): pass ``temp_dir`` to put that somewhere a test controls.
+(see ``malware/clamd.py``): pass ``temp_dir`` to put that somewhere a test controls.
 """
 
 from __future__ import annotations

@@ -205,10 +205,10 @@ def test_department_admin_retries_a_failed_forward_from_the_dashboard(ui_world: 
     _login(page, ui_world, "depadmin")
     expect(page.locator("#failed")).to_have_text("1")
     page.locator("#failed").click()
-    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    expect(page.locator("#failed-forwards tbody tr")).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "07-outbox.png"), full_page=True)
     page.get_by_role("button", name="再送する").click()
-    expect(page.locator("table.list tbody")).to_contain_text("転送に失敗した申請はありません。")
+    expect(page.locator("#failed-forwards tbody")).to_contain_text("転送に失敗した申請はありません。")
     with ui_world.sessions() as s:
         item = s.scalar(select(ForwardItem).where(ForwardItem.idempotency_key == "browser:own"))
         assert item is not None
