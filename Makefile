@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests and the demo need (the xmlsec1 command line is the independent signer).
-APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose chromium fonts-noto-cjk nftables iproute2
+APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose docker.io mmdebstrap chromium fonts-noto-cjk nftables iproute2 systemd
 # uv installs exactly uv.lock (every package pinned, every file hashed); uv itself comes from
 # tools/uv-requirements.txt, pinned with hashes too. docs/decisions.md: "Locked dependencies".
 UV_DIR := .uv
