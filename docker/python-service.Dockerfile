@@ -10,15 +10,19 @@ ARG BASE_IMAGE=shinsei-base:bookworm
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
+# wheelhouse/: the locked wheels, downloaded with their hashes checked on a machine that reaches the
+# package index (`make wheelhouse`); the build itself needs no index at all.
+COPY wheelhouse/ /wheels/
 COPY tools/uv-requirements.txt tools/
 RUN python3 -m venv /opt/uv \
- && /opt/uv/bin/pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: -r tools/uv-requirements.txt
+ && /opt/uv/bin/pip install --no-cache-dir --no-index --find-links /wheels --require-hashes --no-deps \
+      --only-binary :all: -r tools/uv-requirements.txt
 COPY pyproject.toml uv.lock ./
 # The runtime set (no [dev] extra), without the project itself: its source is copied below.
 RUN /opt/uv/bin/uv export --frozen --no-emit-project --format requirements-txt -o /tmp/requirements.txt \
  && python3 -m venv /opt/shinsei \
- && /opt/shinsei/bin/pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: \
-      -r /tmp/requirements.txt
+ && /opt/shinsei/bin/pip install --no-cache-dir --no-index --find-links /wheels --require-hashes --no-deps \
+      --only-binary :all: -r /tmp/requirements.txt
 
 FROM ${BASE_IMAGE}
 # pg_dump / pg_restore for `intake backup` and `intake restore` (PostgreSQL 15, as the database).

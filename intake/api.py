@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response
@@ -90,10 +91,11 @@ def create_app(runtime: Runtime, session_factory: sessionmaker[Session], *, role
     if runtime.settings.client_auth == "none" and role != "ui":
         _log.warning("client authentication is OFF (development): any client may deliver packages")
     app = FastAPI(title="Shinsei intake", version="1", docs_url=None, redoc_url=None)
-    app.state.shinsei = AppState(runtime=runtime, session_factory=session_factory)
-    app.state.inflight = InFlight()  # idempotency keys being stored by this process
     readiness = readiness or make_readiness(runtime, session_factory)
     metrics = metrics or make_metrics(runtime, session_factory)
+    runtime = replace(runtime, observe_verification=metrics.verification_seconds.observe)
+    app.state.shinsei = AppState(runtime=runtime, session_factory=session_factory)
+    app.state.inflight = InFlight()  # idempotency keys being stored by this process
     app.state.readiness, app.state.metrics = readiness, metrics
     if role in ("api", "all"):
         app.include_router(deliveries_router)

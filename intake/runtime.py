@@ -35,6 +35,8 @@ class Runtime:
     routes: tuple[Route, ...] = ()
     procedures: ProcedureCatalogue = field(default_factory=lambda: ProcedureCatalogue({}, configured=False))
     policy: VerificationPolicy = field(default_factory=VerificationPolicy)
+    #: Told each package verification's duration in seconds (the intake_verification_seconds metric).
+    observe_verification: Callable[[float], None] = field(default=lambda _seconds: None)
 
     @classmethod
     def from_settings(cls, settings: IntakeSettings, *, clock: Clock = system_clock) -> Runtime:

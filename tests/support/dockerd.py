@@ -171,7 +171,8 @@ class DockerEngine:
         """What this engine added and did not remove (empty after :meth:`stop`)."""
         found = []
         for table in _TABLES:
-            found += [f"{table}: {r}" for r in _iptables_rules(table) if r not in set(self._rules_before.get(table, []))]
+            before = set(self._rules_before.get(table, []))
+            found += [f"{table}: {r}" for r in _iptables_rules(table) if r not in before]
         found += [f"link {link}" for link in _links() - self._links_before]
         return found
 
