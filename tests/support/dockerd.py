@@ -105,7 +105,7 @@ class DockerEngine:
         root.mkdir(parents=True, exist_ok=True)
         run = root / "run"
         _stop_stale(run)
-        shutil.rmtree(run, ignore_errors=True)  # exec-root: runtime state only, never kept
+        _clear_exec_root(run)
         run.mkdir(mode=0o700)
         engine = cls(host=f"unix://{run / 'docker.sock'}", started=True, root=root)
         engine._rules_before = {t: _iptables_rules(t) for t in _TABLES}
@@ -143,7 +143,7 @@ class DockerEngine:
         self._remove_leftovers()
         if self.root is not None:
             # The exec-root holds nothing worth keeping; the data-root (image cache) stays.
-            shutil.rmtree(self.root / "run", ignore_errors=True)
+            _clear_exec_root(self.root / "run")
 
     def _remove_leftovers(self) -> None:
         for table in _TABLES:
@@ -175,6 +175,16 @@ class DockerEngine:
             found += [f"{table}: {r}" for r in _iptables_rules(table) if r not in before]
         found += [f"link {link}" for link in _links() - self._links_before]
         return found
+
+
+def _clear_exec_root(run: Path) -> None:
+    """Unmount what dockerd left mounted under its exec-root (its network namespace), then remove it."""
+    prefix = str(run.resolve()) + "/"
+    with open("/proc/mounts", encoding="utf-8") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    for point in sorted(points, key=len, reverse=True):
+        _run(["umount", "-l", point], check=False)
+    shutil.rmtree(run, ignore_errors=True)
 
 
 def _stop_stale(run: Path) -> None:
