@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests and the demo need (the xmlsec1 command line is the independent signer).
-APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose chromium fonts-noto-cjk nftables iproute2
+APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose docker.io mmdebstrap chromium fonts-noto-cjk nftables iproute2 systemd
 # uv installs exactly uv.lock (every package pinned, every file hashed); uv itself comes from
 # tools/uv-requirements.txt, pinned with hashes too. docs/decisions.md: "Locked dependencies".
 UV_DIR := .uv
@@ -20,7 +20,7 @@ export UV_PYTHON_DOWNLOADS := never
 STAMP := $(VENV)/.installed-$(shell cat uv.lock tools/uv-requirements.txt | sha256sum | cut -c1-12)
 SHINSEI_VAR_DIR ?= ./var
 
-.PHONY: help install apt lockcheck lock upgrade audit lint test demo smoke bench clean
+.PHONY: help install apt lockcheck lock upgrade audit lint test demo smoke bench clean wheelhouse deploy-check
 
 help:
 	@echo "make demo   - install, then run portal_sim -> relay -> intake on this machine and show the outcome"
@@ -76,8 +76,19 @@ lint: install lockcheck
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: lint wheelhouse
 	$(VENV)/bin/pytest
+
+# The locked runtime wheels (and uv), hashes checked, for offline image builds (docker/python-service.Dockerfile).
+wheelhouse: install
+	@mkdir -p wheelhouse
+	@$(UV) export --frozen --no-emit-project --format requirements-txt -o wheelhouse/requirements.txt --quiet
+	@$(PY) -m pip download --quiet --disable-pip-version-check --require-hashes --no-deps --only-binary :all: \
+	  -d wheelhouse -r wheelhouse/requirements.txt -r tools/uv-requirements.txt 2>&1 | { grep -v '^WARNING: Location' || true; }
+
+# The container deployment, built and run for real (tests/deploy/): starts its own dockerd, leaves nothing behind.
+deploy-check: install wheelhouse
+	$(VENV)/bin/pytest tests/deploy -p no:randomly
 
 demo: install
 	SHINSEI_VAR_DIR=$(SHINSEI_VAR_DIR) $(PY) -m demo

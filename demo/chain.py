@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         {"id": code, "name": name, "recipients": [f"dept-{code}@example.lg.jp"]} for code, name in codes]},
         ensure_ascii=False), encoding="utf-8")
     intake_env = {**env, **{f"SHINSEI_INTAKE_{k}": v for k, v in trust.items()},
+                  "SHINSEI_INTAKE_ENVIRONMENT": "development",  # the demo is development, and says so
                   "SHINSEI_INTAKE_VAR_DIR": str(lay.var / "intake"),
                   "SHINSEI_INTAKE_CLIENT_AUTH": "dedicated-ca",
                   "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures),
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         _wait_ready(f"https://127.0.0.1:{intake_port}/healthz", intake, verify=probe)
 
         relay_env = {**env, **{f"SHINSEI_RELAY_{k}": v for k, v in trust.items()},
+                     "SHINSEI_RELAY_ENVIRONMENT": "development",
                      "SHINSEI_RELAY_DATA_DIR": str(lay.var / "relay"),
                      "SHINSEI_RELAY_TEMP_DIR": str(lay.var / "relay" / "tmp"),
                      "SHINSEI_RELAY_INTAKE_URL": f"https://127.0.0.1:{intake_port}",

@@ -1,4 +1,5 @@
-"""``python -m dmz_relay serve | pull [--once] | statuses [--once] | push PATH… | check | status | retry 受付番号``.
+"""``python -m dmz_relay serve | pull [--once] | statuses [--once] | push PATH… | check | status | retry 受付番号 |
+replay --since T | backup --out FILE | restore FILE`` (and ``--version``).
 
 ``serve``, ``pull``, ``statuses`` and ``check`` read their configuration from ``SHINSEI_RELAY_*``
 (:class:`~dmz_relay.settings.RelaySettings`); ``push`` is the LGWAN terminal's client and takes
@@ -9,24 +10,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import re
 import ssl
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from dmz_relay import __version__
 from dmz_relay.errors import RelayError
 
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dmz_relay", description="Shinsei relay (連携サーバ)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="python -m dmz_relay", description="Shinsei relay (連携サーバ). "
+                                     "Settings: SHINSEI_RELAY_* (docs/relay.md).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="push API + pull loop + status relay")
     serve.add_argument("--host", default=None, help="default: SHINSEI_RELAY_LISTEN_HOST")
     serve.add_argument("--port", type=int, default=None, help="default: SHINSEI_RELAY_LISTEN_PORT")
@@ -47,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="reconciliation: listed items by state, set-aside items, the last rounds (JSON)")
     retry = sub.add_parser("retry", help="retry a set-aside 受付番号 now, with a fresh attempt budget")
     retry.add_argument("receipt_number", metavar="受付番号", help="YYYYMMDD-NNNNNNNNNN")
+    replay = sub.add_parser("replay", help="after an intake restore: forward again every package the portal "
+                                           "offered since a time (the intake drops those it has)")
+    replay.add_argument("--since", required=True, help="ISO 8601 time with offset, e.g. the backup's created_at")
+    backup = sub.add_parser("backup", help="copy the relay's state (tombstones, pull cursor; no personal data)")
+    backup.add_argument("--out", type=Path, required=True, help="the backup file to write (must not exist)")
+    restore = sub.add_parser("restore", help="put a state backup in place (the relay must be stopped)")
+    restore.add_argument("file", type=Path, help="a file written by `dmz_relay backup`")
+    restore.add_argument("--force", action="store_true", help="replace an existing tombstones.db")
     return parser
 
 
@@ -59,13 +71,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dmz_relay.settings import RelaySettings
 
     configure_logging()
+    settings = _settings(RelaySettings)
+    if args.command in ("backup", "restore"):
+        from dmz_relay.statebackup import backup_state, restore_state
+
+        if args.command == "backup":
+            return backup_state(settings, args.out)
+        return restore_state(settings, args.file, force=args.force)
     try:
-        settings = RelaySettings()
         relay = Relay.from_settings(settings)
     except (RelayError, ValueError) as exc:
-        logging.getLogger("dmz_relay").error("the relay cannot start: %s", exc)
+        print(f"dmz_relay: cannot start: {exc}", file=sys.stderr)
         return 2
     try:
+        if args.command == "replay":
+            from dmz_relay.replay import run_replay
+
+            return run_replay(relay, args.since)
         if args.command == "serve":
             return _serve(args, relay)
         if args.command == "check":
@@ -116,21 +138,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         relay.close()
 
 
+def _settings(cls: type[Any]) -> Any:
+    """The settings, or one clear line on stderr and exit 2 (never a traceback)."""
+    from pydantic import ValidationError
+
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()))
+            message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+        print(f"dmz_relay: cannot start: invalid settings: {'; '.join(problems)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _serve(args: argparse.Namespace, relay: object) -> int:
+    """The push API and, with ``OPS_PORT``, the loopback operations listener, in one event loop;
+    the push API's certificate is reloaded when its files change (or on SIGHUP)."""
+    import asyncio
+    import signal
+
     import uvicorn
 
+    from dmz_relay.ops import create_ops_app
     from dmz_relay.push import create_app
     from dmz_relay.runtime import Relay
+    from dmz_relay.tlsreload import TlsReloader
 
     assert isinstance(relay, Relay)  # noqa: S101 - narrows the type for mypy
     s = relay.settings
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     if s.tls_cert is not None and s.tls_key is not None:
         options.update(ssl_certfile=str(s.tls_cert), ssl_keyfile=str(s.tls_key))
         if s.tls_client_ca is not None:
             options.update(ssl_ca_certs=str(s.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-    uvicorn.run(create_app(relay, background=True), host=args.host or s.listen_host, port=args.port or s.listen_port,
-                timeout_graceful_shutdown=int(s.shutdown_grace), log_config=None, **options)  # type: ignore[arg-type]
+    config = uvicorn.Config(create_app(relay, background=True), host=args.host or s.listen_host,
+                            port=args.port or s.listen_port, timeout_graceful_shutdown=int(s.shutdown_grace),
+                            log_config=None, server_header=False, **options)
+    try:
+        config.load()
+    except (OSError, ssl.SSLError) as exc:
+        print(f"dmz_relay: cannot start: TLS files cannot be used ({type(exc).__name__})", file=sys.stderr)
+        return 2
+    servers = [uvicorn.Server(config)]
+    if s.ops_port is not None:
+        servers.append(uvicorn.Server(uvicorn.Config(create_ops_app(relay), host="127.0.0.1", port=s.ops_port,
+                                                     log_config=None, access_log=False, lifespan="off",
+                                                     server_header=False)))
+    if config.ssl is not None and s.tls_cert is not None and s.tls_key is not None:
+        reloader = TlsReloader(config.ssl, s.tls_cert, s.tls_key, interval=s.tls_reload_interval)
+        reloader.start()
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: reloader.check(force=True))
+
+    async def run_all() -> None:
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(run_all())
     return 0
 
 

@@ -20,6 +20,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -159,10 +160,14 @@ class PortalClient:
             self._fail(response)
         self._token = str(response.json()["access_token"])
 
-    def list_applications(self, *, cursor: str | None, limit: int) -> Page:
+    def list_applications(self, *, cursor: str | None, limit: int, since: datetime | None = None) -> Page:
+        """One page of the portal's list; ``since``: only applications that arrived at or after it
+        (the replay after an intake restore)."""
         params: dict[str, Any] = {"limit": limit}
         if cursor is not None:
             params["cursor"] = cursor
+        if since is not None:
+            params["since"] = since.isoformat()
         response = self._send("GET", "/api/v1/applications", params=params)
         if response.status_code != 200:
             self._fail(response)

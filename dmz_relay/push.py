@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from dmz_relay.logs import event
-from dmz_relay.metrics import CONTENT_TYPE
+from dmz_relay.ops import add_ops_routes, monitor_of
 from dmz_relay.pipeline import PackageResult, wipe
 from dmz_relay.reasons import BUSY, SHUTTING_DOWN, describe_code
 from dmz_relay.runtime import Relay
@@ -74,6 +74,7 @@ def create_app(relay: Relay, *, background: bool = False) -> FastAPI:
             for thread in threads:
                 thread.start()
         event("relay.started", detail="background loops" if threads else "push only", count=len(threads))
+        monitor_of(relay).start()
         try:
             yield
         finally:
@@ -129,19 +130,7 @@ def create_app(relay: Relay, *, background: bool = False) -> FastAPI:
         result = await run_in_threadpool(relay.pipeline.process, buffer, channel=Channel.PUSH)
         return _answer(result, settings.retry_after)
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        checks = relay.readiness()
-        ready = all(v in ("ok", "skipped", "disabled") for v in checks.values())
-        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
-                            status_code=200 if ready else 503)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(relay.metrics.render(), media_type=CONTENT_TYPE)
+    # /healthz, /readyz (cached, scheduled checks) and /metrics (bearer token only): dmz_relay/ops.py.
+    add_ops_routes(app, relay, open_metrics=False)
 
     return app

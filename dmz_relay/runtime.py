@@ -27,6 +27,7 @@ from dmz_relay.metrics import Metrics
 from dmz_relay.pipeline import Clock, Pipeline
 from dmz_relay.portal import PortalClient, build_portal_http
 from dmz_relay.pull import Budget, Puller
+from dmz_relay.readiness import ReadinessMonitor
 from dmz_relay.settings import RelaySettings
 from dmz_relay.status_relay import StatusRelay
 from dmz_relay.tmpdir import prepare_temp_dir
@@ -128,6 +129,8 @@ class Relay:
     puller: Puller | None = None
     status_relay: StatusRelay | None = None
     crl_freshness: CrlFreshness | None = None
+    #: the scheduled readiness check behind ``/readyz`` (:func:`dmz_relay.ops.monitor_of`)
+    monitor: ReadinessMonitor | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
@@ -204,6 +207,8 @@ class Relay:
                          portal_http=portal_http, clock=clock)
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
         for close in reversed(self._closers):
             close()
         self._closers.clear()

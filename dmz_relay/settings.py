@@ -1,8 +1,11 @@
 """The relay's one typed settings class. Nothing else in ``dmz_relay/`` reads the environment.
 
 Values come from environment variables prefixed ``SHINSEI_RELAY_`` (lists as JSON) or a ``.env``
-file. ``development`` works with embedded defaults and loud warnings (plain HTTP, no malware scan);
-``production`` refuses every insecure or missing value at start-up (docs/relay.md, "Configuration").
+file; secrets may come from files (``portal_api_key_file``, ``metrics_token_file``).
+
+**No environment means production rules**: ``production`` refuses every insecure or missing value
+at start-up (docs/relay.md, "Configuration"). ``development`` must be chosen explicitly
+(``SHINSEI_RELAY_ENVIRONMENT=development``) and says so loudly at every start.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ MiB = 1024 * 1024
 class RelaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHINSEI_RELAY_", env_file=".env", extra="ignore")
 
-    environment: Literal["development", "production"] = "development"
+    #: ``production`` unless ``development`` is chosen explicitly (secure by default).
+    environment: Literal["development", "production"] = "production"
 
     # --- disk: the tombstone database and the private temp directory (docs/relay.md, "On disk") ---
     data_dir: Path = Path("var/relay")
@@ -52,6 +56,8 @@ class RelaySettings(BaseSettings):
     portal_url: str | None = None
     municipality_code: str | None = None
     portal_api_key: SecretStr | None = None
+    #: The portal API key from a file (container secret, systemd credential) instead.
+    portal_api_key_file: Path | None = None
     #: CA bundle for an https portal URL (never the public web CAs).
     portal_ca: Path | None = None
     portal_timeout: float = 30.0
@@ -101,10 +107,36 @@ class RelaySettings(BaseSettings):
     tls_client_ca: Path | None = None
     #: Seconds uvicorn waits for in-flight requests on shutdown before closing them.
     shutdown_grace: float = Field(default=60.0, gt=0)
+    #: Operations listener (plain HTTP, loopback only): ``/healthz``, ``/readyz`` and ``/metrics``
+    #: for the local health check and a local scraper; none when unset.
+    ops_port: int | None = Field(default=None, ge=1, le=65535)
+    #: Bearer token ``GET /metrics`` requires on the push API listener (at least 32 characters);
+    #: without one, metrics are served only on the operations listener.
+    metrics_token: SecretStr | None = None
+    metrics_token_file: Path | None = None
+    #: Seconds between readiness checks; ``/readyz`` answers the last result (never checks per request).
+    readiness_interval: float = Field(default=10.0, gt=0, le=300)
+    #: Seconds between checks of the push API's certificate and key files (changed files are reloaded).
+    tls_reload_interval: float = Field(default=30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _check(self) -> RelaySettings:
         problems: list[str] = []
+        for name in ("portal_api_key", "metrics_token"):
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            if getattr(self, name) is not None:
+                problems.append(f"{name} and {name}_file are exclusive")
+                continue
+            try:
+                setattr(self, name, SecretStr(path.read_text(encoding="utf-8").strip()))
+            except OSError as exc:
+                problems.append(f"{name}_file cannot be read ({type(exc).__name__})")
+        if self.metrics_token is not None:
+            token = self.metrics_token.get_secret_value()
+            if len(token) < 32 or len(set(token)) < 10:
+                problems.append("metrics_token must be at least 32 random characters (openssl rand -hex 32)")
         if bool(self.client_cert) != bool(self.client_key):
             problems.append("client_cert and client_key go together")
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -118,6 +150,8 @@ class RelaySettings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         if self.environment != "production":
+            _log.warning("DEVELOPMENT MODE (SHINSEI_RELAY_ENVIRONMENT=development): insecure settings are allowed; "
+                         "never relay a ward's applications like this")
             if self.scanner == "none":
                 _log.warning("MALWARE SCANNING IS OFF (scanner=none): development only, never in production")
             if not self.intake_url.startswith("https://"):
@@ -142,6 +176,9 @@ class RelaySettings(BaseSettings):
             problems.append("revocation must be 'require' in production")
         if not (self.tls_cert and self.tls_key):
             problems.append("tls_cert and tls_key are required in production (the push API is TLS only)")
+        if not self.tls_client_ca:
+            problems.append("tls_client_ca is required in production (the push API takes LGWAN terminals' "
+                            "client certificates only)")
         return problems
 
     @property

@@ -1,11 +1,14 @@
-"""``python -m intake serve | db upgrade | linkage import | outbox retry | check | audit verify | audit purge |
-staff add``."""
+"""``python -m intake``: every command and option has its help (``python -m intake COMMAND --help``).
+
+serve · db upgrade|downgrade|current|history · check · linkage import · outbox run|retry ·
+mail send|status · audit verify|purge · staff add · keys status|rotate|retire-check ·
+backup · restore. A bad setting stops any command with one line on stderr and exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import ssl
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -13,79 +16,161 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake import __version__
 from intake.db import make_engine, make_session_factory
 from intake.runtime import Runtime, system_clock
 from intake.settings import IntakeSettings
+from intake.startup import refuse
 
-__all__ = ["main"]
+__all__ = ["main", "parser"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m intake", description="Shinsei intake (申請管理システム)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the API and the staff UI (/staff)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8443)
-    serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
-    serve.add_argument("--tls-key", type=Path, help="server key (PEM)")
+
+def parser() -> argparse.ArgumentParser:
+    """The whole command line (tests check that every option has a help text)."""
+    top = argparse.ArgumentParser(prog="python -m intake", description="Shinsei intake (申請管理システム). "
+                                  "Settings: SHINSEI_INTAKE_* (docs/operations.md).")
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the machine API and/or the staff UI (/staff)")
+    serve.add_argument("--only", choices=["api", "ui", "all"], default="all",
+                       help="api: the relay's machine API only; ui: the staff UI only (behind its TLS front "
+                            "proxy); all: both (default; development)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8443, help="port to listen on (default 8443)")
+    serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM); reloaded when the file changes")
+    serve.add_argument("--tls-key", type=Path, help="server key (PEM); reloaded with the certificate")
     serve.add_argument("--client-ca", type=Path,
-                       help="require client certificates from this CA (the relay-only CA: client_auth=dedicated-ca)")
-    db = sub.add_parser("db", help="database")
-    db.add_argument("action", choices=["upgrade"])
-    linkage = sub.add_parser("linkage", help="番号紐付情報")
-    linkage.add_argument("action", choices=["import"])
-    linkage.add_argument("file", type=Path)
-    linkage.add_argument("--mode", choices=["auto", "full", "delta"], default="auto")
-    outbox = sub.add_parser("outbox", help="forwarding outbox")
-    outbox.add_argument("action", choices=["retry", "run"])
-    outbox.add_argument("--id", type=int, default=None, help="retry: one failed item (default: all failed items)")
-    outbox.add_argument("--once", action="store_true", help="run: process due items once and exit")
-    outbox.add_argument("--interval", type=float, default=5.0, help="run: seconds between passes")
-    sub.add_parser("check", help="configuration and connectivity self-test")
+                       help="require client certificates from this CA (the relay-only CA: client_auth=dedicated-ca); "
+                            "required for a TLS listener that serves the machine API")
+    serve.add_argument("--ops-port", type=int, default=None,
+                       help="also serve /healthz, /readyz and /metrics on 127.0.0.1:PORT (plain HTTP, loopback only)")
+
+    db = sub.add_parser("db", help="database schema (Alembic migrations)")
+    dbs = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = dbs.add_parser("upgrade", help="migrate to the newest revision (or --revision)")
+    up.add_argument("--revision", default="head", help="target revision (default head)")
+    down = dbs.add_parser("downgrade", help="migrate back to --revision (take a backup first)")
+    down.add_argument("--revision", required=True, help="target revision, e.g. 0004 or -1")
+    dbs.add_parser("current", help="print the database's revision")
+    dbs.add_parser("history", help="print every revision, newest first")
+
+    sub.add_parser("check", help="configuration and connectivity self-test (prints OK or the problems)")
+
+    linkage = sub.add_parser("linkage", help="番号紐付情報 (certificate serial → 宛名番号)")
+    links = linkage.add_subparsers(dest="action", required=True, metavar="ACTION")
+    imp = links.add_parser("import", help="import one linkage file")
+    imp.add_argument("file", type=Path, help="the CSV file from the resident register")
+    imp.add_argument("--mode", choices=["auto", "full", "delta"], default="auto",
+                     help="full replaces all entries, delta adds to them, auto decides from the file (default)")
+
+    outbox = sub.add_parser("outbox", help="forwarding to business systems")
+    boxes = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    retry = boxes.add_parser("retry", help="queue failed items again")
+    retry.add_argument("--id", type=int, default=None, help="one failed item (default: all failed items)")
+    run = boxes.add_parser("run", help="the forwarding worker")
+    run.add_argument("--once", action="store_true", help="process due items once and exit")
+    run.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
+
     mail = sub.add_parser("mail", help="daily count e-mail (通知機能)")
-    mail.add_argument("action", choices=["send", "status"])
-    mail.add_argument("--date", type=date.fromisoformat, default=None,
-                      help="send: this Asia/Tokyo day (YYYY-MM-DD); default: every due day not sent yet")
-    mail.add_argument("--department", default=None, help="send: only this department id")
-    mail.add_argument("--dry-run", action="store_true", help="send: print the mail, send and record nothing")
+    mails = mail.add_subparsers(dest="action", required=True, metavar="ACTION")
+    send = mails.add_parser("send", help="send due mails (or one day's)")
+    send.add_argument("--date", type=date.fromisoformat, default=None,
+                      help="this Asia/Tokyo day (YYYY-MM-DD); default: every due day not sent yet")
+    send.add_argument("--department", default=None, help="only this department id")
+    send.add_argument("--dry-run", action="store_true", help="print the mail, send and record nothing")
+    mails.add_parser("status", help="the daily mail's state as JSON")
+
     audit = sub.add_parser("audit", help="access log (P13)")
-    audit.add_argument("action", choices=["verify", "purge"],
-                       help="verify: check the hash chain and record the result; "
-                            "purge: delete rows older than access_log_retention_years (after checking them)")
-    audit.add_argument("--dry-run", action="store_true", help="purge: check and count only, delete nothing")
+    audits = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    audits.add_parser("verify", help="check the hash chain and record the result (exit 1: broken)")
+    purge = audits.add_parser("purge", help="delete rows older than access_log_retention_years (after checking them)")
+    purge.add_argument("--dry-run", action="store_true", help="check and count only, delete nothing")
+
     staff = sub.add_parser("staff", help="staff UI accounts")
-    staff.add_argument("action", choices=["add"])
-    staff.add_argument("login")
-    staff.add_argument("--name", required=True, help="display name (氏名)")
-    staff.add_argument("--role", action="append", required=True,
-                       help="viewer | reviewer | department_admin | system_admin | auditor (repeatable)")
-    staff.add_argument("--department", action="append", required=True, help="department id (repeatable)")
-    staff.add_argument("--reveal-my-number", action="store_true", help="grant the separate My Number reveal permission")
-    staff.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else: none)")
-    staff.add_argument("--cert-sha256", help="SHA-256 fingerprint of the staff IC-card certificate")
-    return parser
+    staffs = staff.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = staffs.add_parser("add", help="create an account (prints the TOTP secret once)")
+    add.add_argument("login", help="login name")
+    add.add_argument("--name", required=True, help="display name (氏名)")
+    add.add_argument("--role", action="append", required=True,
+                     help="viewer | reviewer | department_admin | system_admin | auditor (repeatable)")
+    add.add_argument("--department", action="append", required=True, help="department id (repeatable)")
+    add.add_argument("--reveal-my-number", action="store_true", help="grant the separate My Number reveal permission")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else: none)")
+    add.add_argument("--cert-sha256", help="SHA-256 fingerprint of the staff IC-card certificate")
+
+    keys = sub.add_parser("keys", help="encryption keys: which key seals what, rotation")
+    keyss = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    keyss.add_parser("status", help="sealed blobs per key id (My Numbers, packages, attachments, TOTP secrets)")
+    rotate = keyss.add_parser("rotate", help="re-seal every blob not under the active key, in resumable batches")
+    rotate.add_argument("--batch", type=int, default=200, help="blobs per committed batch (default 200)")
+    rotate.add_argument("--limit", type=int, default=None, help="stop after this many blobs (default: all)")
+    retire = keyss.add_parser("retire-check", help="exit 0 only if no blob is sealed with KEY_ID any more")
+    retire.add_argument("key_id", help="the key id to retire")
+
+    backup = sub.add_parser("backup", help="back up the database and the linkage inbox (never the keys)")
+    backup.add_argument("--out", type=Path, required=True, help="a new, empty directory for the backup")
+    restore = sub.add_parser("restore", help="restore a backup into an empty database")
+    restore.add_argument("source", type=Path, help="the backup directory (from `intake backup`)")
+    restore.add_argument("--force", action="store_true",
+                         help="restore although the database holds applications (they are replaced)")
+    return top
+
+
+def _settings() -> IntakeSettings:
+    """The settings, or one clear line and exit 2 (never a traceback)."""
+    from pydantic import ValidationError
+
+    try:
+        return IntakeSettings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()))
+            message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+        refuse(f"invalid settings: {'; '.join(problems)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = IntakeSettings()
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    args = parser().parse_args(argv)
+    from intake.logs import configure_logging
+
+    configure_logging()
+    settings = _settings()
+    try:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        refuse(f"var_dir {settings.var_dir} cannot be created "
+                         f"({type(exc).__name__})")
     url = settings.effective_database_url
     if args.command == "db":
-        from intake.migrate import upgrade
-
-        upgrade(url)
-        print("database is at the latest revision")
-        return 0
+        return _db(args, url)
     if args.command == "check":
         return _check(settings)
+    if args.command == "serve":
+        # Refuse an unsafe listener before anything else is opened.
+        from intake.serving import listener_problem
+
+        problem = listener_problem(settings, role=args.only, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                   client_ca=args.client_ca)
+        if problem:
+            refuse(f"{problem}")
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     if args.command == "audit":
         return _audit_purge(args, settings, sessions) if args.action == "purge" else _audit_verify(sessions)
     if args.command == "staff":
         return _staff_add(args, settings, sessions)
+    if args.command == "backup":
+        from intake.backup import run_backup
+
+        return run_backup(settings, sessions, args.out, at=system_clock())
+    if args.command == "restore":
+        from intake.backup import run_restore
+
+        return run_restore(settings, args.source, force=args.force)
     if args.command == "linkage":
         # Needs only the database and the clock, not the trust configuration.
         from intake.linkage.importer import import_linkage_file
@@ -97,9 +182,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if result.ok else 1
     if args.command == "mail":
         return _mail(args, settings, sessions)
-    runtime = Runtime.from_settings(settings)
+    if args.command == "keys":
+        from intake.keys import run_keys
+
+        return run_keys(args, settings, sessions)
+    try:
+        runtime = Runtime.from_settings(settings)
+    except Exception as exc:  # noqa: BLE001 - trust material, keys, routes: one line, never a traceback
+        refuse(f"{type(exc).__name__}: {exc}")
     if args.command == "serve":
-        return _serve(args, runtime, sessions)
+        from intake.serving import serve
+
+        return serve(runtime, sessions, role=args.only, host=args.host, port=args.port, tls_cert=args.tls_cert,
+                     tls_key=args.tls_key, client_ca=args.client_ca, ops_port=args.ops_port)
     if args.action == "run":
         return _run_outbox(args, runtime, sessions)
     from intake.forwarding.service import retry_failed
@@ -108,6 +203,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         count = retry_failed(session, item_id=args.id, at=runtime.clock())
         session.commit()
     print(f"{count} item(s) queued again")
+    return 0
+
+
+def _db(args: argparse.Namespace, url: str) -> int:
+    from intake import migrate
+
+    if args.action == "upgrade":
+        migrate.upgrade(url, args.revision)
+        print(f"database is at revision {migrate.current(url) or 'base'}")
+    elif args.action == "downgrade":
+        migrate.downgrade(url, args.revision)
+        print(f"database is at revision {migrate.current(url) or 'base'}")
+    elif args.action == "current":
+        print(migrate.current(url) or "base (empty database)")
+    else:
+        for line in migrate.history():
+            print(line)
     return 0
 
 
@@ -126,30 +238,6 @@ def _run_outbox(args: argparse.Namespace, runtime: Runtime, sessions: sessionmak
         if args.once:
             return 0
         time.sleep(args.interval)
-
-
-def _serve(args: argparse.Namespace, runtime: Runtime, sessions: sessionmaker[Session]) -> int:
-    import uvicorn
-
-    from intake.api import create_app
-
-    if args.client_ca and not (args.tls_cert and args.tls_key):
-        print("--client-ca needs --tls-cert and --tls-key", file=sys.stderr)
-        return 2
-    app = create_app(runtime, sessions)
-    from intake.mail.schedule import start_mail_scheduler
-
-    scheduler = start_mail_scheduler(runtime, sessions)  # None when mail is disabled
-    # proxy_headers=False: uvicorn would otherwise replace the peer address with X-Forwarded-For from
-    # 127.0.0.1; the app decides itself which front proxies it believes (settings trusted_proxies).
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", proxy_headers=False,
-                ssl_certfile=str(args.tls_cert) if args.tls_cert else None,
-                ssl_keyfile=str(args.tls_key) if args.tls_key else None,
-                ssl_ca_certs=str(args.client_ca) if args.client_ca else None,
-                ssl_cert_reqs=ssl.CERT_REQUIRED if args.client_ca else ssl.CERT_NONE)
-    if scheduler is not None:
-        scheduler.shutdown(wait=False)
-    return 0
 
 
 def _mail(args: argparse.Namespace, settings: IntakeSettings, sessions: sessionmaker[Session]) -> int:

@@ -1,4 +1,4 @@
-"""Schema migrations with Alembic, driven from code (``python -m intake db upgrade``)."""
+"""Schema migrations with Alembic, driven from code (``python -m intake db upgrade|downgrade|current|history``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from intake import models  # noqa: F401 - registers the tables on Base.metadata
-from intake.db import Base
+from intake.db import (
+    Base,
+    make_engine,
+)
 
-__all__ = ["alembic_config", "pending_differences", "upgrade"]
+__all__ = ["alembic_config", "current", "downgrade", "history", "pending_differences", "upgrade"]
 
 
 def alembic_config(url: str) -> Config:
@@ -25,6 +29,27 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def current(url: str) -> str | None:
+    """The database's revision (``None``: not migrated at all)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def history() -> list[str]:
+    """``revision <- down_revision: message`` per revision, newest first."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return [f"{rev.revision} <- {rev.down_revision or 'base'}: {(rev.doc or '').strip()}"
+            for rev in script.walk_revisions()]
 
 
 def pending_differences(engine: Engine) -> list[object]:

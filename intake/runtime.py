@@ -38,6 +38,8 @@ class Runtime:
     policy: VerificationPolicy = field(default_factory=VerificationPolicy)
     #: P11: every file of every delivery is scanned here too (``NullScanner`` in development).
     scanner: Scanner = field(default_factory=NullScanner)
+    #: Told each package verification's duration in seconds (the intake_verification_seconds metric).
+    observe_verification: Callable[[float], None] = field(default=lambda _seconds: None)
 
     @property
     def scanner_name(self) -> str:

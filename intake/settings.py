@@ -1,14 +1,20 @@
 """The intake's one typed settings class. Nothing else in `intake/` reads the environment.
 
-Values come from environment variables prefixed ``SHINSEI_INTAKE_`` (or a ``.env`` file). In
-``development`` the embedded defaults work out of the box (SQLite, generated dev keys, a loud
-warning); in ``production`` insecure or missing values are refused at start-up.
+Values come from environment variables prefixed ``SHINSEI_INTAKE_`` (or a ``.env`` file). Secrets may
+come from files instead (``keys_file``, ``database_url_file``, ``metrics_token_file``: systemd
+credentials, container secrets), so they never sit in a process environment.
+
+**No environment means production rules.** ``development`` must be chosen explicitly
+(``SHINSEI_INTAKE_ENVIRONMENT=development``) and says so loudly at every start: only there do the
+embedded defaults apply (SQLite, the public development keys). Production refuses missing or insecure
+values, and any key whose *value* appears in this repository (:mod:`intake.keypolicy`).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 from datetime import date, time
 from functools import cached_property
@@ -18,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from intake.keypolicy import key_problem, token_problem
 from signature.policy import RevocationMode
 
 __all__ = ["IntakeSettings", "MailSettings", "StaffUISettings"]
@@ -26,8 +33,16 @@ _log = logging.getLogger(__name__)
 
 
 def _dev_key(label: str) -> SecretStr:
-    # Deterministic and public: usable only in development, refused in production.
+    # Deterministic and public: usable only in development, refused in production by value.
     return SecretStr(base64.b64encode(hashlib.sha256(b"shinsei-development-key:" + label.encode()).digest()).decode())
+
+
+def development_keys() -> dict[str, str]:
+    """The public development keys by purpose (for :mod:`intake.keypolicy` and its test)."""
+    return {label: _dev_key(label).get_secret_value() for label in ("my-number", "package")}
+
+
+_KEY_FIELDS = ("my_number_keys", "my_number_active_key", "package_keys", "package_active_key")
 
 
 class MailSettings(BaseModel):
@@ -141,15 +156,30 @@ class IntakeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHINSEI_INTAKE_", env_file=".env", extra="ignore",
                                       env_nested_delimiter="__")
 
-    environment: Literal["development", "production"] = "development"
+    #: ``production`` unless ``development`` is chosen explicitly (issue 16: secure by default).
+    environment: Literal["development", "production"] = "production"
     var_dir: Path = Path("var/intake")
-    database_url: str = ""
+    database_url: SecretStr = SecretStr("")
+    #: A file holding the database URL (it carries the password): read at start-up, never logged.
+    database_url_file: Path | None = None
 
     #: AES-256-GCM keys by key id (base64, 32 bytes). The active id encrypts; all ids decrypt.
-    my_number_keys: dict[str, SecretStr] = Field(default_factory=lambda: {"dev1": _dev_key("my-number")})
-    my_number_active_key: str = "dev1"
-    package_keys: dict[str, SecretStr] = Field(default_factory=lambda: {"dev1": _dev_key("package")})
-    package_active_key: str = "dev1"
+    #: Development without keys uses the public development keys (``dev1``); production requires them.
+    my_number_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    my_number_active_key: str = ""
+    package_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    package_active_key: str = ""
+    #: A JSON file with the four key settings above (``{"my_number_keys": {...}, "my_number_active_key":
+    #: ..., "package_keys": {...}, "package_active_key": ...}``), kept apart from the data (docs/運用手順書.md).
+    keys_file: Path | None = None
+    #: Bearer token that ``GET /metrics`` requires (at least 32 characters); without one, ``/metrics``
+    #: is not served. ``metrics_token_file``: the same, from a file.
+    metrics_token: SecretStr | None = None
+    metrics_token_file: Path | None = None
+    #: Seconds between readiness checks (``/readyz`` answers the last result; it never checks per request).
+    readiness_interval: float = Field(default=10.0, gt=0, le=300)
+    #: Seconds between checks of the TLS certificate and key files (changed files are reloaded).
+    tls_reload_interval: float = Field(default=30.0, gt=0, le=3600)
 
     #: P13: access-log rows are kept this many years, then purged by ``python -m intake audit purge``
     #: (the ward's rule is 7 years; a shorter setting is refused).
@@ -194,17 +224,33 @@ class IntakeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_is_strict(self) -> IntakeSettings:
+        self._read_secret_files()
+        if self.metrics_token is not None and (why := token_problem(self.metrics_token.get_secret_value())):
+            raise ValueError(f"metrics_token {why}")
         if self.environment != "production":
-            if any(k.startswith("dev") for k in (*self.my_number_keys, *self.package_keys)):
-                _log.warning("intake runs with PUBLIC DEVELOPMENT KEYS: never use this outside development")
+            if not (self.my_number_keys or self.package_keys):
+                self.my_number_keys, self.my_number_active_key = {"dev1": _dev_key("my-number")}, "dev1"
+                self.package_keys, self.package_active_key = {"dev1": _dev_key("package")}, "dev1"
+            _log.warning("DEVELOPMENT MODE (SHINSEI_INTAKE_ENVIRONMENT=development): insecure defaults allowed; "
+                         "never run a ward's data like this")
+            if "dev1" in self.my_number_keys:
+                _log.warning("PUBLIC DEVELOPMENT KEYS in use: anything sealed now is readable by anyone")
             return self
         problems = []
-        if not self.database_url:
+        if not self.database_url.get_secret_value():
             problems.append("database_url is required")
         for name, keys in (("my_number_keys", self.my_number_keys), ("package_keys", self.package_keys)):
-            if any(k.startswith("dev") for k in keys):
-                problems.append(f"{name} holds a development key")
-        if set(self.my_number_keys.values()) & set(self.package_keys.values()):
+            if not keys:
+                problems.append(f"{name} is required (or keys_file)")
+            for kid, value in keys.items():
+                if why := key_problem(value.get_secret_value()):
+                    problems.append(f"{name}[{kid}] {why}")
+        if self.my_number_keys and self.my_number_active_key not in self.my_number_keys:
+            problems.append("my_number_active_key must name one of my_number_keys")
+        if self.package_keys and self.package_active_key not in self.package_keys:
+            problems.append("package_active_key must name one of package_keys")
+        mine = {v.get_secret_value() for v in self.my_number_keys.values()}
+        if mine & {v.get_secret_value() for v in self.package_keys.values()}:
             problems.append("My Number and package keys must differ")
         if self.client_auth == "none":
             problems.append("client_auth must be proxy-header or dedicated-ca")
@@ -226,6 +272,35 @@ class IntakeSettings(BaseSettings):
             return self.scanner
         return "clamd" if self.environment == "production" else "none"
 
+    def _read_secret_files(self) -> None:
+        """Fill the secret settings from their files (a file and the value itself: refused)."""
+        if self.keys_file is not None:
+            if self.my_number_keys or self.package_keys:
+                raise ValueError("keys_file and my_number_keys/package_keys are exclusive")
+            try:
+                data = json.loads(self.keys_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"keys_file cannot be read: {type(exc).__name__}") from None
+            if not isinstance(data, dict) or set(data) != set(_KEY_FIELDS):
+                raise ValueError(f"keys_file must hold exactly {', '.join(_KEY_FIELDS)}")
+            for name in ("my_number_keys", "package_keys"):
+                if not isinstance(data[name], dict) or not all(isinstance(v, str) for v in data[name].values()):
+                    raise ValueError(f"keys_file: {name} must map key ids to base64 strings")
+                setattr(self, name, {str(k): SecretStr(v) for k, v in data[name].items()})
+            self.my_number_active_key = str(data["my_number_active_key"])
+            self.package_active_key = str(data["package_active_key"])
+        for field_name, file_field in (("database_url", "database_url_file"), ("metrics_token", "metrics_token_file")):
+            path = getattr(self, file_field)
+            if path is None:
+                continue
+            current = getattr(self, field_name)
+            if current is not None and current.get_secret_value():
+                raise ValueError(f"{field_name} and {file_field} are exclusive")
+            try:
+                setattr(self, field_name, SecretStr(path.read_text(encoding="utf-8").strip()))
+            except OSError as exc:
+                raise ValueError(f"{file_field} cannot be read: {type(exc).__name__}") from None
+
     @cached_property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.var_dir / 'intake.db'}"
+        return self.database_url.get_secret_value() or f"sqlite:///{self.var_dir / 'intake.db'}"

@@ -12,3 +12,5 @@ Test and demo tooling only: everything in it is synthetic, and its keys are test
 import :mod:`signature` (for the test PKI and package builder) and nothing else of ours.
 See docs/portal-sim.md and docs/portal-api.md.
 """
+
+__version__ = "0.1.0"  # the release; pyproject.toml says the same (tests/test_cli_conventions.py)

@@ -4,6 +4,8 @@ The one entry point is :func:`verify_package`: bytes in, a frozen :class:`Verifi
 holding only what verified signatures covered. See docs/package-format.md and docs/decisions.md.
 """
 
+__version__ = "0.1.0"  # the release; pyproject.toml says the same (tests/test_cli_conventions.py)
+
 from signature.errors import SignatureError, TrustConfigError, UnreadablePackage, VerificationFailure
 from signature.mynumber import is_valid_my_number
 from signature.policy import RevocationMode, VerificationPolicy, ZipLimits

@@ -6,6 +6,7 @@ which does not change any outcome.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,11 @@ from signature.testing.builder import ApplicationSpec, SigningOptions, build_pac
 from signature.testing.pki import Issued, Resident, TestPKI, sample_residents
 from signature.testing.samples import sample_spec
 from signature.verify import TrustConfig
+
+# No environment means production rules (issue 16). The suite builds its settings for development
+# explicitly; a test of production rules sets environment="production" itself.
+os.environ.setdefault("SHINSEI_INTAKE_ENVIRONMENT", "development")
+os.environ.setdefault("SHINSEI_RELAY_ENVIRONMENT", "development")
 
 JST = timezone(timedelta(hours=9))
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=JST)

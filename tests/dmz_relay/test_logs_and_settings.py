@@ -108,7 +108,7 @@ def _production(tmp_path: Path, **overrides: object) -> dict[str, object]:
     values: dict[str, object] = {
         "environment": "production", "intake_url": "https://intake.example:8443", "intake_ca": pem,
         "client_cert": pem, "client_key": pem, "jpki_roots": [pem], "portal_roots": [pem], "crls": [pem],
-        "tls_cert": pem, "tls_key": pem, "scanner": "clamd",
+        "tls_cert": pem, "tls_key": pem, "tls_client_ca": pem, "scanner": "clamd",
     }
     values.update(overrides)
     return values
@@ -129,6 +129,7 @@ def test_production_settings_are_accepted_when_complete(tmp_path: Path) -> None:
         pytest.param({"portal_url": "http://portal.example", "municipality_code": "131032",
                       "portal_api_key": "k" * 32}, "portal_url must be https", id="plain-http-portal"),
         pytest.param({"tls_cert": None, "tls_key": None}, "push API", id="plain-http-push-api"),
+        pytest.param({"tls_client_ca": None}, "client certificates only", id="push-api-without-client-ca"),
     ],
 )
 def test_production_refuses_insecure_values(tmp_path: Path, override: dict[str, object], message: str) -> None:

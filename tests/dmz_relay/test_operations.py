@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from dmz_relay.forwarder import build_intake_http
+from dmz_relay.ops import create_ops_app
 from dmz_relay.push import create_app
 from dmz_relay.tombstones import Outcome
 from intake.api import create_app as create_intake_app
@@ -90,9 +91,14 @@ def test_healthz_readyz_and_metrics(
         assert ready.json()["checks"] == {"intake": "ok", "intake_channel": "ok", "portal": "skipped",
                                           "scanner": "disabled", "trust": "ok", "crls": "ok"}
         assert push(url, make_package()).status_code == 201
-        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        # No metrics on the push listener without the bearer token; the loopback ops listener serves them.
+        assert httpx.get(f"{url}/metrics", timeout=10).status_code == 401
+        with serve_in_thread(create_ops_app(relay)) as ops:
+            metrics = httpx.get(f"{ops}/metrics", timeout=10).text
 
         relay_clock.now = NOW + timedelta(days=2)  # past every CRL's nextUpdate
+        assert relay.monitor is not None
+        relay.monitor.run_once()  # the next scheduled check (/readyz itself never checks)
         stale = httpx.get(f"{url}/readyz", timeout=30)
     assert 'relay_packages_total{channel="push",outcome="stored"} 1.0' in metrics
     assert 'relay_package_seconds_count{channel="push"} 1.0' in metrics

@@ -101,6 +101,7 @@ def database_url(empty_database: str) -> str:
 def env(world: World, tmp_path: Path, database_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
     env.update({
+        "SHINSEI_INTAKE_ENVIRONMENT": "development",
         "SHINSEI_INTAKE_DATABASE_URL": database_url,
         "SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"),
         "SHINSEI_INTAKE_JPKI_ROOTS": json.dumps([str(world.jpki_roots)]),

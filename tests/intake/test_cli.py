@@ -20,6 +20,7 @@ CREATED = "2026-11-24T09:00:00+09:00"
 def env(world: World, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
     env.update({
+        "SHINSEI_INTAKE_ENVIRONMENT": "development",
         "SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"),
         "SHINSEI_INTAKE_JPKI_ROOTS": json.dumps([str(world.jpki_roots)]),
         "SHINSEI_INTAKE_PORTAL_ROOTS": json.dumps([str(world.portal_roots)]),

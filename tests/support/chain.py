@@ -328,7 +328,7 @@ class Chain:
             "JPKI_ROOTS": json.dumps([str(p.jpki_roots)]), "PORTAL_ROOTS": json.dumps([str(p.portal_roots)]),
             "JPKI_INTERMEDIATES": json.dumps([str(p.intermediates)]), "CRLS": json.dumps([str(p.crl_dir)]),
             "REVOCATION": "require", "CLIENT_AUTH": "dedicated-ca" if self.options.tls else "none",
-            "MAIL__ENABLED": "false",
+            "MAIL__ENABLED": "false", "ENVIRONMENT": "development",
         }
         values.update(self.options.intake)
         env.update({f"SHINSEI_INTAKE_{k}": v for k, v in values.items()})

@@ -166,7 +166,7 @@ def _intake_env(portal: PortalData, work: Path) -> dict[str, str]:
         encoding="utf-8")
     values = {**_trust(portal), "DATABASE_URL": f"sqlite:///{work / 'intake' / 'intake.db'}",
               "VAR_DIR": str(work / "intake"), "CLIENT_AUTH": "dedicated-ca", "MAIL__ENABLED": "false",
-              "PROCEDURES_FILE": str(procedures)}
+              "ENVIRONMENT": "development", "PROCEDURES_FILE": str(procedures)}
     return {**_base_env(), **{f"SHINSEI_INTAKE_{k}": v for k, v in values.items()}}
 
 

@@ -1,0 +1,242 @@
+"""Issue 17 §1 — the container deployment, built and run for real (``make deploy-check``).
+
+One module-scoped run: a private dockerd (tests/support/dockerd.py: TEST-NET addresses only, its
+data-root as the image cache), the images built FROM the Debian-made base, docker/compose.yaml
+brought up with production settings — portal simulator behind TLS, relay (clamd, mutual TLS both
+ways), migrations as a one-shot service, intake API, intake staff UI behind the TLS front proxy,
+outbox worker, PostgreSQL, a STARTTLS mail sink. The tests then check the chain end to end, restart
+a container mid-run, look for personal data on the relay's volume, take screenshots of the staff UI
+through the proxy, and tear everything down, leaving no container, network, volume, daemon, rule or
+bridge behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import ssl
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pyotp
+import pytest
+
+from tests.deploy.stack import ROOT, Config, Stack, build_images, ours, write_config
+from tests.support.chain import JST, PortalData, generate_portal_data
+from tests.support.dockerd import DockerEngine, DockerUnavailable
+from tests.support.servers import free_port
+
+CACHE = ROOT / ".deploy-cache"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+APPLICATIONS, RESIDENTS, SEED = 24, 10, 17
+HEALTHY = ("portal", "relay", "clamd", "postgres", "intake-api", "intake-ui")
+
+
+@dataclass
+class Run:
+    engine: DockerEngine
+    stack: Stack
+    config: Config
+    portal: PortalData
+    push_port: int
+    ui_port: int
+    timings: dict[str, float] = field(default_factory=dict)
+    restarted: str = ""
+
+    def readable(self) -> set[str]:
+        return {a["sha256"] for a in self.portal.applications() if a["defect"] != "malformed_zip"}
+
+    def stored(self) -> int:
+        return int(self.stack.sql("SELECT count(*) FROM deliveries"))
+
+
+def _wait(predicate: object, *, timeout: float, what: str, stack: Stack, interval: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s\n{stack.logs()}")
+        time.sleep(interval)  # polling the real containers' state, with a deadline
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    timings: dict[str, float] = {}
+    mark = time.monotonic()
+    try:
+        engine = DockerEngine.start(CACHE / "engine")
+    except DockerUnavailable as exc:
+        pytest.skip(str(exc))
+    timings["engine start"] = time.monotonic() - mark
+    stack: Stack | None = None
+    try:
+        images = build_images(engine, timings)
+        mark = time.monotonic()
+        work = tmp_path_factory.mktemp("deploy")
+        from portal_sim.cli import default_key_cache
+
+        portal = generate_portal_data(work / "portal", today=datetime.now(JST).date(), applications=APPLICATIONS,
+                                      residents=RESIDENTS, seed=SEED, defect_rate=0.05, key_cache=default_key_cache())
+        config = write_config(work / "config", portal)
+        timings["portal data + configuration"] = time.monotonic() - mark
+        push_port, ui_port = free_port(), free_port()
+        stack = Stack(engine, images, config, {
+            "SHINSEI_CONFIG_DIR": str(config.root), "SHINSEI_PUSH_PORT": str(push_port),
+            "SHINSEI_UI_PORT": str(ui_port), "SHINSEI_MUNICIPALITY_CODE": portal.municipality_code,
+            "SHINSEI_RELAY_POLL_INTERVAL": "2", "SHINSEI_PORTAL_CLOCK": f"fixed:{portal.period_end.isoformat()}"})
+        stack.compose("down", "-v", "--remove-orphans", check=False)  # an earlier, killed run
+        mark = time.monotonic()
+        stack.compose("up", "-d", "--no-build", timeout=900)
+        _wait(lambda: all(stack.health(s).split()[1:2] == ["healthy"] for s in HEALTHY)  # type: ignore[union-attr]
+              and stack.health("migrate").startswith("exited") and stack.health("proxy").startswith("running"),  # type: ignore[union-attr]
+              timeout=240, what="every health check", stack=stack)
+        assert stack.health("migrate").split()[-1] == "0", stack.logs(["migrate"])
+        timings["stack up, every health check green"] = time.monotonic() - mark
+        yield Run(engine, stack, config, config.portal, push_port, ui_port, timings)
+    finally:
+        mark = time.monotonic()
+        if stack is not None:
+            stack.compose("down", "-v", "--remove-orphans", "-t", "20", check=False, timeout=300)
+            left = ours(engine)
+        engine.stop()
+        timings["teardown"] = time.monotonic() - mark
+        (CACHE / "timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
+        print("deploy-check timings (s):", json.dumps({k: round(v, 1) for k, v in timings.items()}))
+        if stack is not None:
+            assert not any(left.values()), f"left behind: {left}"
+        assert not engine.leftovers(), f"iptables rules or links left behind: {engine.leftovers()}"
+
+
+def _push_client(run: Run) -> httpx.Client:
+    ctx = ssl.create_default_context(cafile=str(run.config.host_tls / "push-ca.pem"))
+    ctx.load_cert_chain(str(run.config.host_tls / "terminal.pem"), str(run.config.host_tls / "terminal.key"))
+    return httpx.Client(base_url=f"https://127.0.0.1:{run.push_port}", verify=ctx, timeout=120, trust_env=False)
+
+
+def test_applications_go_through_the_containers_once_with_a_restart(run: Run) -> None:
+    """The relay pulls from the portal (over TLS), verifies, scans with clamd and forwards over
+    mutual TLS; the intake-api container is restarted while packages are flowing; afterwards every
+    readable package is stored exactly once, and a push through the published push API gets the
+    stored receipt back."""
+    stack = run.stack
+    mark = time.monotonic()
+    _wait(lambda: run.stored() >= 1, timeout=180, what="the first delivery", stack=stack, interval=0.5)
+    stack.engine.docker("restart", "-t", "10", stack.container("intake-api"), timeout=120)
+    run.restarted = "intake-api"
+    _wait(lambda: stack.health("intake-api").split()[1:2] == ["healthy"], timeout=120,
+          what="intake-api healthy again", stack=stack)
+    readable = run.readable()
+    _wait(lambda: run.stored() >= len(readable), timeout=300, what=f"{len(readable)} deliveries", stack=stack)
+    run.timings["chain: all packages stored (restart included)"] = time.monotonic() - mark
+    rows = stack.sql("SELECT sha256 FROM deliveries").split()
+    assert sorted(rows) == sorted(readable)  # nothing lost, nothing twice
+    sample = next(a for a in run.portal.applications() if a["defect"] != "malformed_zip")
+    body = (run.portal.path / "packages" / f"{sample['receipt_number']}.zip").read_bytes()
+    with _push_client(run) as client:
+        answer = client.post("/api/v1/packages", content=body, headers={"Content-Type": "application/zip"})
+    assert answer.status_code == 200, answer.text  # the intake had it: the same receipt, no second copy
+    assert answer.json()["sha256"] == sample["sha256"]
+    assert int(stack.sql("SELECT count(*) FROM deliveries")) == len(readable)
+    # The push API wants an LGWAN terminal's certificate: without one the handshake fails.
+    with pytest.raises(httpx.HTTPError), httpx.Client(
+            verify=ssl.create_default_context(cafile=str(run.config.host_tls / "push-ca.pem")),
+            trust_env=False, timeout=10) as bare:
+        bare.post(f"https://127.0.0.1:{run.push_port}/api/v1/packages", content=body,
+                  headers={"Content-Type": "application/zip"})
+
+
+def test_relay_volume_holds_no_personal_data(run: Run) -> None:
+    """After the chain, the relay's state volume (tombstones, cursor) holds none of the residents'
+    names, kana, addresses or My Numbers (and it does hold the tombstones: a positive control)."""
+    archive = subprocess.run(["/usr/bin/docker", "cp", f"{run.stack.container('relay')}:/var/lib/shinsei", "-"],
+                             capture_output=True, timeout=120, check=True, env=run.engine.env).stdout
+    blobs = b""
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                extracted = tar.extractfile(member)
+                blobs += extracted.read() if extracted else b""
+    assert b"tombstones" in blobs
+    assert blobs.count(b"stored") >= 1
+    needles = set()
+    for resident in run.portal.residents():
+        for key in ("name", "name_kana", "address", "my_number"):
+            value = str(resident[key])
+            needles |= {value.encode("utf-8"), value.encode("utf-16-le"), value.encode("cp932", errors="ignore")}
+    found = [n.decode("utf-8", errors="replace") for n in needles if len(n) >= 4 and n in blobs]
+    assert not found, f"personal data on the relay's volume: {found[:3]}"
+
+
+def test_operations_endpoints_in_the_containers(run: Run) -> None:
+    """Readiness is green on both sides; metrics need the token (401 without it)."""
+    stack = run.stack
+    probe = ("import sys, urllib.request, urllib.error\n"
+             "req = urllib.request.Request(sys.argv[1], headers={'Authorization': 'Bearer ' + sys.argv[2]} "
+             "if len(sys.argv) > 2 else {})\n"
+             "try:\n    r = urllib.request.urlopen(req, timeout=5); print(r.status); print(r.read().decode())\n"
+             "except urllib.error.HTTPError as e:\n    print(e.code)\n")
+    ready = stack.exec("relay", "python", "-c", probe, "http://127.0.0.1:9500/readyz")
+    assert ready.stdout.startswith("200"), ready.stdout + stack.logs(["relay"])
+    assert stack.exec("relay", "python", "-c", probe, "http://127.0.0.1:9500/metrics").stdout.startswith("200")
+    ready = stack.exec("intake-api", "python", "-c", probe, "http://127.0.0.1:9443/readyz")
+    assert ready.stdout.startswith("200"), ready.stdout
+    assert stack.exec("intake-api", "python", "-c", probe, "http://127.0.0.1:9443/metrics").stdout.startswith("401")
+    metrics = stack.exec("intake-api", "python", "-c", probe, "http://127.0.0.1:9443/metrics",
+                         run.config.intake_metrics_token).stdout
+    assert metrics.startswith("200")
+    assert "intake_deliveries_total" in metrics
+    assert re.search(r'^intake_deliveries_total\{outcome="stored"\} [1-9]', metrics, re.M), metrics[:2000]
+
+
+def test_staff_ui_through_the_front_proxy(run: Run) -> None:
+    """A reviewer logs in through the TLS front proxy (password + TOTP) and sees the applications;
+    screenshots in docs/screenshots/."""
+    from playwright.sync_api import sync_playwright
+
+    stack = run.stack
+    manifest = json.loads((run.portal.path / "manifest.json").read_text("utf-8"))
+    departments = sorted({p["department_code"] for p in manifest["procedures"]})
+    password = "deploy-check-" + "x7Qp2"
+    args = [a for d in departments for a in ("--department", d)]
+    added = stack.exec("intake-ui", "python", "-m", "intake", "staff", "add", "shokuin", "--name", "審査 花子",
+                       "--role", "reviewer", *args, "--password-stdin", stdin=password + "\n")
+    assert added.returncode == 0, added.stderr
+    secret = next(line.split(": ", 1)[1] for line in added.stdout.splitlines() if line.startswith("TOTP secret"))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    base = f"https://127.0.0.1:{run.ui_port}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            context = browser.new_context(ignore_https_errors=True, locale="ja-JP",
+                                          viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            page.goto(f"{base}/")  # the proxy sends / to /staff/
+            page.goto(f"{base}/staff/login")
+            page.screenshot(path=str(SCREENSHOTS / "deploy-login.png"))
+            page.get_by_label("ログインID").fill("shokuin")
+            page.get_by_label("パスワード").fill(password)
+            page.get_by_label("確認コード").fill(pyotp.TOTP(secret).now())
+            page.get_by_role("button", name="ログイン", exact=True).click()
+            page.wait_for_load_state()
+            page.screenshot(path=str(SCREENSHOTS / "deploy-dashboard.png"), full_page=True)
+            page.get_by_role("link", name="申請一覧").click()
+            page.wait_for_load_state()
+            page.screenshot(path=str(SCREENSHOTS / "deploy-list.png"), full_page=True)
+            assert page.locator("table tbody tr").count() >= 1
+            cookies = context.cookies()
+            assert cookies
+            assert all(c["secure"] for c in cookies)
+        finally:
+            browser.close()
+    # Only the proxy is published: the UI container itself is not reachable from the host.
+    with httpx.Client(trust_env=False, timeout=3) as plain, pytest.raises(httpx.HTTPError):
+        plain.get(f"http://127.0.0.1:{run.ui_port}/staff/login")
