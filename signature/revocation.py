@@ -187,6 +187,10 @@ class RevocationStoreStatus:
     * ``refused``: (code, count) of the CRLs the last load refused, plus CRLs whose signature did
       not verify with the issuer certificate of a validated path (SIGNATURE_INVALID).
     * ``kept_previous``: previously accepted CRLs kept because what replaced them was refused.
+    * ``digest``: hex SHA-256 over the identities of the CRLs in use (their bytes' SHA-256), sorted:
+      two stores — two processes, the relay and the intake — holding the same CRLs have the same
+      digest, whatever their load history. ``""`` without CRLs. A verification result remembers
+      the digest it was made with, so the same revocation data is never asked twice.
     """
 
     generation: int
@@ -196,6 +200,7 @@ class RevocationStoreStatus:
     loaded_at: datetime | None
     refused: tuple[tuple[CrlRefusal, int], ...]
     kept_previous: int
+    digest: str = ""
 
     @property
     def refused_total(self) -> int:
@@ -354,6 +359,16 @@ class _Issuer:
     crl_sign: bool
 
 
+def _set_digest(identities: Iterable[bytes]) -> str:
+    ordered = sorted(identities)
+    if not ordered:
+        return ""
+    h = hashlib.sha256()
+    for identity in ordered:
+        h.update(identity)
+    return h.hexdigest()
+
+
 def _empty_index(loaded_at: datetime | None = None) -> _Index:
     return _Index(sources={}, crls=(), carried=(), slots={}, refused=(), generation=0, loaded_at=loaded_at)
 
@@ -420,6 +435,7 @@ class RevocationStore:
             loaded_at=index.loaded_at,
             refused=tuple(sorted(refused.items())),
             kept_previous=len(index.carried),
+            digest=_set_digest(crl.identity for crl in in_use),
         )
 
     # --- loading -----------------------------------------------------------------------------

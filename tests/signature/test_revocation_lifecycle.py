@@ -242,3 +242,19 @@ def test_lookups_during_replace_see_a_whole_set(c: Crls) -> None:
             r.result()  # re-raises an assertion failure from a reader
     assert seen
     assert generations == sorted(set(generations))  # strictly increasing
+
+
+def test_digest_names_the_crl_set_whatever_the_feed(c: Crls, tmp_path: Path) -> None:
+    """Two stores holding the same CRLs — one fed from files in another order, one from bytes, one
+    with a refused extra — have one digest; another set has another; no CRLs: empty."""
+    (tmp_path / "b.crl").write_bytes(c.old)
+    (tmp_path / "a.crl").write_bytes(c.new)
+    from_files = RevocationStore([tmp_path], [c.root.cert], at=NOW)
+    from_bytes = empty_store(c)
+    from_bytes.replace({"x": c.new, "y": c.old, "junk": b"junk"}, at=NOW)
+    assert from_files.status().digest == from_bytes.status().digest
+    assert len(from_files.status().digest) == 64
+    other = empty_store(c)
+    other.replace([c.new], at=NOW)
+    assert other.status().digest not in {"", from_files.status().digest}
+    assert empty_store(c).status().digest == ""
