@@ -226,6 +226,22 @@ class RevocationStoreStatus:
     def refused_total(self) -> int:
         return sum(n for _, n in self.refused)
 
+    def freshness(self, at: datetime, *, margin: timedelta) -> str:
+        """``"ok"``, or why the CRLs in use cannot be relied on for ``margin`` from ``at`` (readiness).
+
+        Not ok: no CRL in use, the earliest nextUpdate has passed (some issuer's certificates are
+        TRY_LATER now), or it comes within ``margin`` (they will be unless a newer CRL arrives).
+        """
+        left = self.seconds_until_earliest_next_update(at)
+        if left is None or self.crl_count == 0:
+            return "no CRL in use"
+        if left <= 0:
+            return f"expired: the earliest nextUpdate passed {-left / 3600:.1f} h ago"
+        if left < margin.total_seconds():
+            return (f"expiring: the earliest nextUpdate is in {left / 3600:.1f} h "
+                    f"(margin {margin.total_seconds() / 3600:g} h)")
+        return "ok"
+
     def seconds_until_earliest_next_update(self, at: datetime) -> float | None:
         """Seconds from the aware datetime ``at`` to :attr:`earliest_next_update` (negative: past)."""
         if at.utcoffset() is None:
