@@ -253,8 +253,11 @@ class CrlFetcher:
             return self._settle(source, state, failed)
         if body is None:  # 304 Not Modified
             return self._settle(source, state, None, detail="not modified")
-        found = inspect_crl(body, at=at, issuers=[*self._known_issuers(), *self._issuers.get(source.name, ())],
-                            installed=installed, require_signature=source.issuer is not None)
+        # With an issuer configured for the source, that certificate must have signed it; otherwise
+        # every certificate known here may verify it (a CRL of a CA seen only in packages waits).
+        own = self._issuers.get(source.name)
+        found = inspect_crl(body, at=at, issuers=own if own is not None else self._known_issuers(),
+                            installed=installed, require_signature=own is not None)
         if found.refusal is not None:
             return self._settle(source, state, _Failed("refused", found.refusal.value, found.detail), found)
         if not found.unchanged:

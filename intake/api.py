@@ -55,7 +55,10 @@ def make_readiness(runtime: Runtime, session_factory: sessionmaker[Session]) -> 
         except Exception:  # noqa: BLE001 - any database failure means "not ready"
             return False, {"status": "database unavailable", "crls": crls}
         ready = crls in ("ok", "skipped")
-        return ready, {"status": "ready" if ready else "not ready", "crls": crls,
+        store = runtime.trust.revocation
+        # The CRL set in use (status().digest, shortened): the same in every process holding the same CRLs.
+        crl_set = store.status().digest[:16] if store is not None else ""
+        return ready, {"status": "ready" if ready else "not ready", "crls": crls, "crl_set": crl_set,
                        "mail": mail_health(session_factory, runtime)}
 
     return ReadinessMonitor(check, interval=runtime.settings.readiness_interval, clock=runtime.clock)

@@ -63,7 +63,8 @@ class CrlWatcher:
         self._threads: list[threading.Thread] = []
         self._last_refresh_at: datetime | None = None
         self._refresh_error: str | None = None
-        self._seen_digest: str | None = None
+        store = runtime.trust.revocation
+        self._seen_digest = store.status().digest if store is not None else ""
         self._reverified_digest: str | None = None
         self._last_reverify_at: datetime | None = None
         self._reverify_runs = 0
@@ -88,13 +89,11 @@ class CrlWatcher:
             if error is None:
                 self._last_refresh_at = at
             self._refresh_error = error
-            changed = self._seen_digest is not None and digest != self._seen_digest
-            first = self._seen_digest is None
+            changed = digest != self._seen_digest
             self._seen_digest = digest
         if changed:
             _log.info("the CRL set changed (generation %s): re-verifying deliveries waiting for revocation data",
                       store.generation if store is not None else 0)
-        if changed or first:
             self._due.set()
         return changed
 
@@ -133,6 +132,7 @@ class CrlWatcher:
             if self._threads:
                 return self
             self._sessions = session_factory
+            self._due.set()  # once at start-up
             self._threads = [threading.Thread(target=self._refresh_loop, name="crl-watch", daemon=True),
                              threading.Thread(target=self._reverify_loop, name="crl-reverify", daemon=True)]
         for thread in self._threads:
