@@ -323,10 +323,16 @@ class IntakeClient:
 
     def ready(self) -> bool:
         """The intake answers its /readyz over our (mutual-TLS) connection."""
+        return self.readiness() == "ok"
+
+    def readiness(self) -> str:
+        """``ok``; ``not ready`` when the intake answers but its /readyz is red (e.g. its CRLs are
+        expiring: its own /readyz says why); ``unreachable`` when it does not answer."""
         try:
-            return self.http.get("/readyz").status_code == 200
+            status = self.http.get("/readyz").status_code
         except httpx.HTTPError:
-            return False
+            return "unreachable"
+        return "ok" if status == 200 else "not ready"
 
 
 

@@ -199,7 +199,7 @@ class Relay:
     def readiness(self) -> dict[str, str]:
         """Each check's state: "ok", "skipped", "disabled" or what is wrong (no personal data)."""
         checks: dict[str, str] = {}
-        checks["intake"] = "ok" if self.intake.ready() else "unreachable"
+        checks["intake"] = self.intake.readiness()
         # What the packages' answers said: a misconfiguration is red although /readyz of the intake
         # (no client certificate check there) may answer.
         checks["intake_channel"] = self.pipeline.channel.readiness()
