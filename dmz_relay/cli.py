@@ -1,5 +1,5 @@
 """``python -m dmz_relay serve | pull [--once] | statuses [--once] | push PATH… | check | status | retry 受付番号 |
-replay --since T | backup --out FILE | restore FILE`` (and ``--version``).
+replay --since T | backup --out FILE | restore FILE | crl refresh [--redeliver]`` (and ``--version``).
 
 ``serve``, ``pull``, ``statuses`` and ``check`` read their configuration from ``SHINSEI_RELAY_*``
 (:class:`~dmz_relay.settings.RelaySettings`); ``push`` is the LGWAN terminal's client and takes
@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="put a state backup in place (the relay must be stopped)")
     restore.add_argument("file", type=Path, help="a file written by `dmz_relay backup`")
     restore.add_argument("--force", action="store_true", help="replace an existing tombstones.db")
+    crl = sub.add_parser("crl", help="CRLs from the configured distribution points (SHINSEI_RELAY_CRL_SOURCES)")
+    crls = crl.add_subparsers(dest="action", required=True, metavar="ACTION")
+    refresh = crls.add_parser("refresh", help="one round: fetch, check, install and deliver to the intake; one line "
+                                              "per source; exit 0 all fine, 1 a source failed or was refused, "
+                                              "2 cannot run")
+    refresh.add_argument("--redeliver", action="store_true",
+                         help="send every installed CRL to the intake again (after an intake restore)")
     return parser
 
 
@@ -72,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging()
     settings = _settings(RelaySettings)
+    if args.command == "crl":
+        # Not Relay.from_settings: this runs beside `serve` (a timer), and must leave its
+        # tombstones and temp directory alone.
+        return _crl_refresh(settings, redeliver=args.redeliver)
     if args.command in ("backup", "restore"):
         from dmz_relay.statebackup import backup_state, restore_state
 
@@ -120,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps({"outcomes": result.outcomes, "skipped": result.skipped,
                                   "stopped": result.stopped}, ensure_ascii=False))
                 return 0 if result.stopped is None else 1
+            if relay.trust.revocation is not None:  # this process's CRLs stay current (fetching: serve, timer)
+                import threading
+
+                threading.Thread(target=relay.crl_loop, kwargs={"fetch": False}, name="relay-crls",
+                                 daemon=True).start()
             relay.run_loop(relay.puller.poll_once, settings.poll_interval)
             return 0
         if relay.status_relay is None:
@@ -136,6 +152,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         relay.close()
+
+
+def _crl_refresh(settings: Any, *, redeliver: bool) -> int:
+    """One CRL round; one line per source on stdout; 0 all fine, 1 a source failed or was refused
+    (or another round was running), 2 cannot run (no sources configured, unusable material)."""
+    from dmz_relay.crls import CrlFetcher
+    from dmz_relay.runtime import system_clock
+
+    try:
+        fetcher = CrlFetcher.from_settings(settings, clock=system_clock)
+    except RelayError as exc:
+        print(f"dmz_relay: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = fetcher.run_once(redeliver=redeliver)
+    finally:
+        fetcher.close()
+    if result.busy:
+        print("another CRL round is running (dmz_relay serve or a timer): nothing done", file=sys.stderr)
+        return 1
+    for source in result.results:
+        print(source.line())
+    return 0 if result.ok else 1
 
 
 def _settings(cls: type[Any]) -> Any:

@@ -29,7 +29,16 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from dmz_relay.errors import IntakeFailed, IntakeMisconfigured, IntakeProtocolError, IntakeRejected, IntakeUnavailable
 from dmz_relay.metrics import Metrics
 from dmz_relay.settings import RelaySettings
-from handover import REPORT_HEADER, RelayReport, SetAsideBatch, classify
+from handover import (
+    CRL_MEDIA_TYPE,
+    REPORT_HEADER,
+    CrlReceipt,
+    RelayReport,
+    SetAsideBatch,
+    classify,
+    classify_crl_answer,
+    crl_path,
+)
 
 __all__ = [
     "BackoffPolicy",
@@ -244,6 +253,35 @@ class IntakeClient:
             raise IntakeProtocolError("the receipt is for other bytes", code="RECEIPT_MISMATCH", status=status)
         return receipt
 
+    # --- CRLs (handover.crls) ---------------------------------------------------------------------
+
+    def deliver_crl(self, name: str, der: bytes) -> CrlReceipt:
+        """PUT one installed CRL; the intake's receipt for exactly these bytes.
+
+        Retried like a delivery (409/502/503/504, connection errors). Raises
+        :class:`IntakeRejected` (422 with a CRL refusal code: never with these bytes),
+        :class:`IntakeMisconfigured` (any other 4xx, a TLS failure), :class:`IntakeFailed` (500),
+        :class:`IntakeUnavailable` or :class:`IntakeProtocolError`.
+        """
+        headers = {"Content-Type": CRL_MEDIA_TYPE, "Content-Length": str(len(der))}
+        response, _ = self._exchange("PUT", crl_path(name), lambda: {"content": der, "headers": headers})
+        status, code = response.status_code, _error_code(response)
+        kind = classify_crl_answer(status, code)
+        if kind == "refused":
+            raise IntakeRejected("the intake refused the CRL", code=code, status=status)
+        if kind == "configuration":
+            raise IntakeMisconfigured("the intake's answer is not about the CRL: check the relay-intake "
+                                      "configuration", code=code, status=status)
+        if kind != "receipt":
+            raise IntakeFailed("the intake answered with an error", code=f"HTTP_{status}", status=status)
+        try:
+            receipt = CrlReceipt.model_validate(response.json())
+        except ValueError as exc:
+            raise IntakeProtocolError("the answer is not a CRL receipt", code="BAD_RECEIPT", status=status) from exc
+        if receipt.name != name or receipt.sha256 != hashlib.sha256(der).hexdigest():
+            raise IntakeProtocolError("the receipt is for another CRL", code="RECEIPT_MISMATCH", status=status)
+        return receipt
+
     # --- status outbox -------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -285,10 +323,16 @@ class IntakeClient:
 
     def ready(self) -> bool:
         """The intake answers its /readyz over our (mutual-TLS) connection."""
+        return self.readiness() == "ok"
+
+    def readiness(self) -> str:
+        """``ok``; ``not ready`` when the intake answers but its /readyz is red (e.g. its CRLs are
+        expiring: its own /readyz says why); ``unreachable`` when it does not answer."""
         try:
-            return self.http.get("/readyz").status_code == 200
+            status = self.http.get("/readyz").status_code
         except httpx.HTTPError:
-            return False
+            return "unreachable"
+        return "ok" if status == 200 else "not ready"
 
 
 

@@ -49,6 +49,12 @@ class Metrics:
         self.set_aside = Counter("relay_pull_set_aside", "Items set aside after their attempt budget", registry=r)
         self.rounds = Counter("relay_pull_rounds", "Pull rounds by result (completed | stopped)", ["result"],
                               registry=r)
+        self.crl_fetches = Counter("relay_crl_fetches", "CRL source fetches, by source and outcome "
+                                   "(installed | unchanged | refused | failed)", ["source", "outcome"], registry=r)
+        self.crl_refused = Counter("relay_crl_refused", "Fetched CRLs refused (the installed copy kept), by code",
+                                   ["code"], registry=r)
+        self.crl_deliveries = Counter("relay_crl_deliveries", "CRLs sent to the intake, by result "
+                                      "(delivered | refused | failed)", ["result"], registry=r)
         self.last_completed_round = Gauge("relay_pull_last_completed_round_timestamp_seconds",
                                           "When the last pull round that ran to the end finished (Unix time)",
                                           registry=r)

@@ -71,6 +71,10 @@ def create_app(relay: Relay, *, background: bool = False) -> FastAPI:
             if relay.status_relay is not None:
                 threads.append(threading.Thread(target=relay.run_loop, name="relay-status", daemon=True,
                                                 args=(relay.status_relay.run_once, settings.status_interval)))
+            if relay.trust.revocation is not None or relay.crl_fetcher is not None:
+                # CRL files re-scanned, and CRL rounds (fetch, install, deliver): dmz_relay/crls.py
+                threads.append(threading.Thread(target=relay.crl_loop, name="relay-crls", daemon=True,
+                                                kwargs={"fetch": settings.crl_fetch_in_serve}))
             for thread in threads:
                 thread.start()
         event("relay.started", detail="background loops" if threads else "push only", count=len(threads))

@@ -15,12 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 
+from dmz_relay.crls import CrlFetcher, CrlStoreCollector, build_crl_http
 from dmz_relay.errors import RelayConfigError
 from dmz_relay.forwarder import BackoffPolicy, IntakeClient, build_intake_http
 from dmz_relay.metrics import Metrics
@@ -34,82 +32,16 @@ from dmz_relay.tmpdir import prepare_temp_dir
 from dmz_relay.tombstones import Round, TombstoneStore
 from malware import ClamdScanner, NullScanner, Scanner
 from signature.errors import SignatureError
-from signature.policy import VerificationPolicy, ZipLimits
+from signature.policy import RevocationMode, VerificationPolicy, ZipLimits
 from signature.verify import TrustConfig
 
-__all__ = ["CrlFreshness", "Relay", "system_clock"]
+__all__ = ["Relay", "system_clock"]
 
 _log = logging.getLogger(__name__)
 
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-_CRL_SUFFIXES = {".crl", ".pem", ".der"}
-
-
-class CrlFreshness:
-    """Is there, for each JPKI trust anchor, a CRL signed by it that is current at a moment?
-
-    For ``/readyz`` only (the verifier's :class:`~signature.revocation.RevocationStore` decides
-    revocation). Files are re-read only when their (size, mtime, inode) change, so a probe costs a
-    ``stat`` per file.
-    """
-
-    def __init__(self, sources: list[Path], anchors: tuple[x509.Certificate, ...]) -> None:
-        self.sources = sources
-        self.anchors = anchors
-        self._cache: dict[Path, tuple[tuple[int, int, int], list[tuple[int, datetime, datetime | None]]]] = {}
-
-    def _files(self) -> list[Path]:
-        files: list[Path] = []
-        for source in self.sources:
-            if source.is_dir():
-                files.extend(sorted(p for p in source.iterdir() if p.suffix.lower() in _CRL_SUFFIXES and p.is_file()))
-            elif source.is_file():
-                files.append(source)
-        return files
-
-    def _windows(self, path: Path) -> list[tuple[int, datetime, datetime | None]]:
-        """(anchor index, thisUpdate, nextUpdate) of each CRL in ``path`` that an anchor signed."""
-        try:
-            st = path.stat()
-            key = (st.st_size, st.st_mtime_ns, st.st_ino)
-            cached = self._cache.get(path)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-            data = path.read_bytes()
-        except OSError:
-            return []
-        try:
-            crls = ([x509.load_der_x509_crl(data)] if data[:1] == b"\x30"
-                    else [x509.load_pem_x509_crl(b"-----BEGIN X509 CRL-----" + block)
-                          for block in data.split(b"-----BEGIN X509 CRL-----")[1:]])
-        except ValueError:
-            crls = []
-        windows = []
-        for crl in crls:
-            for i, anchor in enumerate(self.anchors):
-                if crl.issuer != anchor.subject:
-                    continue
-                try:
-                    valid = crl.is_signature_valid(anchor.public_key())  # type: ignore[arg-type]
-                except (TypeError, ValueError, UnsupportedAlgorithm):
-                    valid = False
-                if valid:
-                    windows.append((i, crl.last_update_utc, crl.next_update_utc))
-        self._cache[path] = (key, windows)
-        return windows
-
-    def stale_anchors(self, at: datetime) -> int:
-        """How many anchors have no current CRL at ``at`` (0 = fresh)."""
-        current = set()
-        for path in self._files():
-            for i, this_update, next_update in self._windows(path):
-                if next_update is not None and this_update <= at < next_update:
-                    current.add(i)
-        return len(self.anchors) - len(current)
 
 
 @dataclass
@@ -128,7 +60,10 @@ class Relay:
     portal: PortalClient | None = None
     puller: Puller | None = None
     status_relay: StatusRelay | None = None
-    crl_freshness: CrlFreshness | None = None
+    #: the CRL rounds (fetch, check, install, deliver); None without ``crl_sources``
+    crl_fetcher: CrlFetcher | None = None
+    #: why the last re-scan of the CRL files failed (None: it did not)
+    crl_refresh_error: str | None = None
     #: the scheduled readiness check behind ``/readyz`` (:func:`dmz_relay.ops.monitor_of`)
     monitor: ReadinessMonitor | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
@@ -138,7 +73,7 @@ class Relay:
         cls, settings: RelaySettings, *, trust: TrustConfig, scanner: Scanner, intake_http: httpx.Client,
         portal_http: httpx.Client | None = None, clock: Clock = system_clock,
         sleep: Callable[[float], None] | None = None, rng: random.Random | None = None,
-        metrics: Metrics | None = None,
+        metrics: Metrics | None = None, crl_http: httpx.Client | None = None,
     ) -> Relay:
         """Assemble a relay from parts (tests inject every one of them)."""
         stop = threading.Event()
@@ -165,9 +100,16 @@ class Relay:
         slots = threading.BoundedSemaphore(settings.max_concurrent_packages)
         relay = cls(settings=settings, trust=trust, scanner=scanner, scanner_name=scanner_name,
                     tombstones=tombstones, intake=intake, pipeline=pipeline, metrics=metrics, slots=slots,
-                    stop=stop, clock=clock,
-                    crl_freshness=CrlFreshness(list(settings.crls), trust.jpki.anchors) if settings.crls else None)
+                    stop=stop, clock=clock)
         relay._closers.extend([tombstones.close, intake_http.close])
+        if settings.crl_sources:
+            if crl_http is None:
+                raise RelayConfigError("crl_sources need an HTTP client for the distribution points")
+            relay.crl_fetcher = CrlFetcher(
+                settings, http=crl_http, store=trust.revocation,
+                configured=(*trust.jpki.anchors, *trust.intermediates), intake=intake, clock=clock, metrics=metrics)
+            relay._closers.append(crl_http.close)
+        metrics.registry.register(CrlStoreCollector(trust.revocation, relay.crl_fetcher, clock))
         if portal_http is not None:
             if settings.municipality_code is None or settings.portal_api_key is None:
                 raise RelayConfigError("the portal needs municipality_code and portal_api_key")
@@ -191,6 +133,11 @@ class Relay:
     def from_settings(cls, settings: RelaySettings, *, clock: Clock = system_clock) -> Relay:
         """The production assembly: private temp dir first, then trust, scanner and clients."""
         prepare_temp_dir(settings.effective_temp_dir)
+        if settings.crl_dir is not None:
+            try:
+                settings.crl_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RelayConfigError(f"crl_dir {settings.crl_dir} cannot be created ({type(exc).__name__})") from exc
         try:
             trust = TrustConfig.load(jpki_roots=settings.jpki_roots, portal_roots=settings.portal_roots,
                                      crls=settings.crls, intermediates=settings.jpki_intermediates)
@@ -201,10 +148,11 @@ class Relay:
         try:
             intake_http = build_intake_http(settings)
             portal_http = build_portal_http(settings) if settings.portal_url else None
+            crl_http = build_crl_http(settings) if settings.crl_sources else None
         except (ValueError, OSError) as exc:
             raise RelayConfigError(f"TLS material cannot be used: {exc}") from exc
         return cls.build(settings, trust=trust, scanner=scanner, intake_http=intake_http,
-                         portal_http=portal_http, clock=clock)
+                         portal_http=portal_http, clock=clock, crl_http=crl_http)
 
     def close(self) -> None:
         if self.monitor is not None:
@@ -216,14 +164,42 @@ class Relay:
     # --- operations ----------------------------------------------------------------------------
 
     def refresh_trust(self) -> None:
-        """Pick up changed CRL files (cheap when nothing changed: a stat per file)."""
-        if self.trust.revocation is not None:
-            self.trust.revocation.refresh()
+        """Pick up changed CRL files (cheap when nothing changed: a stat per file); a source that
+        cannot be read is reported by readiness, and the CRLs loaded before stay in use."""
+        store = self.trust.revocation
+        if store is None:
+            return
+        try:
+            store.refresh(at=self.clock())
+        except SignatureError as exc:
+            if self.crl_refresh_error is None:
+                _log.error("CRL sources cannot be read (the CRLs loaded before stay in use): %s", exc)
+            self.crl_refresh_error = str(exc)
+        else:
+            self.crl_refresh_error = None
+
+    def crl_loop(self, *, fetch: bool) -> None:
+        """For ``serve`` and ``pull``: re-scan the CRL files every ``crl_watch_interval`` seconds and,
+        with ``fetch``, run a CRL round at once and then every ``crl_refresh_interval`` seconds."""
+        s = self.settings
+        next_round = time.monotonic()  # scheduling only; what is decided uses ``clock``
+        while not self.stop.is_set():
+            self.refresh_trust()
+            if fetch and self.crl_fetcher is not None and time.monotonic() >= next_round:
+                try:
+                    crl_round = self.crl_fetcher.run_once()
+                except Exception:  # noqa: BLE001 - the loop must survive one bad round; it is logged
+                    _log.exception("CRL round failed")
+                else:
+                    for result in crl_round.results:
+                        _log.info("CRL round: %s", result.line())
+                next_round = time.monotonic() + s.crl_refresh_interval
+            self.stop.wait(s.crl_watch_interval)
 
     def readiness(self) -> dict[str, str]:
         """Each check's state: "ok", "skipped", "disabled" or what is wrong (no personal data)."""
         checks: dict[str, str] = {}
-        checks["intake"] = "ok" if self.intake.ready() else "unreachable"
+        checks["intake"] = self.intake.readiness()
         # What the packages' answers said: a misconfiguration is red although /readyz of the intake
         # (no client certificate check there) may answer.
         checks["intake_channel"] = self.pipeline.channel.readiness()
@@ -236,16 +212,16 @@ class Relay:
         else:
             checks["scanner"] = "ok" if self.scanner.ping() else "not answering"
         checks["trust"] = "ok" if self.trust.jpki.anchors and self.trust.portal.anchors else "no anchors"
-        if self.crl_freshness is None:
-            checks["crls"] = "none configured" if self.settings.revocation.value == "require" else "skipped"
+        store = self.trust.revocation
+        if store is None:
+            checks["crls"] = "none configured" if self.settings.revocation is RevocationMode.REQUIRE else "skipped"
+        elif self.crl_refresh_error is not None:
+            checks["crls"] = "CRL sources cannot be read (see the log)"
         else:
-            try:
-                self.refresh_trust()
-            except SignatureError:
-                checks["crls"] = "unreadable"
-            else:
-                stale = self.crl_freshness.stale_anchors(self.clock())
-                checks["crls"] = "ok" if stale == 0 else f"stale for {stale} anchor(s)"
+            margin = timedelta(hours=self.settings.crl_expiry_margin_hours)
+            checks["crls"] = store.status().freshness(self.clock(), margin=margin)
+        if self.crl_fetcher is not None:
+            checks["crl_sources"] = self.crl_fetcher.readiness(self.clock())
         return checks
 
     def status(self) -> dict[str, object]:
@@ -269,7 +245,20 @@ class Relay:
             "last_round": round_json(self.tombstones.last_round()),
             "last_completed_round": round_json(self.tombstones.last_round(completed=True)),
             "intake_channel": self.pipeline.channel.readiness(),
+            "crls": self._crl_status(),
         }
+
+    def _crl_status(self) -> dict[str, object]:
+        store = self.trust.revocation
+        out: dict[str, object] = {}
+        if store is not None:
+            st = store.status()
+            out.update(generation=st.generation, digest=st.digest, in_use=st.crl_count,
+                       earliest_next_update=st.earliest_next_update and st.earliest_next_update.isoformat(),
+                       store_refused={code.value: n for code, n in st.refused})
+        if self.crl_fetcher is not None:
+            out["sources"] = self.crl_fetcher.state()
+        return out
 
     def run_loop(self, work: Callable[[], object], interval: float) -> None:
         """Run ``work`` every ``interval`` seconds until :attr:`stop` is set (for ``serve``)."""

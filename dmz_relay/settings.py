@@ -14,16 +14,32 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from handover import CRL_DEFAULT_MAX_BYTES, CRL_NAME_PATTERN
 from signature.policy import RevocationMode
 
-__all__ = ["RelaySettings"]
+__all__ = ["CrlSource", "RelaySettings"]
 
 _log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+
+
+class CrlSource(BaseModel):
+    """One CRL distribution point the relay fetches (``CRL_SOURCES``, a JSON list of these)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Names the installed copy (``<crl_dir>/<name>.crl``) and the CRL at the intake.
+    name: str = Field(pattern=CRL_NAME_PATTERN)
+    #: ``http://`` (CRLs are signed; what J-LIS publishes) or ``https://`` (needs ``crl_ca``).
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2000)
+    #: The issuer's certificate (PEM/DER): the CRL must then be signed by it. Without it, a CRL of an
+    #: issuer that is not configured (a signing CA that reaches the relay only in packages) is
+    #: installed unverified and verified at first use.
+    issuer: Path | None = None
 
 
 class RelaySettings(BaseSettings):
@@ -85,6 +101,28 @@ class RelaySettings(BaseSettings):
     crls: list[Path] = Field(default_factory=list)
     revocation: RevocationMode = RevocationMode.REQUIRE
 
+    # --- CRL lifecycle: fetch from the distribution points, install, deliver to the intake ---
+    crl_sources: list[CrlSource] = Field(default_factory=list)
+    #: Where fetched CRLs are installed; must be one of ``crls`` (so the store reads them).
+    crl_dir: Path | None = None
+    #: CA bundle for https sources (never the public web CAs).
+    crl_ca: Path | None = None
+    crl_max_bytes: int = Field(default=CRL_DEFAULT_MAX_BYTES, ge=1024, le=1024 * MiB)
+    #: Seconds one download may take in all (connect, headers and body).
+    crl_fetch_timeout: float = Field(default=120.0, gt=0, le=3600)
+    #: ``serve`` runs a round every this many seconds (and once at start), unless ``crl_fetch_in_serve``
+    #: is false (a timer runs ``python -m dmz_relay crl refresh`` instead).
+    crl_refresh_interval: float = Field(default=3600.0, ge=60, le=7 * 24 * 3600)
+    crl_fetch_in_serve: bool = True
+    #: Seconds between re-scans of the CRL files by ``serve`` and ``pull`` (a stat per file).
+    crl_watch_interval: float = Field(default=30.0, gt=0, le=3600)
+    #: Send installed CRLs to the intake (``PUT /api/v1/crls/{name}`` over the mTLS channel).
+    crl_deliver: bool = True
+    #: Readiness turns red this many hours before the earliest nextUpdate of the CRLs in use …
+    crl_expiry_margin_hours: float = Field(default=6.0, ge=0, le=24 * 30)
+    #: … and when a source was not fetched successfully for this many hours.
+    crl_fetch_max_age_hours: float = Field(default=24.0, gt=0, le=24 * 90)
+
     # --- malware scan ---
     #: ``clamd`` (production) or ``none`` (development only: scans nothing, warns loudly).
     scanner: Literal["clamd", "none"] = "clamd"
@@ -145,6 +183,7 @@ class RelaySettings(BaseSettings):
             problems.append("portal_url needs municipality_code and portal_api_key")
         if self.forward_backoff_initial > self.forward_backoff_max:
             problems.append("forward_backoff_initial must not exceed forward_backoff_max")
+        problems.extend(self._crl_problems())
         if self.environment == "production":
             problems.extend(self._production_problems())
         if problems:
@@ -179,6 +218,20 @@ class RelaySettings(BaseSettings):
         if not self.tls_client_ca:
             problems.append("tls_client_ca is required in production (the push API takes LGWAN terminals' "
                             "client certificates only)")
+        return problems
+
+    def _crl_problems(self) -> list[str]:
+        problems = []
+        names = [source.name for source in self.crl_sources]
+        if len(set(names)) != len(names):
+            problems.append("crl_sources: each name only once")
+        if self.crl_sources and self.crl_dir is None:
+            problems.append("crl_sources need crl_dir (where fetched CRLs are installed)")
+        if self.crl_dir is not None and self.crl_dir.resolve() not in {c.resolve() for c in self.crls}:
+            problems.append(f"crl_dir {self.crl_dir} must be one of crls (the CRLs installed there are read "
+                            "from there)")
+        if any(source.url.startswith("https://") for source in self.crl_sources) and self.crl_ca is None:
+            problems.append("https CRL sources need crl_ca (never the public web CAs)")
         return problems
 
     @property

@@ -5,6 +5,18 @@ else; it imports nothing of ours. One type per message, versioned, owning its en
 budget (style.md 16); ``tests/test_handover.py`` pins the wire form both sides depend on.
 """
 
+from handover.crls import (
+    CRL_DEFAULT_MAX_BYTES,
+    CRL_MEDIA_TYPE,
+    CRL_NAME_PATTERN,
+    CRL_REFUSALS,
+    CRL_REFUSED_STATUS,
+    CrlAnswerKind,
+    CrlReceipt,
+    classify_crl_answer,
+    crl_file_name,
+    crl_path,
+)
 from handover.refusals import PACKAGE_REFUSALS, PACKAGE_REFUSED_STATUS, AnswerKind, classify
 from handover.report import (
     REPORT_HEADER,
@@ -17,11 +29,18 @@ from handover.report import (
 from handover.setaside import SetAsideBatch, SetAsideNotice
 
 __all__ = [
+    "CRL_DEFAULT_MAX_BYTES",
+    "CRL_MEDIA_TYPE",
+    "CRL_NAME_PATTERN",
+    "CRL_REFUSALS",
+    "CRL_REFUSED_STATUS",
     "PACKAGE_REFUSALS",
     "PACKAGE_REFUSED_STATUS",
     "REPORT_HEADER",
     "REPORT_MAX_CHARS",
     "AnswerKind",
+    "CrlAnswerKind",
+    "CrlReceipt",
     "MalwareFindings",
     "RelayReport",
     "RelayVerdict",
@@ -29,4 +48,7 @@ __all__ = [
     "SetAsideBatch",
     "SetAsideNotice",
     "classify",
+    "classify_crl_answer",
+    "crl_file_name",
+    "crl_path",
 ]

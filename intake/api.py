@@ -21,6 +21,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from intake.crls.health import CrlCollector, crl_check
+from intake.crls.views import router as crls_router
 from intake.deliveries.inflight import InFlight
 from intake.deliveries.views import router as deliveries_router
 from intake.errors import IntakeError
@@ -41,25 +43,31 @@ Role = Literal["api", "ui", "all"]
 
 
 def make_readiness(runtime: Runtime, session_factory: sessionmaker[Session]) -> ReadinessMonitor:
-    """The scheduled readiness check: the database answers; the daily mail's state is reported
-    (a mail problem never makes the intake "not ready": deliveries go on when SMTP is down)."""
+    """The scheduled readiness check: the database answers and the CRLs in use are fresh
+    (:func:`intake.crls.health.crl_check`); the daily mail's state is reported (a mail problem never
+    makes the intake "not ready": deliveries go on when SMTP is down)."""
 
     def check() -> tuple[bool, dict[str, Any]]:
+        crls = crl_check(runtime, runtime.clock())
         try:
             with session_factory() as session:
                 session.execute(text("SELECT 1"))
         except Exception:  # noqa: BLE001 - any database failure means "not ready"
-            return False, {"status": "database unavailable"}
-        return True, {"status": "ready", "mail": mail_health(session_factory, runtime)}
+            return False, {"status": "database unavailable", "crls": crls}
+        ready = crls in ("ok", "skipped")
+        store = runtime.trust.revocation
+        # The CRL set in use (status().digest, shortened): the same in every process holding the same CRLs.
+        crl_set = store.status().digest[:16] if store is not None else ""
+        return ready, {"status": "ready" if ready else "not ready", "crls": crls, "crl_set": crl_set,
+                       "mail": mail_health(session_factory, runtime)}
 
     return ReadinessMonitor(check, interval=runtime.settings.readiness_interval, clock=runtime.clock)
 
 
 def make_metrics(runtime: Runtime, session_factory: sessionmaker[Session]) -> IntakeMetrics:
-    from intake.crlage import CrlAges
-
     metrics = IntakeMetrics()
-    metrics.add_database(DatabaseCollector(session_factory, runtime.clock, CrlAges(runtime.settings.crls).newest))
+    metrics.add_database(DatabaseCollector(session_factory, runtime.clock))
+    metrics.registry.register(CrlCollector(runtime, runtime.clock))
     return metrics
 
 
@@ -102,6 +110,7 @@ def create_app(runtime: Runtime, session_factory: sessionmaker[Session], *, role
         app.include_router(deliveries_router)
         app.include_router(status_router)
         app.include_router(relay_reports_router)
+        app.include_router(crls_router)
     if role in ("ui", "all"):
         app.mount("/staff", create_ui_app(runtime, session_factory))  # the staff UI (職員画面)
     app.add_middleware(ContainErrors)  # inside the counter: a contained failure is counted as a 500

@@ -231,6 +231,10 @@ def _run_outbox(args: argparse.Namespace, runtime: Runtime, sessions: sessionmak
     from intake.forwarding.worker import run_once
 
     log = logging.getLogger("intake.outbox")
+    if not args.once:  # a long-running worker keeps its CRLs current (intake/crls/watcher.py)
+        from intake.crls.watcher import watcher_of
+
+        watcher_of(runtime).start(sessions)
     while True:
         result = run_once(sessions, runtime, at=runtime.clock())
         if result.outcomes:

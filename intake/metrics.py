@@ -2,7 +2,7 @@
 
 Two kinds: what the process sees itself (deliveries by outcome and their durations, counted by
 :class:`DeliveryMetrics` around the delivery route), and what the database knows (outbox depth and
-failures, status-outbox lag, mail per department, login failures, access-log rows, CRL age), read
+failures, status-outbox lag, mail per department, login failures, access-log rows), read
 by :class:`DatabaseCollector` **at scrape time only** — a scrape needs the bearer token
 (``metrics_token``), so nobody can make the intake query its database by asking. Labels are fixed
 vocabularies and department ids: never a 受付番号, a name or anything else about a person.
@@ -44,8 +44,16 @@ METRIC_NAMES = (
     "intake_mail_failed",
     "intake_login_failures_total",
     "intake_access_log_rows_total",
-    "intake_crl_age_seconds",
     "intake_metrics_scrape_errors_total",
+    # the CRLs in use, from the store's status (intake/crls/health.py)
+    "intake_crl_seconds_until_next_update",
+    "intake_crl_generation",
+    "intake_crls_in_use",
+    "intake_crl_store_refused",
+    "intake_crl_last_refresh_timestamp_seconds",
+    "intake_crl_received_total",
+    "intake_crl_refused_total",
+    "intake_crl_reverify_runs_total",
 )
 
 
@@ -65,11 +73,9 @@ class DatabaseCollector(Collector):
     """Reads the database's counts when scraped. A failing query yields what it could and counts
     ``intake_metrics_scrape_errors_total`` (a broken database must not break the scrape)."""
 
-    def __init__(self, session_factory: sessionmaker[Session], clock: Callable[[], datetime],
-                 crl_updates: Callable[[], dict[str, datetime]]) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
         self._sessions = session_factory
         self._clock = clock
-        self._crl_updates = crl_updates
         self._errors = 0
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -81,11 +87,6 @@ class DatabaseCollector(Collector):
         except Exception as exc:  # noqa: BLE001 - any database failure: report it as a metric, not a 500
             self._errors += 1
             _log.warning("metrics: database not readable (%s)", type(exc).__name__)
-        crl = GaugeMetricFamily("intake_crl_age_seconds", "Age of the newest CRL per issuer key id (thisUpdate)",
-                                labels=["issuer"])
-        for issuer, this_update in sorted(self._crl_updates().items()):
-            crl.add_metric([issuer], (now - this_update).total_seconds())
-        families.append(crl)
         errors = CounterMetricFamily("intake_metrics_scrape_errors", "Scrapes whose database part failed")
         errors.add_metric([], self._errors)
         families.append(errors)

@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.api import Role, create_app, create_ops_app, make_metrics, make_readiness
+from intake.crls.watcher import watcher_of
 from intake.runtime import Runtime
 from intake.settings import IntakeSettings
 from intake.startup import refuse
@@ -88,6 +89,7 @@ def serve(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role, host
         reloader.start()
         signal.signal(signal.SIGHUP, lambda _sig, _frame: reloader.check(force=True))
     readiness.start()
+    crl_watcher = watcher_of(runtime).start(sessions)  # CRL re-scans, re-verification on change (intake/crls/)
     scheduler = start_mail_scheduler(runtime, sessions)  # None when mail is disabled
     _log.info("intake serving role=%s port=%s ops_port=%s tls=%s client_ca=%s", role, port, ops_port,
               bool(tls_cert), bool(client_ca))
@@ -95,6 +97,7 @@ def serve(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role, host
         asyncio.run(_run_all(servers))
     finally:
         readiness.stop()
+        crl_watcher.stop()
         if reloader is not None:
             reloader.stop()
         if scheduler is not None:

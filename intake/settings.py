@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from handover import CRL_DEFAULT_MAX_BYTES
 from intake.keypolicy import key_problem, token_problem
 from signature.policy import RevocationMode
 
@@ -190,6 +191,15 @@ class IntakeSettings(BaseSettings):
     jpki_intermediates: list[Path] = Field(default_factory=list)
     crls: list[Path] = Field(default_factory=list)
     revocation: RevocationMode = RevocationMode.REQUIRE
+    #: The CRL inbox: CRLs the relay delivers (``PUT /api/v1/crls/{name}``) are checked and written
+    #: here. Must be one of ``crls`` (refused at start otherwise); none: the endpoint answers 404.
+    crl_inbox: Path | None = None
+    #: Largest CRL the inbox accepts (a 10^6-entry JPKI CRL is about 43 MB).
+    crl_max_bytes: int = Field(default=CRL_DEFAULT_MAX_BYTES, ge=1024, le=1024 * 1024 * 1024)
+    #: Seconds between re-scans of the CRL sources by each long-running process (a stat per file).
+    crl_watch_interval: float = Field(default=30.0, gt=0, le=3600)
+    #: Readiness turns red this many hours before the earliest nextUpdate of the CRLs in use.
+    crl_expiry_margin_hours: float = Field(default=6.0, ge=0, le=24 * 30)
 
     max_package_bytes: int = 120 * 1024 * 1024
 
@@ -227,6 +237,8 @@ class IntakeSettings(BaseSettings):
         self._read_secret_files()
         if self.metrics_token is not None and (why := token_problem(self.metrics_token.get_secret_value())):
             raise ValueError(f"metrics_token {why}")
+        if (why := self._crl_inbox_problem()) is not None:
+            raise ValueError(why)
         if self.environment != "production":
             if not (self.my_number_keys or self.package_keys):
                 self.my_number_keys, self.my_number_active_key = {"dev1": _dev_key("my-number")}, "dev1"
@@ -265,6 +277,14 @@ class IntakeSettings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _crl_inbox_problem(self) -> str | None:
+        """The CRL inbox must be one of the CRL sources, or what arrives there would never be used."""
+        if self.crl_inbox is None:
+            return None
+        if self.crl_inbox.resolve() not in {source.resolve() for source in self.crls}:
+            return f"crl_inbox {self.crl_inbox} must be one of crls (the CRLs written there are read from there)"
+        return None
 
     @property
     def effective_scanner(self) -> Literal["clamd", "none"]:

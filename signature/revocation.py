@@ -47,6 +47,11 @@ accepted for the same issuer (name and key identifier), or from the same file or
 refused bytes did not even name an issuer, stay in use. :meth:`RevocationStore.status` is a frozen
 summary for metrics and readiness; its ``generation`` changes exactly when the usable CRLs change.
 
+:func:`inspect_crl` is for the services that install CRLs (the relay's fetcher, the intake's CRL
+inbox): before candidate bytes replace an installed copy it applies the same acceptance rules (one
+code path), verifies the signature when the issuer is among the given certificates, and refuses a
+CRL older than the installed copy (thisUpdate or CRL number going backwards: a replay).
+
 Log messages and details name files, labels, codes and key identifiers, never certificate subjects
 or serial numbers.
 """
@@ -61,7 +66,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -75,11 +80,13 @@ from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 from signature.errors import SignatureError, TrustConfigError
 
 __all__ = [
+    "CrlInspection",
     "CrlRefusal",
     "RevocationResult",
     "RevocationStatus",
     "RevocationStore",
     "RevocationStoreStatus",
+    "inspect_crl",
 ]
 
 _log = logging.getLogger(__name__)
@@ -154,6 +161,19 @@ class CrlRefusal(enum.StrEnum):
     #: The issuer it names is known but may not sign CRLs (keyUsage without cRLSign).
     ISSUER_NOT_CRL_SIGNER = "ISSUER_NOT_CRL_SIGNER"
 
+    # Checks before a CRL replaces an installed copy (:func:`inspect_crl`) only:
+
+    #: More than one CRL where one is expected (a distribution point publishes one CRL).
+    NOT_ONE_CRL = "NOT_ONE_CRL"
+    #: Its thisUpdate or CRL number is older than the installed copy's: a replayed old CRL.
+    OLDER_THAN_INSTALLED = "OLDER_THAN_INSTALLED"
+    #: It names another issuer than the installed copy it would replace.
+    ISSUER_CHANGED = "ISSUER_CHANGED"
+    #: thisUpdate lies ahead of the time of the check by more than the allowed clock skew.
+    THIS_UPDATE_IN_FUTURE = "THIS_UPDATE_IN_FUTURE"
+    #: An issuer certificate is required for this source and none of those given signed it.
+    UNVERIFIED_ISSUER = "UNVERIFIED_ISSUER"
+
 
 @dataclass(frozen=True, slots=True)
 class RevocationResult:
@@ -206,6 +226,22 @@ class RevocationStoreStatus:
     def refused_total(self) -> int:
         return sum(n for _, n in self.refused)
 
+    def freshness(self, at: datetime, *, margin: timedelta) -> str:
+        """``"ok"``, or why the CRLs in use cannot be relied on for ``margin`` from ``at`` (readiness).
+
+        Not ok: no CRL in use, the earliest nextUpdate has passed (some issuer's certificates are
+        TRY_LATER now), or it comes within ``margin`` (they will be unless a newer CRL arrives).
+        """
+        left = self.seconds_until_earliest_next_update(at)
+        if left is None or self.crl_count == 0:
+            return "no CRL in use"
+        if left <= 0:
+            return f"expired: the earliest nextUpdate passed {-left / 3600:.1f} h ago"
+        if left < margin.total_seconds():
+            return (f"expiring: the earliest nextUpdate is in {left / 3600:.1f} h "
+                    f"(margin {margin.total_seconds() / 3600:g} h)")
+        return "ok"
+
     def seconds_until_earliest_next_update(self, at: datetime) -> float | None:
         """Seconds from the aware datetime ``at`` to :attr:`earliest_next_update` (negative: past)."""
         if at.utcoffset() is None:
@@ -213,6 +249,35 @@ class RevocationStoreStatus:
         if self.earliest_next_update is None:
             return None
         return (self.earliest_next_update - at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class CrlInspection:
+    """What :func:`inspect_crl` found out about candidate CRL bytes (no personal data).
+
+    ``refusal`` None means the candidate may replace the installed copy; ``unchanged`` means it is
+    the installed CRL itself (nothing to write). ``der`` is the CRL's DER (what to write and send,
+    whatever the candidate's encoding), empty when refused before parsing. ``signature_verified``
+    says whether one of the given issuer certificates verified it; a CRL of an issuer that reaches
+    the verifier only inside packages cannot be verified here, and the store verifies it against
+    the issuer of a validated path when it is first used.
+    """
+
+    refusal: CrlRefusal | None
+    detail: str
+    sha256: str  # of ``der``; "" when refused before parsing
+    der: bytes = field(repr=False)
+    unchanged: bool = False
+    signature_verified: bool = False
+    #: hex AuthorityKeyIdentifier, to name the issuer in logs (never the subject)
+    issuer_key_id: str | None = None
+    this_update: datetime | None = None
+    next_update: datetime | None = None
+    crl_number: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.refusal is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +477,13 @@ class RevocationStore:
         """Changes (increases) exactly when a load changed the usable revocation data."""
         return self._index.generation
 
+    def known_issuers(self) -> tuple[x509.Certificate, ...]:
+        """The configured issuer certificates and those this store met in validated paths.
+
+        For :func:`inspect_crl`: a CRL one of them signed can be verified before it is installed.
+        """
+        return tuple(issuer.cert for issuer in self._known_issuers())
+
     def status(self) -> RevocationStoreStatus:
         """A frozen summary of the current index (see :class:`RevocationStoreStatus`)."""
         index = self._index
@@ -574,30 +646,20 @@ class RevocationStore:
         refusals: list[tuple[CrlRefusal, _Slot | None]] = []
         issuers = self._known_issuers()
 
-        def one(load: Iterable[x509.CertificateRevocationList], position: str) -> None:
-            try:
-                (crl,) = load
-            except ValueError:
+        parsed = _parse_crls(data)
+        if not parsed:
+            _log.warning("ignoring CRL file %s: PEM without an X509 CRL block", name)
+            refusals.append((CrlRefusal.MALFORMED, None))
+        for position, crl in parsed:
+            if crl is None:
                 _log.warning("ignoring CRL %s%s: malformed", name, position)
                 refusals.append((CrlRefusal.MALFORMED, None))
-                return
+                continue
             loaded = _accept(crl, name, position, source, digest, issuers)
             if isinstance(loaded, _Crl):
                 crls.append(loaded)
             else:
                 refusals.append(loaded)
-
-        # A DER CRL starts with a SEQUENCE tag; anything else is read as PEM (which may carry text
-        # before its first block, as `openssl crl -text` writes it).
-        if data[:1] != b"\x30":
-            blocks = _PEM_CRL.findall(data)
-            if not blocks:
-                _log.warning("ignoring CRL file %s: PEM without an X509 CRL block", name)
-                refusals.append((CrlRefusal.MALFORMED, None))
-            for n, block in enumerate(blocks, start=1):
-                one(_parse_pem(block), f"#{n}" if len(blocks) > 1 else "")
-        else:
-            one(_parse_der(data), "")
         return tuple(crls), tuple(refusals)
 
     def _known_issuers(self) -> tuple[_Issuer, ...]:
@@ -680,6 +742,115 @@ class RevocationStore:
         return _Resolved(cert, issuer.ski, _issuer_index(usable), "")
 
 
+# --- checking a CRL before it is installed ---------------------------------------------------------
+
+#: How far a candidate's thisUpdate may lie ahead of the time of the check (clocks differ a little).
+MAX_THIS_UPDATE_SKEW = timedelta(minutes=5)
+
+
+def inspect_crl(
+    data: bytes,
+    *,
+    at: datetime,
+    issuers: Sequence[x509.Certificate] = (),
+    installed: bytes | None = None,
+    require_signature: bool = False,
+    max_skew: timedelta = MAX_THIS_UPDATE_SKEW,
+) -> CrlInspection:
+    """May ``data`` (one CRL, DER or PEM) replace the ``installed`` copy of the same source at ``at``?
+
+    Never raises for bad bytes; the answer is a frozen :class:`CrlInspection`. The checks, in order:
+
+    * exactly one parseable CRL (MALFORMED, NOT_ONE_CRL);
+    * the store's own acceptance rules, the same code (algorithms, critical extensions, delta,
+      indirect and reasons-limited CRLs, nextUpdate present and after thisUpdate);
+    * its signature, when one of ``issuers`` (configured anchors and intermediates, the issuer
+      certificate configured for the source, :meth:`RevocationStore.known_issuers`) names it by
+      name and key identifier: SIGNATURE_INVALID or ISSUER_NOT_CRL_SIGNER as in the store. With
+      ``require_signature`` one of them must have signed it (UNVERIFIED_ISSUER);
+    * thisUpdate not later than ``at`` + ``max_skew`` (THIS_UPDATE_IN_FUTURE): a CRL from the future
+      would make every genuine later one look older;
+    * against ``installed`` (the bytes it would replace; None or unparseable: nothing to compare):
+      the same issuer name (ISSUER_CHANGED), and neither thisUpdate nor CRL number going backwards
+      (OLDER_THAN_INSTALLED — a replayed old CRL). An installed copy that no given issuer verifies
+      while the candidate is verified is not evidence of order and is not compared: a forged copy
+      must not lock the genuine ones out. The same CRL as installed is accepted as ``unchanged``.
+
+    ``at`` must be aware. Nothing is logged; the caller reports the outcome.
+    """
+    _aware(at)
+    parsed = _parse_crls(bytes(data))
+    if not parsed:
+        return _inspection_refused(CrlRefusal.MALFORMED, "PEM without an X509 CRL block")
+    if len(parsed) > 1:
+        return _inspection_refused(CrlRefusal.NOT_ONE_CRL, f"{len(parsed)} CRLs where one is expected")
+    crl = parsed[0][1]
+    if crl is None:
+        return _inspection_refused(CrlRefusal.MALFORMED, "not a parseable CRL (truncated or damaged)")
+    known = [_issuer(cert) for cert in issuers]
+    try:
+        examined = _examine(crl, known)
+        der = crl.public_bytes(Encoding.DER)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        return _inspection_refused(CrlRefusal.MALFORMED, f"malformed ({type(exc).__name__})")
+    if isinstance(examined, _Refused):
+        return _inspection_refused(examined.code, examined.why, slot=examined.slot)
+    verified = any(examined.verdicts.values())
+
+    def answer(refusal: CrlRefusal | None, detail: str, *, unchanged: bool = False) -> CrlInspection:
+        return CrlInspection(
+            refusal=refusal, detail=detail, sha256=hashlib.sha256(der).hexdigest(), der=der, unchanged=unchanged,
+            signature_verified=verified, issuer_key_id=examined.slot[1].hex() if examined.slot[1] else None,
+            this_update=examined.this_update, next_update=examined.next_update, crl_number=examined.crl_number)
+
+    if require_signature and not verified:
+        return answer(CrlRefusal.UNVERIFIED_ISSUER, "none of the issuer certificates configured for it signed it")
+    if examined.this_update > at + max_skew:
+        return answer(CrlRefusal.THIS_UPDATE_IN_FUTURE, "its thisUpdate lies in the future")
+    previous = _installed_crl(installed)
+    if previous is None:
+        return answer(None, "verified" if verified else "accepted; its issuer is not known yet")
+    previous_crl, previous_der = previous
+    if previous_der == der:
+        return answer(None, "the installed CRL itself", unchanged=True)
+    if previous_crl.issuer.public_bytes() != examined.slot[0]:
+        return answer(CrlRefusal.ISSUER_CHANGED, "it names another issuer than the installed copy")
+    try:
+        before = _examine(previous_crl, known)
+        before_this_update = previous_crl.last_update_utc
+        before_number = _find(previous_crl.extensions, x509.CRLNumber)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return answer(None, "replaces an installed copy that does not parse")
+    if verified and not (isinstance(before, _Examined) and any(before.verdicts.values())):
+        return answer(None, "replaces an installed copy that no given issuer verifies")
+    if examined.this_update < before_this_update:
+        return answer(CrlRefusal.OLDER_THAN_INSTALLED, "its thisUpdate is older than the installed copy's")
+    if (before_number is not None and examined.crl_number is not None
+            and examined.crl_number < before_number.crl_number):
+        return answer(CrlRefusal.OLDER_THAN_INSTALLED, "its CRL number is lower than the installed copy's")
+    return answer(None, "verified, newer than the installed copy" if verified else
+                  "newer than the installed copy; its issuer is not known yet")
+
+
+def _inspection_refused(code: CrlRefusal, detail: str, *, slot: _Slot | None = None) -> CrlInspection:
+    key_id = slot[1].hex() if slot is not None and slot[1] else None
+    return CrlInspection(refusal=code, detail=detail, sha256="", der=b"", issuer_key_id=key_id)
+
+
+def _installed_crl(installed: bytes | None) -> tuple[x509.CertificateRevocationList, bytes] | None:
+    """The installed copy, parsed; None when there is none or it does not parse as one CRL."""
+    if not installed:
+        return None
+    parsed = _parse_crls(bytes(installed))
+    if len(parsed) != 1 or parsed[0][1] is None:
+        return None
+    crl = parsed[0][1]
+    try:
+        return crl, crl.public_bytes(Encoding.DER)
+    except ValueError:
+        return None
+
+
 # --- loading helpers ------------------------------------------------------------------------------
 
 _E = TypeVar("_E", bound=x509.ExtensionType)
@@ -713,18 +884,27 @@ def _key_label(issuer: _Issuer) -> str:
     return (issuer.ski or issuer.key_hash).hex()[:16]
 
 
-def _parse_pem(data: bytes) -> tuple[x509.CertificateRevocationList, ...]:
-    try:
-        return (x509.load_pem_x509_crl(data),)
-    except ValueError:
-        return ()
+def _parse_crls(data: bytes) -> list[tuple[str, x509.CertificateRevocationList | None]]:
+    """Each CRL in ``data`` with its position ("#n" in a PEM bundle of several, else ""); None where
+    the bytes do not parse. Empty: PEM without an ``X509 CRL`` block.
 
-
-def _parse_der(data: bytes) -> tuple[x509.CertificateRevocationList, ...]:
-    try:
-        return (x509.load_der_x509_crl(data),)
-    except ValueError:
-        return ()
+    A DER CRL starts with a SEQUENCE tag; anything else is read as PEM (which may carry text before
+    its first block, as `openssl crl -text` writes it).
+    """
+    if data[:1] == b"\x30":
+        try:
+            return [("", x509.load_der_x509_crl(data))]
+        except ValueError:
+            return [("", None)]
+    blocks = _PEM_CRL.findall(data)
+    found: list[tuple[str, x509.CertificateRevocationList | None]] = []
+    for n, block in enumerate(blocks, start=1):
+        try:
+            crl: x509.CertificateRevocationList | None = x509.load_pem_x509_crl(block)
+        except ValueError:
+            crl = None
+        found.append((f"#{n}" if len(blocks) > 1 else "", crl))
+    return found
 
 
 def _by_hash(index: _Index) -> dict[bytes, tuple[_Crl, ...]]:
@@ -768,13 +948,66 @@ def _accept_parsed(
     crl: x509.CertificateRevocationList, name: str, position: str, source: str, source_sha256: bytes,
     issuers: Sequence[_Issuer],
 ) -> _Crl | tuple[CrlRefusal, _Slot | None]:
+    examined = _examine(crl, issuers)
+    if isinstance(examined, _Refused):
+        return _refuse(examined.code, examined.slot, name, position, examined.why)
+    if not any(examined.verdicts.values()):
+        _log.info("CRL %s%s: issuer not configured; verified when a package's certificate path uses it",
+                  name, position)
+    return _Crl(
+        file=name,
+        position=position,
+        source=source,
+        identity=hashlib.sha256(source_sha256 + position.encode()).digest(),
+        issuer_name=examined.slot[0],
+        key_id=examined.slot[1],
+        this_update=examined.this_update,
+        next_update=examined.next_update,
+        dp_names=examined.dp_names,
+        only_user_certs=examined.only_user_certs,
+        only_ca_certs=examined.only_ca_certs,
+        signature=examined.signature,
+        revoked=_revoked_entries(crl),
+        verdicts=examined.verdicts,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    code: CrlRefusal
+    slot: _Slot | None
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Examined:
+    """A CRL that passed the acceptance rules, with its signature checked against the known issuers."""
+
+    slot: _Slot
+    this_update: datetime
+    next_update: datetime
+    dp_names: frozenset[x509.GeneralName] | None
+    only_user_certs: bool
+    only_ca_certs: bool
+    signature: _Signature
+    #: SHA-256 of a known issuer's SubjectPublicKeyInfo → does the signature verify with it
+    verdicts: dict[bytes, bool]
+    crl_number: int | None
+
+
+def _examine(crl: x509.CertificateRevocationList, issuers: Sequence[_Issuer]) -> _Examined | _Refused:
+    """The one place of the acceptance rules (algorithms, critical extensions, delta/indirect,
+    scope, validity) and of the signature check against known issuers; the entries are not read.
+
+    May raise ValueError/TypeError/UnsupportedAlgorithm from cryptography's lazy parsing.
+    """
     extensions = crl.extensions
     aki = _find(extensions, x509.AuthorityKeyIdentifier)
     issuer_name = crl.issuer.public_bytes()
     slot: _Slot = (issuer_name, aki.key_identifier if aki is not None else None)
 
-    def refuse(code: CrlRefusal, why: str) -> tuple[CrlRefusal, _Slot | None]:
-        return _refuse(code, slot, name, position, why)
+    def refuse(code: CrlRefusal, why: str) -> _Refused:
+        return _Refused(code, slot, why)
 
     for ext in extensions:
         if ext.critical and ext.oid not in _KNOWN_CRL_EXTENSIONS:
@@ -819,6 +1052,7 @@ def _accept_parsed(
         return refuse(CrlRefusal.NO_NEXT_UPDATE, "no nextUpdate, so it is never current")
     if next_update <= this_update:
         return refuse(CrlRefusal.BAD_VALIDITY, "nextUpdate is not after thisUpdate")
+    number = _find(extensions, x509.CRLNumber)
 
     # The signature, reduced to a digest of the tbsCertList (hashed here, once; the tbs copy is
     # released before the entries are indexed, so it does not add to the peak memory).
@@ -844,26 +1078,8 @@ def _accept_parsed(
             return refuse(CrlRefusal.ISSUER_NOT_CRL_SIGNER, "the issuer certificate it names may not sign CRLs")
         return refuse(CrlRefusal.SIGNATURE_INVALID, "its signature does not verify with the issuer it names "
                                                     "(forged or damaged)")
-    if not any(verdicts.values()):
-        _log.info("CRL %s%s: issuer not configured; verified when a package's certificate path uses it",
-                  name, position)
-
-    return _Crl(
-        file=name,
-        position=position,
-        source=source,
-        identity=hashlib.sha256(source_sha256 + position.encode()).digest(),
-        issuer_name=issuer_name,
-        key_id=slot[1],
-        this_update=this_update,
-        next_update=next_update,
-        dp_names=dp_names,
-        only_user_certs=only_user,
-        only_ca_certs=only_ca,
-        signature=signature,
-        revoked=_revoked_entries(crl),
-        verdicts=verdicts,
-    )
+    return _Examined(slot, this_update, next_update, dp_names, only_user, only_ca, signature, verdicts,
+                     number.crl_number if number is not None else None)
 
 
 def _carry_over(
