@@ -24,7 +24,15 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from dmz_relay.errors import IntakeProtocolError, IntakeRejected, IntakeUnavailable
 from dmz_relay.metrics import Metrics
 from dmz_relay.settings import RelaySettings
-from handover import REPORT_HEADER, RelayReport
+from handover import (
+    REPORT_HEADER,
+    NoticeRefused,
+    OutboxRefused,
+    RelayReport,
+    StatusAck,
+    StatusNoticeItem,
+    StatusOutboxPage,
+)
 
 __all__ = [
     "BackoffPolicy",
@@ -233,18 +241,18 @@ class IntakeClient:
                                     attempts=attempts, status=response.status_code)
         return response
 
-    def status_outbox(self, *, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-        """Pending status notices: ``{"id", "receipt_number", "status", "at"}``, oldest first."""
+    def status_outbox(self, *, after_id: int = 0, limit: int = 100) -> tuple[StatusNoticeItem, ...]:
+        """Pending status notices (:mod:`handover.status`), oldest first. Their comments are held in
+        memory only: never logged, never written."""
         response = self._call("GET", "/api/v1/status-outbox", params={"after_id": after_id, "limit": limit})
         try:
-            items = response.json()["items"]
-            return [{"id": int(i["id"]), "receipt_number": str(i["receipt_number"]), "status": str(i["status"]),
-                     "at": str(i["at"])} for i in items]
-        except (ValueError, KeyError, TypeError) as exc:
+            return StatusOutboxPage.decode(response.json()).items
+        except (ValueError, OutboxRefused) as exc:
             raise IntakeProtocolError("the outbox answer is malformed", code="BAD_OUTBOX") from exc
 
-    def acknowledge(self, ids: list[int]) -> int:
-        response = self._call("POST", "/api/v1/status-outbox/ack", json={"ids": ids})
+    def acknowledge(self, ids: list[int], refused: tuple[NoticeRefused, ...] = ()) -> int:
+        body = StatusAck(ids=tuple(ids), refused=refused)
+        response = self._call("POST", "/api/v1/status-outbox/ack", json=body.model_dump(mode="json"))
         try:
             return int(response.json()["acknowledged"])
         except (ValueError, KeyError, TypeError) as exc:

@@ -13,12 +13,26 @@ from handover.report import (
     RelayVerdict,
     ReportRefused,
 )
+from handover.status import (
+    COMMENT_MAX_CHARS,
+    NoticeRefused,
+    OutboxRefused,
+    StatusAck,
+    StatusNoticeItem,
+    StatusOutboxPage,
+)
 
 __all__ = [
+    "COMMENT_MAX_CHARS",
     "REPORT_HEADER",
     "REPORT_MAX_CHARS",
     "MalwareFindings",
+    "NoticeRefused",
+    "OutboxRefused",
     "RelayReport",
     "RelayVerdict",
     "ReportRefused",
+    "StatusAck",
+    "StatusNoticeItem",
+    "StatusOutboxPage",
 ]
