@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from handover import RelayReport
 from intake.applications.arrivals import add_version
+from intake.applications.casework import on_arrival
 from intake.deliveries.errors import DeliveryRefused
 from intake.events import record_event
 from intake.forwarding.service import enqueue_forwarding
@@ -134,6 +135,7 @@ def store_delivery(
         return receipt_for(delivery, duplicate=False)
     app, version = arrival.application, arrival.version
     resolve_on_arrival(session, app, version, at=now)
+    on_arrival(session, arrival, catalogue=runtime.procedures, at=now)  # due date, person search keys
     known = runtime.procedures.knows(app.procedure_id)
     if not known:
         record_event(session, "application.unknown_procedure", at=now, receipt_number=version.receipt_number,

@@ -135,3 +135,17 @@ def user_id(world: UIWorld, login: str) -> int:
         uid = session.scalar(select(StaffUser.id).where(StaffUser.login == login))
         assert uid is not None
         return uid
+
+
+def search(world: UIWorld, client: httpx.Client, **fields: str) -> str:
+    """A person search as the list page's form sends it (POST), then the list it redirects to: its HTML."""
+    return client.get(search_url(world, client, **fields)).text
+
+
+def search_url(world: UIWorld, client: httpx.Client, **fields: str) -> str:
+    """The list URL with the server-side search id (never the search text)."""
+    answer = client.post("/staff/applications/search", data={"csrf": world.csrf(client), **fields})
+    assert answer.status_code == 303, answer.text
+    location = answer.headers["location"]
+    assert all(v not in location for v in fields.values() if v)
+    return str(location)
