@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from intake.jst import jst_day
-from intake.models import Application
+from intake.models import Application, ApplicationVersion
 from intake.procedures import ProcedureCatalogue
 from intake.workdays import WardCalendar
 from status import FINAL_STATUSES, Status
@@ -43,9 +43,11 @@ def settle(session: Session, app: Application, catalogue: ProcedureCatalogue, *,
     """After an arrival: give a new chain its due date, and restart a clock that a 補正 (or any move
     out of 補正依頼 by the system) has released."""
     procedure = catalogue.procedures.get(app.procedure_id)
-    if app.due_on is None and procedure is not None and procedure.standard_days and app.versions:
-        first = min(v.arrived_at for v in app.versions)
-        app.due_on = due_date(first, procedure.standard_days, catalogue.calendar)
+    if app.due_on is None and procedure is not None and procedure.standard_days:
+        first = session.scalar(select(func.min(ApplicationVersion.arrived_at))
+                               .where(ApplicationVersion.application_id == app.id))
+        if first is not None:
+            app.due_on = due_date(first, procedure.standard_days, catalogue.calendar)
     if app.clock_stopped_at is not None and app.status != Status.CORRECTION_REQUESTED.value:
         _restart(app, catalogue.calendar, at=at)
     session.flush()
