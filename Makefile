@@ -6,8 +6,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# Debian packages the tests and the demo need (the xmlsec1 command line is the independent signer).
-APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose docker.io mmdebstrap chromium fonts-noto-cjk nftables iproute2 systemd
+# Debian packages the tests and the demo need (the xmlsec1 command line is the independent signer;
+# pango for WeasyPrint's PDF of an application, poppler-utils for the tests that look at its pages).
+APT_PACKAGES := xmlsec1 openssl postgresql clamav-daemon docker-compose docker.io mmdebstrap chromium fonts-noto-cjk nftables iproute2 systemd poppler-utils libpango-1.0-0 libpangoft2-1.0-0
 # uv installs exactly uv.lock (every package pinned, every file hashed); uv itself comes from
 # tools/uv-requirements.txt, pinned with hashes too. docs/decisions.md: "Locked dependencies".
 UV_DIR := .uv

@@ -33,8 +33,13 @@ from handover import (
     CRL_MEDIA_TYPE,
     REPORT_HEADER,
     CrlReceipt,
+    NoticeRefused,
+    OutboxRefused,
     RelayReport,
     SetAsideBatch,
+    StatusAck,
+    StatusNoticeItem,
+    StatusOutboxPage,
     classify,
     classify_crl_answer,
     crl_path,
@@ -304,18 +309,18 @@ class IntakeClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise IntakeProtocolError("the set-aside answer is malformed", code="BAD_SET_ASIDE_ANSWER") from exc
 
-    def status_outbox(self, *, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-        """Pending status notices: ``{"id", "receipt_number", "status", "at"}``, oldest first."""
+    def status_outbox(self, *, after_id: int = 0, limit: int = 100) -> tuple[StatusNoticeItem, ...]:
+        """Pending status notices (:mod:`handover.status`), oldest first. Their comments are held in
+        memory only: never logged, never written."""
         response = self._call("GET", "/api/v1/status-outbox", params={"after_id": after_id, "limit": limit})
         try:
-            items = response.json()["items"]
-            return [{"id": int(i["id"]), "receipt_number": str(i["receipt_number"]), "status": str(i["status"]),
-                     "at": str(i["at"])} for i in items]
-        except (ValueError, KeyError, TypeError) as exc:
+            return StatusOutboxPage.decode(response.json()).items
+        except (ValueError, OutboxRefused) as exc:
             raise IntakeProtocolError("the outbox answer is malformed", code="BAD_OUTBOX") from exc
 
-    def acknowledge(self, ids: list[int]) -> int:
-        response = self._call("POST", "/api/v1/status-outbox/ack", json={"ids": ids})
+    def acknowledge(self, ids: list[int], refused: tuple[NoticeRefused, ...] = ()) -> int:
+        body = StatusAck(ids=tuple(ids), refused=refused)
+        response = self._call("POST", "/api/v1/status-outbox/ack", json=body.model_dump(mode="json"))
         try:
             return int(response.json()["acknowledged"])
         except (ValueError, KeyError, TypeError) as exc:

@@ -226,9 +226,14 @@ class PortalClient:
         if response.status_code not in (200, 201):
             self._fail(response)
 
-    def set_status(self, receipt_number: str, status: str, *, idempotency_key: str) -> StatusResult:
+    def set_status(self, receipt_number: str, status: str, *, idempotency_key: str,
+                   comment: str | None = None) -> StatusResult:
+        """Post one status; ``comment`` is the message for the applicant (held in memory only)."""
+        body: dict[str, Any] = {"status": status}
+        if comment is not None:
+            body["comment"] = comment
         response = self._send("POST", f"/api/v1/applications/{receipt_number}/status",
-                              json={"status": status}, headers={"Idempotency-Key": idempotency_key})
+                              json=body, headers={"Idempotency-Key": idempotency_key})
         if response.status_code not in (200, 201):
             self._fail(response)
         return StatusResult(created=response.status_code == 201)

@@ -27,8 +27,17 @@ from handover.report import (
     ReportRefused,
 )
 from handover.setaside import SetAsideBatch, SetAsideNotice
+from handover.status import (
+    COMMENT_MAX_CHARS,
+    NoticeRefused,
+    OutboxRefused,
+    StatusAck,
+    StatusNoticeItem,
+    StatusOutboxPage,
+)
 
 __all__ = [
+    "COMMENT_MAX_CHARS",
     "CRL_DEFAULT_MAX_BYTES",
     "CRL_MEDIA_TYPE",
     "CRL_NAME_PATTERN",
@@ -42,11 +51,16 @@ __all__ = [
     "CrlAnswerKind",
     "CrlReceipt",
     "MalwareFindings",
+    "NoticeRefused",
+    "OutboxRefused",
     "RelayReport",
     "RelayVerdict",
     "ReportRefused",
     "SetAsideBatch",
     "SetAsideNotice",
+    "StatusAck",
+    "StatusNoticeItem",
+    "StatusOutboxPage",
     "classify",
     "classify_crl_answer",
     "crl_file_name",

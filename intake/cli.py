@@ -64,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("file", type=Path, help="the CSV file from the resident register")
     imp.add_argument("--mode", choices=["auto", "full", "delta"], default="auto",
                      help="full replaces all entries, delta adds to them, auto decides from the file (default)")
+    imp.add_argument("--layout", type=Path, help="the source's layout file (CP932 / fixed-width exports)")
 
     outbox = sub.add_parser("outbox", help="forwarding to business systems")
     boxes = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -174,9 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "linkage":
         # Needs only the database and the clock, not the trust configuration.
         from intake.linkage.importer import import_linkage_file
+        from intake.linkage.layouts import LayoutError, load_layout
 
+        try:
+            layout = load_layout(args.layout) if args.layout else None
+        except LayoutError as exc:
+            print(f"LINKAGE_LAYOUT: {exc}", file=sys.stderr)
+            return 2
         with sessions() as session:
-            result = import_linkage_file(session, args.file, at=system_clock(), mode=args.mode)
+            result = import_linkage_file(session, args.file, at=system_clock(), mode=args.mode, layout=layout)
             session.commit()
         print(result.summary())
         return 0 if result.ok else 1

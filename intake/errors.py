@@ -10,6 +10,7 @@ free of personal data, for clients and logs.
     ├── InvalidRequest
     │   ├── NaiveDateTime          a moment without a UTC offset (also a ValueError)
     │   ├── ReasonRequired         a 処理事由 is required and was blank
+    │   ├── InvalidDate            a typed date (西暦 or 和暦) that is no real day of its era
     │   └── ExportTooLarge         more rows than one export may hold (``limit``)
     ├── NotFound                   missing, or out of the actor's scope (one answer for both)
     ├── PermissionDenied
@@ -29,6 +30,7 @@ __all__ = [
     "ExportTooLarge",
     "IllegalStateChange",
     "IntakeError",
+    "InvalidDate",
     "InvalidRequest",
     "NaiveDateTime",
     "NotFound",
@@ -120,3 +122,13 @@ class IllegalStateChange(Conflict):
         self.subject = subject
         self.from_ = from_
         self.to = to
+
+
+class InvalidDate(InvalidRequest, ValueError):
+    """A date staff typed (西暦 or 和暦) that is not a real day of its era (:mod:`intake.wareki`). The
+    message never repeats the value: it may be a birth date."""
+
+    code = "INVALID_DATE"
+
+    def __init__(self, message: str = "not a date (YYYY-MM-DD or 和暦 such as 令和8年11月25日)") -> None:
+        super().__init__(message)

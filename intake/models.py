@@ -34,10 +34,12 @@ from intake.db import Base, IntPK, UTCDateTime
 __all__ = [
     "AccessLogRetention",
     "AccessLogRow",
+    "ApplicantKey",
     "Application",
     "ApplicationState",
     "ApplicationVersion",
     "Attachment",
+    "CaseNote",
     "Delivery",
     "Event",
     "ForwardItem",
@@ -161,11 +163,17 @@ class Application(Base):
     #: the current version's 氏名フリガナ, normalised (:func:`intake.kana.search_key`) for the
     #: フリガナ prefix search (personal data, like ``application_versions.applicant``)
     applicant_kana: Mapped[str | None] = mapped_column(String(128))
+    #: 標準処理期間: the last business day to finish the case (:mod:`intake.applications.deadlines`);
+    #: ``None`` when the procedure has no standard period
+    due_on: Mapped[date | None] = mapped_column(Date)
+    #: while 補正依頼 waits for the resident the period stands still: when it stopped (None: running)
+    clock_stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_applications_applicant_kana", "applicant_kana",
               postgresql_ops={"applicant_kana": "text_pattern_ops"}),
         Index("ix_applications_created_at_id", "created_at", "id"),
+        Index("ix_applications_due_on", "due_on"),
         # Open chains are a few percent of all: the dashboard's counts and the queue filter read only them.
         Index("ix_applications_open", "procedure_id",
               postgresql_include=["needs_review", "linkage_state", "assigned_to"],
@@ -287,7 +295,9 @@ class Event(Base):
 
 
 class StatusNotice(Base):
-    """Status changes for the portal, pulled and acknowledged by the relay. No personal data."""
+    """Status changes for the portal, pulled and acknowledged by the relay: 受付番号, status, time and
+    the comment staff wrote *to the resident* (申請者へのコメント, which may name the resident: it
+    crosses the DMZ only in the relay's memory). Internal notes are :class:`CaseNote` and never here."""
 
     __tablename__ = "status_notices"
 
@@ -296,6 +306,14 @@ class StatusNotice(Base):
     status: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the comment for the resident (at most ``handover.COMMENT_MAX_CHARS``); None: no comment
+    comment: Mapped[str | None] = mapped_column(Text)
+    #: the status change this notice tells the portal about (None for notices older than 0007)
+    transition_id: Mapped[int | None] = mapped_column(ForeignKey("status_transitions.id"), index=True)
+    #: what the portal did, as the relay reported it: ``delivered`` (201/200) or ``refused``
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    #: the portal's refusal code (e.g. ``ILLEGAL_TRANSITION``), never a value
+    portal_code: Mapped[str | None] = mapped_column(String(48))
 
     __table_args__ = (Index("ix_status_notices_unacked", "acked_at", "id"),)
 
@@ -434,6 +452,9 @@ class MailSentLog(Base):
     recipients: Mapped[list[str]] = mapped_column(JSON)
     message: Mapped[bytes] = mapped_column(LargeBinary)
     total: Mapped[int] = mapped_column(Integer)  # the day's applications, for the dashboard
+    #: the first day the mail covers (a mail after a weekend or 祝日 covers every day since the last
+    #: one); None: ``day`` alone
+    first_day: Mapped[date | None] = mapped_column(Date)
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -521,3 +542,33 @@ class RelaySetAside(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+class CaseNote(Base):
+    """An internal note on a case (内部メモ): for the department's staff only — never forwarded to a
+    business system, never in a status notice or mail. Append-only; reading and writing are
+    access-logged (:mod:`intake.applications.casework`)."""
+
+    __tablename__ = "case_notes"
+
+    id: Mapped[IntPK]
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    author: Mapped[str] = mapped_column(String(64))  # staff login id
+    body: Mapped[str] = mapped_column(Text)
+
+
+class ApplicantKey(Base):
+    """Search keys of a chain's current applicant (personal data, like ``applicant_kana``): the
+    typed and the certificate's name (:func:`intake.personkeys.name_key`), the phone number and the
+    certificate's birth date. Rebuilt for the chain when a newer version arrives."""
+
+    __tablename__ = "applicant_keys"
+
+    id: Mapped[IntPK]
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # name | phone | birth
+    key: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (
+        UniqueConstraint("application_id", "kind", "key"),
+        Index("ix_applicant_keys_kind_key", "kind", "key", postgresql_ops={"key": "text_pattern_ops"}),
+    )

@@ -5,9 +5,11 @@ Time is an input: every service gets ``now`` from ``Runtime.clock`` (tests pin i
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from intake.crypto import Sealer
 from intake.forwarding.routes import Route, load_routes
@@ -17,13 +19,30 @@ from malware import ClamdScanner, NullScanner, Scanner
 from signature.policy import VerificationPolicy, ZipLimits
 from signature.verify import TrustConfig
 
-__all__ = ["Clock", "Runtime", "system_clock"]
+__all__ = ["Clock", "Runtime", "clock_for", "system_clock"]
+
+_log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def clock_for(settings: IntakeSettings) -> Clock:
+    """The process's clock: the system clock, or in development the ``dev_clock`` setting's moment,
+    running on in real time from when the process started (settings refuse it in production)."""
+    start = settings.dev_clock
+    if start is None:
+        return system_clock
+    origin = time.monotonic()
+
+    def shifted() -> datetime:
+        return start.astimezone(UTC) + timedelta(seconds=time.monotonic() - origin)
+
+    _log.warning("intake runs on a DEVELOPMENT CLOCK starting at %s", start.isoformat())
+    return shifted
 
 
 @dataclass(frozen=True)
@@ -46,7 +65,7 @@ class Runtime:
         return "none" if isinstance(self.scanner, NullScanner) else "clamd"
 
     @classmethod
-    def from_settings(cls, settings: IntakeSettings, *, clock: Clock = system_clock) -> Runtime:
+    def from_settings(cls, settings: IntakeSettings, *, clock: Clock | None = None) -> Runtime:
         trust = TrustConfig.load(
             jpki_roots=settings.jpki_roots, portal_roots=settings.portal_roots, crls=settings.crls,
             intermediates=settings.jpki_intermediates,
@@ -58,7 +77,7 @@ class Runtime:
                                     settings.my_number_active_key),
             package_sealer=Sealer({k: v.get_secret_value() for k, v in settings.package_keys.items()},
                                   settings.package_active_key),
-            clock=clock,
+            clock=clock if clock is not None else clock_for(settings),
             routes=load_routes(settings.routes_file),
             procedures=load_procedures(settings.procedures_file),
             policy=VerificationPolicy(

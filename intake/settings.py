@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handover import CRL_DEFAULT_MAX_BYTES
@@ -91,6 +91,11 @@ class MailSettings(BaseModel):
     pass_interval_minutes: int = Field(default=10, ge=1, le=1440)
     #: A due mail not sent this many minutes after its send time counts as overdue in the status.
     overdue_after_minutes: int = Field(default=60, ge=1, le=1440)
+    #: ``business``: a mail on each business day (土日・祝日・年末年始 and the catalogue's closed days
+    #: have none), covering every day since the previous one; ``every_day``: one mail per calendar day.
+    calendar: Literal["business", "every_day"] = "business"
+    #: Dates in the mail in 和暦 (令和8年11月24日（火）) instead of the Western calendar.
+    wareki: bool = False
 
     def production_problems(self) -> list[str]:
         if not self.enabled:
@@ -227,6 +232,11 @@ class IntakeSettings(BaseSettings):
     routes_file: Path | None = None
     procedures_file: Path | None = None
 
+    #: Development only (refused in production): the intake's clock starts at this moment and runs on
+    #: from there, e.g. ``2026-11-24T08:31:00+09:00`` — so a demo or a test can run a chosen day (the
+    #: daily mail of a Monday after a 祝日) through the real processes. Like portal_sim's ``--clock``.
+    dev_clock: AwareDatetime | None = None
+
     #: The daily count e-mail (通知機能).
     mail: MailSettings = Field(default_factory=MailSettings)
     #: The staff UI (職員画面).
@@ -272,6 +282,8 @@ class IntakeSettings(BaseSettings):
             problems.append("jpki_roots and portal_roots are required")
         if self.scanner == "none":
             problems.append("scanner=none is for development only (P11: the intake scans every file)")
+        if self.dev_clock is not None:
+            problems.append("dev_clock is for development only (the intake runs on the real clock)")
         problems.extend(self.mail.production_problems())
         problems.extend(self.ui.production_problems())
         if problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,22 @@ def test_demo_headless_runs_the_whole_chain(tmp_path: Path) -> None:
     for sub in ("relay", "intake", "mail", "portal", "pki", "log"):
         assert (var / sub).is_dir(), sub
     assert list((var / "mail").rglob("*.eml"))
+    _the_mail_counts_the_demos_own_applications(var)
     _nothing_personal_on_the_relay(var)
+
+
+def _the_mail_counts_the_demos_own_applications(var: Path) -> None:
+    """Issue 18: the one mail a newcomer reads reports the applications the demo just delivered (all
+    arrived on the demo's day), not 0: counted by the portal's 到達日時, on the mail's own day."""
+    db = sqlite3.connect(var / "intake" / "intake.db")
+    try:
+        mailed = db.execute("SELECT SUM(total), COUNT(*) FROM mail_sent_log WHERE state = 'sent'").fetchone()
+        versions = db.execute("SELECT COUNT(*) FROM application_versions").fetchone()[0]
+    finally:
+        db.close()
+    assert versions > 0
+    assert mailed[1] > 0
+    assert mailed[0] == versions
 
 
 def _nothing_personal_on_the_relay(var: Path) -> None:

@@ -148,3 +148,30 @@ def test_fitting_never_drops_the_bitmap() -> None:
     fitted = big.fitted()
     assert fitted.malware.truncated
     assert fitted.malware.flagged_indexes() == frozenset(range(2, 802))
+def test_the_status_outbox_wire_form_is_pinned() -> None:
+    from handover import COMMENT_MAX_CHARS, NoticeRefused, OutboxRefused, StatusAck, StatusNoticeItem, StatusOutboxPage
+
+    item = StatusNoticeItem(id=7, receipt_number="20261125-0000000001", status="補正依頼", at=AT,
+                            comment="添付書類を再提出してください。")
+    page = StatusOutboxPage(items=(item,))
+    assert page.model_dump(mode="json") == {"version": 1, "items": [
+        {"id": 7, "receipt_number": "20261125-0000000001", "status": "補正依頼", "at": "2026-11-25T12:00:00+09:00",
+         "comment": "添付書類を再提出してください。"}]}
+    assert StatusOutboxPage.decode(page.model_dump(mode="json")) == page
+    assert "添付書類" not in repr(item)  # a comment may name the resident: never in a repr, log or traceback
+    assert COMMENT_MAX_CHARS == 1000  # the portal's limit (portal_sim.api.schemas.StatusUpdate)
+    too_long = {"items": [{**page.model_dump(mode="json")["items"][0], "comment": "あ" * 1001}]}
+    with pytest.raises(OutboxRefused) as caught:
+        StatusOutboxPage.decode(too_long)
+    assert "あ" not in str(caught.value)
+    assert "items.0.comment" in str(caught.value)
+    ack = StatusAck(ids=(1, 2), refused=(NoticeRefused(id=3, code="ILLEGAL_TRANSITION"),))
+    assert ack.model_dump(mode="json") == {"ids": [1, 2], "refused": [{"id": 3, "code": "ILLEGAL_TRANSITION"}]}
+
+
+def test_the_comment_limit_is_the_portals() -> None:
+    from handover import COMMENT_MAX_CHARS
+    from portal_sim.api.schemas import StatusUpdate
+
+    limit = StatusUpdate.model_fields["comment"].metadata
+    assert any(getattr(m, "max_length", None) == COMMENT_MAX_CHARS for m in limit)

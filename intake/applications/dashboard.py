@@ -1,6 +1,7 @@
 """The dashboard: counts only (no personal data) for the principal's departments — today's arrivals,
-the review queue, my cases, unlinked chains, signature errors, failed forwards — and a 14-day chart of
-arrivals per procedure. Services never commit.
+my cases, and the open work of :mod:`intake.applications.openwork` (the review queue, unlinked
+chains, signature errors, failed forwards, overdue cases: the daily mail's definitions and numbers)
+— and a 14-day chart of arrivals per procedure. Services never commit.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
+from intake.applications.openwork import OpenWork, open_work
 from intake.authz import Principal
-from intake.jst import JST, day_start
-from intake.models import Application, ApplicationVersion, ForwardItem, ForwardState, LinkageState, VersionState
+from intake.jst import JST, day_start, jst_day
+from intake.models import Application, ApplicationVersion
 from status import FINAL_STATUSES
 
 __all__ = ["CHART_DAYS", "Dashboard", "ProcedureTrend", "dashboard"]
@@ -47,6 +49,7 @@ class Dashboard:
     failed_forwards: int
     days: list[date]
     trends: list[ProcedureTrend]
+    overdue: int = 0
 
     @property
     def peak(self) -> int:
@@ -69,19 +72,17 @@ def dashboard(session: Session, principal: Principal, *, at: datetime) -> Dashbo
         return session.scalar(q) or 0
 
     days, trends = _trends(session, scope, at=at)
-    failed = session.scalar(
-        select(func.count()).select_from(ForwardItem).join(ApplicationVersion).join(Application)
-        .where(scope, ForwardItem.state == ForwardState.FAILED)) or 0
+    work = sum(open_work(session, today=jst_day(at), scope=scope).values(), OpenWork())
     return Dashboard(
         today_arrivals=count(ApplicationVersion.arrived_at >= today, versions=True),
-        my_queue=count(and_(Application.needs_review.is_(True), open_)),
+        my_queue=work.unreviewed,
         assigned_to_me=count(and_(Application.assigned_to == principal.login, open_)),
-        unlinked=count(and_(Application.linkage_state.in_([LinkageState.UNRESOLVED, LinkageState.CONFLICT]), open_)),
-        signature_errors=count(and_(ApplicationVersion.state == VersionState.CURRENT,
-                                    ApplicationVersion.indication != "PASSED", open_), versions=True),
-        failed_forwards=failed,
+        unlinked=work.unlinked,
+        signature_errors=work.signature_errors,
+        failed_forwards=work.failed_forwards,
         days=days,
         trends=trends,
+        overdue=work.overdue,
     )
 
 

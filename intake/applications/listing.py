@@ -1,6 +1,9 @@
 """The staff's application list: filters, paging with a capped count, the CSV export, and the 担当者
-filter's colleagues. The list shows no personal data; a search that names a person (宛名番号, フリガナ)
-and every export write an access-log row (P13). Services never commit.
+filter's colleagues. The list shows the applicant's name (as typed, current version) and so every
+view of a page with rows writes an access-log row (``application.list``); a search that names a
+person (宛名番号, 氏名, フリガナ, 電話番号, 生年月日) writes one more per kind, without the search text
+(P13). The due date and overdue filter follow :mod:`intake.applications.deadlines`. Services never
+commit.
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ from sqlalchemy import ColumnElement, Select, and_, func, not_, select, union
 from sqlalchemy.orm import Session, aliased, load_only
 
 from intake.accesslog.service import append_access
+from intake.applications.deadlines import overdue_clause
 from intake.authz import APPLICATION_ROLES, CHANGE_ROLES, EXPORT_ROLES, Principal
 from intake.errors import ExportTooLarge
-from intake.jst import day_start
+from intake.jst import day_start, jst_day
 from intake.kana import search_key
-from intake.models import Application, ApplicationVersion, LinkageState, StaffUser, VersionState
+from intake.models import ApplicantKey, Application, ApplicationVersion, LinkageState, StaffUser, VersionState
+from intake.personkeys import KIND_BIRTH, KIND_NAME, KIND_PHONE, birth_key, name_key, phone_key
 from status import FINAL_STATUSES, Status
 
 __all__ = [
     "ASSIGNED_TO_ME",
     "LIST_COUNT_CAP",
+    "SORT_DUE",
     "UNASSIGNED",
     "ApplicationPage",
     "ApplicationRow",
@@ -54,6 +60,22 @@ class ListFilters:
     #: ``ASSIGNED_TO_ME``, ``UNASSIGNED`` or a login id
     assigned: str | None = None
     page: int = 1
+    #: a prefix of the applicant's name, kanji or kana (:func:`intake.personkeys.name_key`)
+    name: str | None = None
+    #: a phone number, compared as digits (:func:`intake.personkeys.phone_key`)
+    phone: str | None = None
+    #: the certificate's 生年月日
+    birth: date | None = None
+    #: only cases past their due date (:func:`intake.applications.deadlines.overdue_clause`)
+    overdue: bool = False
+    #: ``SORT_DUE``: earliest due date first; otherwise newest arrival first
+    sort: str | None = None
+
+    @property
+    def names_a_person(self) -> bool:
+        """Whether the filters search for a person (they then travel only by POST or a search id)."""
+        return bool((self.query or "").strip() or (self.kana or "").strip() or (self.name or "").strip()
+                    or (self.phone or "").strip() or self.birth)
 
 
 class VersionFilter(enum.StrEnum):
@@ -66,6 +88,7 @@ class VersionFilter(enum.StrEnum):
 
 ASSIGNED_TO_ME = "me"
 UNASSIGNED = "none"
+SORT_DUE = "due"
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,8 @@ class ApplicationRow:
     needs_review: bool
     indication: str
     assigned_to: str | None = None
+    applicant_name: str | None = None
+    due_on: date | None = None
 
 
 #: The list counts matching chains up to here and then says "more than": an exact count(*) of half
@@ -101,8 +126,12 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _list_conditions(principal: Principal, filters: ListFilters, current: type[ApplicationVersion]
-                     ) -> list[ColumnElement[bool]]:
+def _keyed(kind: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    return Application.id.in_(select(ApplicantKey.application_id).where(ApplicantKey.kind == kind, condition))
+
+
+def _list_conditions(principal: Principal, filters: ListFilters, current: type[ApplicationVersion], *,
+                     today: date) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [principal.procedure_clause()]
     if filters.procedure:
         conditions.append(Application.procedure_id == filters.procedure)
@@ -128,6 +157,16 @@ def _list_conditions(principal: Principal, filters: ListFilters, current: type[A
     kana = search_key(filters.kana or "")
     if kana:
         conditions.append(Application.applicant_kana.like(_like_prefix(kana), escape="\\"))
+    name = name_key(filters.name or "")
+    if name:
+        conditions.append(_keyed(KIND_NAME, ApplicantKey.key.like(_like_prefix(name), escape="\\")))
+    phone = phone_key(filters.phone or "")
+    if (filters.phone or "").strip():
+        conditions.append(_keyed(KIND_PHONE, ApplicantKey.key == (phone or "-")))
+    if filters.birth is not None:
+        conditions.append(_keyed(KIND_BIRTH, ApplicantKey.key == birth_key(filters.birth)))
+    if filters.overdue:
+        conditions.append(overdue_clause(today))
     if filters.version is not None:
         resubmitted = Application.id.in_(select(ApplicationVersion.application_id)
                                          .where(ApplicationVersion.state == VersionState.SUPERSEDED))
@@ -151,26 +190,39 @@ def _list_rows(session: Session, stmt: Select[Application, ApplicationVersion]) 
         ApplicationRow(app.id, app.first_receipt_number,
                        version.receipt_number if version else app.first_receipt_number, app.procedure_name,
                        app.status, app.created_at, app.linkage_state, app.needs_review,
-                       version.indication if version else "-", app.assigned_to)
+                       version.indication if version else "-", app.assigned_to,
+                       _typed_name(version.applicant) if version else None, app.due_on)
         for app, version in session.execute(stmt)
     ]
 
 
-def _list_query(principal: Principal, filters: ListFilters) -> Select[Application, ApplicationVersion]:
+def _typed_name(applicant: list[list[str]] | None) -> str | None:
+    return next((str(pair[1]) for pair in applicant or [] if len(pair) == 2 and pair[0] == "氏名"), None)
+
+
+def _list_query(principal: Principal, filters: ListFilters, *, today: date) -> Select[Application, ApplicationVersion]:
     current = aliased(ApplicationVersion)
     return (select(Application, current)
             .outerjoin(current, and_(current.application_id == Application.id, current.state == VersionState.CURRENT))
-            .options(load_only(current.receipt_number, current.indication))  # not the form or applicant
-            .where(*_list_conditions(principal, filters, current)))
+            .options(load_only(current.receipt_number, current.indication, current.applicant))  # not the form
+            .where(*_list_conditions(principal, filters, current, today=today)))
 
 
-def _count_upto(session: Session, principal: Principal, filters: ListFilters, cap: int) -> int:
+def _ordered(stmt: Select[Application, ApplicationVersion], filters: ListFilters
+             ) -> Select[Application, ApplicationVersion]:
+    if filters.sort == SORT_DUE:
+        return stmt.order_by(Application.due_on.is_(None), Application.due_on, Application.created_at,
+                             Application.id)
+    return stmt.order_by(Application.created_at.desc(), Application.id.desc())
+
+
+def _count_upto(session: Session, principal: Principal, filters: ListFilters, cap: int, *, today: date) -> int:
     """How many chains the list matches, counting no further than ``cap + 1``. The current version
     is joined only when a filter needs it (署名エラー)."""
     if filters.signature_errors:
-        ids = _list_query(principal, filters).with_only_columns(Application.id)
+        ids = _list_query(principal, filters, today=today).with_only_columns(Application.id)
     else:
-        ids = select(Application.id).where(*_list_conditions(principal, filters, ApplicationVersion))
+        ids = select(Application.id).where(*_list_conditions(principal, filters, ApplicationVersion, today=today))
     return session.scalar(select(func.count()).select_from(ids.limit(cap + 1).subquery())) or 0
 
 
@@ -181,15 +233,18 @@ def list_applications(
     """One page of the principal's applications, newest first, counted up to ``count_cap``. The list
     shows no personal data; a search by 宛名番号 is itself logged (it tells who looked for whom)."""
     principal.require(APPLICATION_ROLES, "read applications")
+    today = jst_day(at)
     _log_search(session, principal, filters, at=at)
-    base = _list_query(principal, filters)
-    total = _count_upto(session, principal, filters, count_cap)
+    base = _list_query(principal, filters, today=today)
+    total = _count_upto(session, principal, filters, count_cap, today=today)
     capped = total > count_cap
     pages = max(1, -(-min(total, count_cap) // page_size))
     page = max(1, filters.page) if capped else min(max(1, filters.page), pages)
-    rows = _list_rows(session, base.order_by(Application.created_at.desc(), Application.id.desc())
-                      .limit(page_size + 1).offset((page - 1) * page_size))
+    rows = _list_rows(session, _ordered(base, filters).limit(page_size + 1).offset((page - 1) * page_size))
     has_next = len(rows) > page_size
+    if rows:  # the page shows applicants' names: who saw which page is itself a read (P13)
+        append_access(session, actor=principal.access_actor(), at=at, action="application.list",
+                      subject=f"list:page={page};rows={len(rows[:page_size])}")
     return ApplicationPage(rows[:page_size], min(total, count_cap), page, max(pages, page), capped, has_next)
 
 
@@ -201,9 +256,11 @@ def _log_search(session: Session, principal: Principal, filters: ListFilters, *,
     if query.isdigit():
         append_access(session, actor=principal.access_actor(), at=at, action="application.search",
                       subject="search:atena_or_receipt", atena_number=query[:32])
-    if search_key(filters.kana or ""):
-        append_access(session, actor=principal.access_actor(), at=at, action="application.search",
-                      subject="search:kana")
+    for kind, given in (("kana", search_key(filters.kana or "")), ("name", name_key(filters.name or "")),
+                        ("phone", (filters.phone or "").strip()), ("birth", filters.birth)):
+        if given:
+            append_access(session, actor=principal.access_actor(), at=at, action="application.search",
+                          subject=f"search:{kind}")
 
 
 def export_summary(filters: ListFilters) -> str:
@@ -218,6 +275,8 @@ def export_summary(filters: ListFilters) -> str:
         f"kana={'yes' if search_key(filters.kana or '') else 'no'}",
         f"version={filters.version.value if filters.version else '*'}",
         f"assigned={'yes' if filters.assigned else '*'}",
+        f"person={'yes' if (filters.name or filters.phone or filters.birth) else 'no'}",
+        f"overdue={int(filters.overdue)}",
     ]
     return "export:" + ";".join(parts)
 
@@ -229,13 +288,13 @@ def export_applications(
     (:data:`EXPORT_ROLES`). Exactly one access-log row per export, whatever the filters; more than
     ``max_rows`` rows is :class:`ExportTooLarge` (an export is a copy leaving the system)."""
     principal.require(EXPORT_ROLES, "export applications")
-    if _count_upto(session, principal, filters, max_rows) > max_rows:
+    today = jst_day(at)
+    if _count_upto(session, principal, filters, max_rows, today=today) > max_rows:
         raise ExportTooLarge(max_rows)
     query = (filters.query or "").strip()
     append_access(session, actor=principal.access_actor(), at=at, action="application.export",
                   subject=export_summary(filters), atena_number=query[:32] if query.isdigit() else None)
-    return _list_rows(session, _list_query(principal, filters)
-                      .order_by(Application.created_at.desc(), Application.id.desc()))
+    return _list_rows(session, _ordered(_list_query(principal, filters, today=today), filters))
 
 
 def colleagues(session: Session, principal: Principal) -> list[str]:

@@ -22,7 +22,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from handover import COMMENT_MAX_CHARS
 from intake.accesslog.service import append_access
+from intake.applications.deadlines import on_status_change
+from intake.applications.errors import CommentTooLong
 from intake.authz import Principal, load_for
 from intake.errors import InvalidRequest
 from intake.events import record_event
@@ -35,6 +38,7 @@ from intake.models import (
     VersionState,
 )
 from intake.statusoutbox.service import enqueue_status
+from intake.workdays import WardCalendar
 from status import Action, NotPermitted, Role, Status, StatusHistory, Transition
 from status import Actor as StatusActor
 
@@ -67,7 +71,7 @@ def current_receipt_number(session: Session, app: Application) -> str:
 
 
 def _apply(session: Session, app: Application, action: Action, *, actor: StatusActor, comment: str,
-           at: datetime) -> StatusTransitionRow:
+           at: datetime, calendar: WardCalendar | None = None) -> StatusTransitionRow:
     history = history_of(session, app)
     if history.current.value != app.status:  # pragma: no cover - only if someone edited the table by hand
         raise InvalidRequest("status out of step with its history", code="STATUS_OUT_OF_STEP")
@@ -78,10 +82,15 @@ def _apply(session: Session, app: Application, action: Action, *, actor: StatusA
                               target=step.target.value, actor_id=actor.id, comment=step.comment,
                               receipt_number=receipt)
     session.add(row)
+    session.flush()
     app.status, app.needs_review, app.updated_at = step.target.value, after.needs_review, at
     if step.target is Status.WITHDRAWN:
         app.state = ApplicationState.WITHDRAWN
-    enqueue_status(session, receipt_number=receipt, status=step.target.value, at=at)
+    # Staff write the comment for the resident (the form says so); the system's own notes on an
+    # arrival ("<受付番号> 補正") are for staff and stay here.
+    enqueue_status(session, receipt_number=receipt, status=step.target.value, at=at, transition_id=row.id,
+                   comment=None if actor is SYSTEM_ACTOR else step.comment)
+    on_status_change(session, app, source=step.source, target=step.target, at=at, calendar=calendar)
     record_event(session, EVENT_STATUS_CHANGED, at=at, receipt_number=receipt,
                  first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id,
                  action=step.action.value, source=step.source.value, target=step.target.value,
@@ -93,10 +102,14 @@ def _apply(session: Session, app: Application, action: Action, *, actor: StatusA
 def change_status(
     session: Session, *, application_id: int, action: Action, actor: Principal, comment: str, at: datetime,
 ) -> StatusTransitionRow:
-    """A member of staff changes a chain's status (ステータスの更新機能, P8)."""
+    """A member of staff changes a chain's status (ステータスの更新機能, P8). ``comment`` goes to the
+    resident with the portal notice: at most :data:`handover.COMMENT_MAX_CHARS` characters."""
     require_aware(at)
+    if len(comment.strip()) > COMMENT_MAX_CHARS:
+        raise CommentTooLong(COMMENT_MAX_CHARS)
     app = load_for(session, actor, application_id, lock=True)
-    row = _apply(session, app, action, actor=actor.status_actor(), comment=comment, at=at)
+    row = _apply(session, app, action, actor=actor.status_actor(), comment=comment, at=at,
+                 calendar=actor.catalogue.calendar)
     if action is Action.START_REVIEW and app.assigned_to is None:
         app.assigned_to = actor.login  # who starts the review works the case, until handed over
     append_access(session, actor=actor.access_actor(), at=at, action=f"status.{action.value}",

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from handover import RelayReport
 from intake.applications.arrivals import add_version
+from intake.applications.casework import on_arrival
 from intake.deliveries.admission import check_values
 from intake.deliveries.errors import DeliveryRefused
 from intake.deliveries.scanning import scan_delivery
@@ -149,6 +150,7 @@ def store_delivery(
     app, version = arrival.application, arrival.version
     resolve_stored(session, version.receipt_number, at=now)
     resolve_on_arrival(session, app, version, at=now)
+    on_arrival(session, arrival, catalogue=runtime.procedures, at=now)  # due date, person search keys
     known = runtime.procedures.knows(app.procedure_id)
     if not known:
         record_event(session, "application.unknown_procedure", at=now, receipt_number=version.receipt_number,

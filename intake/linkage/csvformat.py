@@ -35,7 +35,11 @@ from intake.jst import JST
 from intake.linkage.errors import LineProblem, LinkageFileRejected
 from intake.linkage.values import ATENA_NUMBER_RE, normalise_serial
 
-__all__ = ["COLUMNS", "Category", "LinkageRow", "ParsedFile", "parse_linkage_file"]
+__all__ = ["COLUMNS", "Category", "LinkageRow", "ParsedFile", "RowFields", "finish", "parse_linkage_file", "row_of"]
+
+#: The seven fields of one row, in :data:`COLUMNS` order, as text (other layouts convert to this,
+#: :mod:`intake.linkage.layouts`).
+RowFields = tuple[str, str, str, str, str, str, str]
 
 COLUMNS = (
     "利用者証明用電子証明書シリアル番号",
@@ -111,10 +115,17 @@ def parse_linkage_file(data: bytes, *, mode: Literal["auto", "full", "delta"] = 
         except csv.Error:
             problems.append(LineProblem(line, None, "not valid CSV (quoting); the rest of the file was not read"))
             break
-        row = _row(line, fields, problems, created)
+        row = row_of(line, fields, problems, created)
         if row is not None:
             rows.append(row)
         line = reader.line_num + 1
+    return finish(rows, created, problems, mode)
+
+
+def finish(rows: list[LinkageRow], created: list[tuple[int, datetime]], problems: list[LineProblem],
+           mode: Literal["auto", "full", "delta"]) -> ParsedFile:
+    """The file-wide checks after every row was read (kind, one 作成日時, a full file with rows); all or
+    nothing: :class:`LinkageFileRejected` with every problem."""
     kind = _kind(mode, rows, problems)
     if created:
         first = created[0][1]
@@ -137,9 +148,10 @@ def _decode(data: bytes) -> str:
         raise LinkageFileRejected((LineProblem(line, None, "not UTF-8"),)) from None
 
 
-def _row(
-    line: int, fields: list[str], problems: list[LineProblem], created: list[tuple[int, datetime]],
+def row_of(
+    line: int, fields: list[str] | RowFields, problems: list[LineProblem], created: list[tuple[int, datetime]],
 ) -> LinkageRow | None:
+    """One row's seven fields checked (problems appended, by ``line``), or None if broken."""
     if not fields:
         problems.append(LineProblem(line, None, "empty line"))
         return None

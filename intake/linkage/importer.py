@@ -44,6 +44,7 @@ from intake.events import record_event
 from intake.jst import require_aware
 from intake.linkage.csvformat import Category, LinkageRow, ParsedFile, parse_linkage_file
 from intake.linkage.errors import LineProblem, LinkageFileRejected, by_line
+from intake.linkage.layouts import Layout, parse_with_layout
 from intake.linkage.service import apply_outcome, chunks, evaluate_chains
 from intake.models import Application, ApplicationVersion, Event, LinkageEntry, LinkageImport, LinkageState
 
@@ -97,6 +98,7 @@ class ImportResult:
 
 def import_linkage_file(
     session: Session, path: Path, *, at: datetime, mode: Mode = "auto", progress: Progress | None = None,
+    layout: Layout | None = None,
 ) -> ImportResult:
     """Import the file at ``path`` (see the module docstring); the caller commits.
 
@@ -106,14 +108,15 @@ def import_linkage_file(
         data = path.read_bytes()
     except OSError:
         return _rejected(session, "", (LineProblem(0, None, "the file cannot be read"),), at=at)
-    return import_linkage(session, data, file_name=path.name, at=at, mode=mode, progress=progress)
+    return import_linkage(session, data, file_name=path.name, at=at, mode=mode, progress=progress, layout=layout)
 
 
 def import_linkage(
     session: Session, data: bytes, *, file_name: str, at: datetime, mode: Mode = "auto",
-    progress: Progress | None = None,
+    progress: Progress | None = None, layout: Layout | None = None,
 ) -> ImportResult:
-    """Import one file's bytes; ``file_name`` is only recorded. The caller commits."""
+    """Import one file's bytes; ``file_name`` is only recorded. ``layout``: how the source wrote it
+    (:mod:`intake.linkage.layouts`; None: the native format). The caller commits."""
     report = progress or _no_progress
     require_aware(at)
     if mode not in ("auto", "full", "delta"):
@@ -127,7 +130,7 @@ def import_linkage(
                             mode="full" if earlier.mode == "full" else "delta", rows=earlier.rows)
     report("parse", 0, len(data))
     try:
-        parsed = parse_linkage_file(data, mode=mode)
+        parsed = parse_linkage_file(data, mode=mode) if layout is None else parse_with_layout(data, layout, mode=mode)
     except LinkageFileRejected as exc:
         return _rejected(session, sha, exc.problems, at=at)
     report("parse", len(data), len(data))

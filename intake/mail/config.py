@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from intake.mail.errors import MailConfigError, UnknownDepartment
 from intake.procedures import Procedure, ProcedureCatalogue
 from intake.settings import IntakeSettings, MailSettings
+from intake.workdays import WardCalendar
 
 __all__ = [
     "DEPARTMENT_ID_RE",
@@ -86,6 +87,10 @@ class MailConfig:
     staff_ui_base_url: str | None
     retry: RetryPolicy
     overdue_after_minutes: int
+    #: business days of the ward (``calendar="business"``); None: a mail every calendar day
+    calendar: WardCalendar | None = None
+    #: dates in 和暦
+    wareki: bool = False
 
     def department(self, department_id: str) -> Department:
         for d in self.departments:
@@ -132,6 +137,7 @@ def load_mail_config(settings: IntakeSettings, catalogue: ProcedureCatalogue) ->
         start_date=mail.start_date, staff_ui_base_url=base,
         retry=RetryPolicy(mail.retry_attempts, mail.retry_base_seconds, mail.retry_cap_seconds),
         overdue_after_minutes=mail.overdue_after_minutes,
+        calendar=catalogue.calendar if mail.calendar == "business" else None, wareki=mail.wareki,
     )
 
 

@@ -1,10 +1,19 @@
-"""What the daily mail says, in numbers: counted from the append-only ``events`` table (history),
-plus a snapshot of open work from the current rows.
+"""What the daily mail says, in numbers: arrivals by the day the resident applied, late arrivals,
+what staff processed, and a snapshot of open work.
 
-A day is an Asia/Tokyo calendar day (no DST: a fixed +09:00). An application counts on the day its
-event was written at the intake (``events.at``), not on the portal's 到達日時: a 補正 stored at
-00:00:05 belongs to the new day, even if the resident sent it before midnight. Purges and later
-corrections never change a past day, because events are never updated or deleted.
+* **Arrivals** count by the portal's signed 到達日時 (``application_versions.arrived_at``, a JST
+  calendar day, no DST), not by when the relay happened to pull: a night's outage does not move
+  Monday's applications into Tuesday's numbers. A mail counts the versions *stored* by the moment
+  it is composed (its ``as_of``, frozen in the sent-log).
+* **Late arrivals**: an application of an earlier day that was stored after that day's mail was
+  composed is reported in the next mail, under its own day (遅れて届いた申請).
+* **Processed**: 完了・却下・補正依頼 made in the covered days (the append-only ``status.changed``
+  events, so later changes never rewrite a past mail).
+* **Open work** is :mod:`intake.applications.openwork` — the dashboard's definitions and numbers —
+  including cases past their 標準処理期間.
+
+A mail covers ``first_day``…``day``: one day, or every day since the previous business day's mail
+(a Monday mail covers Friday to Sunday; after a 祝日, the 祝日 too).
 """
 
 from __future__ import annotations
@@ -16,27 +25,23 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intake.applications.openwork import OpenWork, open_work
 from intake.events import KIND_BY_APPLICATION_KIND
-from intake.jst import JST, day_bounds, require_aware
+from intake.jst import JST, day_bounds, jst_day, require_aware
 from intake.mail.config import Department, MailConfig
-from intake.models import (
-    Application,
-    ApplicationVersion,
-    Event,
-    ForwardItem,
-    ForwardState,
-    LinkageState,
-    VerificationRecord,
-)
+from intake.models import Application, ApplicationVersion, Event, MailSentLog
 
 __all__ = [
     "KindCounts",
+    "LateArrival",
     "OpenWork",
     "ProcedureLine",
+    "Processed",
     "Report",
     "build_report",
+    "count_arrivals",
     "count_events",
-    "open_work",
+    "count_processed",
 ]
 
 _KIND_FIELD = {
@@ -45,8 +50,8 @@ _KIND_FIELD = {
     KIND_BY_APPLICATION_KIND["補正"]: "correction",
     KIND_BY_APPLICATION_KIND["取下げ"]: "withdrawal",
 }
-
-
+_VERSION_KIND_FIELD = {"新規申請": "new", "再申請": "reapplication", "補正": "correction", "取下げ": "withdrawal"}
+_PROCESSED_FIELD = {"完了": "completed", "却下": "rejected", "補正依頼": "correction_requested"}
 
 
 @dataclass(frozen=True)
@@ -68,22 +73,30 @@ class KindCounts:
 
 
 @dataclass(frozen=True)
-class OpenWork:
-    """Open work right now: chains not yet reviewed, chains waiting for a 宛名番号 (unresolved or
-    conflict), versions with a signature that did not pass in chains not yet reviewed, failed forwards."""
+class Processed:
+    """Status changes staff (or the system) made: 完了, 却下, 補正依頼."""
 
-    unreviewed: int = 0
-    unlinked: int = 0
-    signature_errors: int = 0
-    failed_forwards: int = 0
+    completed: int = 0
+    rejected: int = 0
+    correction_requested: int = 0
 
     @property
     def total(self) -> int:
-        return self.unreviewed + self.unlinked + self.signature_errors + self.failed_forwards
+        return self.completed + self.rejected + self.correction_requested
 
-    def __add__(self, other: OpenWork) -> OpenWork:
-        return OpenWork(self.unreviewed + other.unreviewed, self.unlinked + other.unlinked,
-                        self.signature_errors + other.signature_errors, self.failed_forwards + other.failed_forwards)
+    def __add__(self, other: Processed) -> Processed:
+        return Processed(self.completed + other.completed, self.rejected + other.rejected,
+                         self.correction_requested + other.correction_requested)
+
+
+@dataclass(frozen=True)
+class LateArrival:
+    """Applications of an earlier ``day`` stored after that day's mail was composed."""
+
+    day: date
+    procedure_id: str
+    name: str
+    counts: KindCounts
 
 
 def count_events(session: Session, first: date, last: date | None = None) -> dict[str, KindCounts]:
@@ -100,30 +113,58 @@ def count_events(session: Session, first: date, last: date | None = None) -> dic
     return {p: KindCounts(**fields) for p, fields in acc.items()}
 
 
-def open_work(session: Session) -> dict[str, OpenWork]:
-    """Open work per 手続ID, as the rows say now."""
-    by_procedure = Application.procedure_id
-    chain = Application.id == ApplicationVersion.application_id
-    queries = {
-        "unreviewed": select(by_procedure, func.count()).where(Application.needs_review.is_(True)),
-        "unlinked": select(by_procedure, func.count())
-        .where(Application.linkage_state.in_([LinkageState.UNRESOLVED, LinkageState.CONFLICT])),
-        "signature_errors": select(by_procedure, func.count())
-        .select_from(VerificationRecord)
-        .join(ApplicationVersion, ApplicationVersion.delivery_id == VerificationRecord.delivery_id)
-        .join(Application, chain)
-        .where(VerificationRecord.indication != "PASSED", Application.needs_review.is_(True)),
-        "failed_forwards": select(by_procedure, func.count())
-        .select_from(ForwardItem)
-        .join(ApplicationVersion, ApplicationVersion.id == ForwardItem.version_id)
-        .join(Application, chain)
-        .where(ForwardItem.state == ForwardState.FAILED),
-    }
+def count_arrivals(session: Session, first: date, last: date | None = None, *, stored_by: datetime,
+                   stored_after: datetime | None = None) -> dict[str, KindCounts]:
+    """Versions per 手続ID whose signed 到達日時 is on ``first``…``last`` (JST, inclusive) and that were
+    stored by ``stored_by`` (and after ``stored_after``)."""
+    start, end = day_bounds(first, last)
+    query = (select(Application.procedure_id, ApplicationVersion.kind, func.count())
+             .join(Application, Application.id == ApplicationVersion.application_id)
+             .where(ApplicationVersion.arrived_at >= start, ApplicationVersion.arrived_at < end,
+                    ApplicationVersion.stored_at <= stored_by))
+    if stored_after is not None:
+        query = query.where(ApplicationVersion.stored_at > stored_after)
     acc: dict[str, dict[str, int]] = defaultdict(dict)
-    for name, query in queries.items():
-        for procedure_id, n in session.execute(query.group_by(by_procedure)):
-            acc[procedure_id][name] = int(n)
-    return {p: OpenWork(**fields) for p, fields in acc.items()}
+    for procedure_id, kind, n in session.execute(query.group_by(Application.procedure_id, ApplicationVersion.kind)):
+        name = _VERSION_KIND_FIELD.get(kind)
+        if name is not None:
+            acc[procedure_id or ""][name] = acc[procedure_id or ""].get(name, 0) + int(n)
+    return {p: KindCounts(**fields) for p, fields in acc.items()}
+
+
+def count_processed(session: Session, first: date, last: date | None = None) -> dict[str, Processed]:
+    """完了・却下・補正依頼 per 手続ID on ``first``…``last`` (the ``status.changed`` events)."""
+    start, end = day_bounds(first, last)
+    acc: dict[str, dict[str, int]] = defaultdict(dict)
+    for procedure_id, detail in session.execute(
+            select(Event.procedure_id, Event.detail).where(Event.kind == "status.changed", Event.at >= start,
+                                                           Event.at < end)):
+        name = _PROCESSED_FIELD.get(str((detail or {}).get("target", "")))
+        if name is not None:
+            acc[procedure_id or ""][name] = acc[procedure_id or ""].get(name, 0) + 1
+    return {p: Processed(**fields) for p, fields in acc.items()}
+
+
+def _late(session: Session, before: date, *, stored_after: datetime, stored_by: datetime
+          ) -> dict[tuple[date, str], KindCounts]:
+    start, _ = day_bounds(before)
+    acc: dict[tuple[date, str], dict[str, int]] = defaultdict(dict)
+    for procedure_id, kind, arrived in session.execute(
+            select(Application.procedure_id, ApplicationVersion.kind, ApplicationVersion.arrived_at)
+            .join(Application, Application.id == ApplicationVersion.application_id)
+            .where(ApplicationVersion.arrived_at < start, ApplicationVersion.stored_at > stored_after,
+                   ApplicationVersion.stored_at <= stored_by)):
+        name = _VERSION_KIND_FIELD.get(kind)
+        if name is not None:
+            key = (jst_day(arrived), procedure_id or "")
+            acc[key][name] = acc[key].get(name, 0) + 1
+    return {k: KindCounts(**v) for k, v in acc.items()}
+
+
+def previous_mail_at(session: Session, department: Department, before: date) -> datetime | None:
+    """When the department's latest mail for a day before ``before`` was composed (its claim)."""
+    return session.scalar(select(func.max(MailSentLog.claimed_at)).where(
+        MailSentLog.department == department.id, MailSentLog.day < before))
 
 
 @dataclass(frozen=True)
@@ -134,6 +175,7 @@ class ProcedureLine:
     week: int  # the 7 days ending with the report's day
     month: int  # the 1st of the month to the report's day
     open: OpenWork
+    processed: Processed = field(default_factory=Processed)
 
 
 @dataclass(frozen=True)
@@ -148,6 +190,18 @@ class Report:
     series: tuple[tuple[date, int], ...]
     day_total: KindCounts = field(default_factory=KindCounts)
     open_total: OpenWork = field(default_factory=OpenWork)
+    #: the first day the mail covers (``day`` for a one-day mail)
+    first_day: date | None = None
+    late: tuple[LateArrival, ...] = ()
+    processed_total: Processed = field(default_factory=Processed)
+
+    @property
+    def period_start(self) -> date:
+        return self.first_day or self.day
+
+    @property
+    def late_total(self) -> int:
+        return sum(a.counts.total for a in self.late)
 
     @property
     def week_total(self) -> int:
@@ -167,38 +221,53 @@ class Report:
 
 
 def build_report(session: Session, config: MailConfig, department: Department, day: date, *,
-                 as_of: datetime) -> Report:
-    """Count ``day`` (and the 7 days and the month up to it) for ``department``; open work as of now."""
+                 as_of: datetime, first_day: date | None = None) -> Report:
+    """Count ``first_day``…``day`` (and the 7 days and the month up to ``day``) for ``department`` as
+    stored by ``as_of``; late arrivals since the department's previous mail; open work as of now."""
     require_aware(as_of)
+    first = first_day or day
 
     def mine(counts: dict[str, KindCounts]) -> dict[str, KindCounts]:
         return {p: c for p, c in counts.items() if config.owner(p or None) == department}
 
-    today = mine(count_events(session, day))
+    period = mine(count_arrivals(session, first, day, stored_by=as_of))
     days = [day - timedelta(days=i) for i in range(6, -1, -1)]
-    per_day = [mine(count_events(session, d)) for d in days]
+    per_day = [mine(count_arrivals(session, d, stored_by=as_of)) for d in days]
     week: dict[str, int] = defaultdict(int)
     for counts in per_day:
         for p, c in counts.items():
             week[p] += c.total
-    month = mine(count_events(session, day.replace(day=1), day))
-    work = {p: w for p, w in open_work(session).items() if config.owner(p or None) == department}
-    seen = set(today) | set(week) | set(month) | set(work)
+    month = mine(count_arrivals(session, day.replace(day=1), day, stored_by=as_of))
+    processed = {p: c for p, c in count_processed(session, first, day).items()
+                 if config.owner(p or None) == department}
+    work = {p: w for p, w in open_work(session, today=jst_day(as_of)).items() if config.owner(p or None) == department}
+    previous = previous_mail_at(session, department, first)
+    late_raw = ({k: c for k, c in _late(session, first, stored_after=previous, stored_by=as_of).items()
+                 if config.owner(k[1] or None) == department} if previous is not None else {})
+    seen = set(period) | set(week) | set(month) | set(work) | set(processed) | {p for _, p in late_raw}
     ordered = [*department.procedures, *sorted(seen - set(department.procedures))]
     names = _names(session, config, [p for p in ordered if config.procedure(p) is None and p])
+
+    def name_of(p: str) -> str:
+        proc = config.procedure(p)
+        return proc.name if proc else names.get(p, p or "（手続不明）")
+
     lines = tuple(
         ProcedureLine(
-            procedure_id=p, name=(proc.name if (proc := config.procedure(p)) else names.get(p, p or "（手続不明）")),
-            day=today.get(p, KindCounts()), week=week.get(p, 0), month=month.get(p, KindCounts()).total,
-            open=work.get(p, OpenWork()),
+            procedure_id=p, name=name_of(p), day=period.get(p, KindCounts()), week=week.get(p, 0),
+            month=month.get(p, KindCounts()).total, open=work.get(p, OpenWork()),
+            processed=processed.get(p, Processed()),
         )
         for p in ordered
     )
+    late = tuple(LateArrival(d, p, name_of(p), c) for (d, p), c in sorted(late_raw.items()))
     return Report(
         day=day, department=department, as_of=as_of.astimezone(JST), lines=lines,
         series=tuple((d, sum(c.total for c in counts.values())) for d, counts in zip(days, per_day, strict=True)),
         day_total=sum((line.day for line in lines), KindCounts()),
         open_total=sum((line.open for line in lines), OpenWork()),
+        first_day=first if first != day else None, late=late,
+        processed_total=sum((line.processed for line in lines), Processed()),
     )
 
 

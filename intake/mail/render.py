@@ -17,7 +17,7 @@ Staff-UI links (``staff_ui_base_url``; none when it is not set) use the staff UI
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from email import message_from_bytes
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -32,6 +32,7 @@ import jinja2
 
 from intake.mail.config import Department, MailConfig
 from intake.mail.counting import Report
+from intake.wareki import format_date
 
 __all__ = ["STATUS_KEYS", "ComposedMail", "compose", "message_id_for", "preview_text"]
 
@@ -41,6 +42,7 @@ STATUS_KEYS: tuple[tuple[str, dict[str, str] | None, str], ...] = (
     ("unlinked", {"linkage": "unresolved"}, "宛名番号待ち"),
     ("signature_errors", {"sigerr": "1"}, "署名検証エラー"),
     ("failed_forwards", None, "業務システムへの転送失敗"),
+    ("overdue", {"overdue": "1", "sort": "due"}, "処理期限（標準処理期間）超過"),
 )
 _WEEKDAYS = "月火水木金土日"
 _BAR_COLOR = "#1f5fa8"
@@ -64,6 +66,7 @@ class ComposedMail:
     html: str
     data: bytes  # the complete message as sent
     total: int  # the day's applications
+    first_day: date | None = None  # the first day covered (None: ``day`` alone)
 
 
 def message_id_for(day: date, department: Department | str, domain: str) -> str:
@@ -71,16 +74,27 @@ def message_id_for(day: date, department: Department | str, domain: str) -> str:
     return f"<daily-{day:%Y%m%d}-{dept}@{domain}>"
 
 
-def jp_date(d: date, *, year: bool = True) -> str:
+def jp_date(d: date, *, year: bool = True, wareki: bool = False) -> str:
+    """``2026年11月24日（火）``, or in 和暦 ``令和8年11月24日（火）`` (:mod:`intake.wareki`)."""
+    if wareki and year:
+        return format_date(d, weekday=True)
     text = f"{d.year}年{d.month}月{d.day}日" if year else f"{d.month}月{d.day}日"
     return f"{text}（{_WEEKDAYS[d.weekday()]}）"
+
+
+def period_label(first: date, last: date, *, wareki: bool = False) -> str:
+    """One day, or ``11月20日（金）〜11月22日（日）`` (the year once, on the first day)."""
+    if first == last:
+        return jp_date(last, wareki=wareki)
+    return f"{jp_date(first, wareki=wareki)}〜{jp_date(last, year=first.year != last.year, wareki=wareki)}"
 
 
 def compose(report: Report, config: MailConfig) -> ComposedMail:
     department = report.department
     message_id = message_id_for(report.day, department, config.message_id_domain)
     total = report.day_total.total
-    subject = f"【電子申請 日次件数】{jp_date(report.day)} {total}件 {department.name}"
+    subject = (f"【電子申請 日次件数】{period_label(report.period_start, report.day, wareki=config.wareki)} "
+               f"{total}件 {department.name}")
     context = _context(report, config)
     text = _env.get_template("daily.txt.j2").render(context)
     html = _env.get_template("daily.html.j2").render(context)
@@ -99,7 +113,7 @@ def compose(report: Report, config: MailConfig) -> ComposedMail:
     msg.set_boundary(f"=_daily-{report.day:%Y%m%d}-{department.id}")
     return ComposedMail(day=report.day, department=department.id, message_id=message_id, subject=subject,
                         recipients=department.recipients, text=text, html=html, data=msg.as_bytes(policy=SMTP),
-                        total=total)
+                        total=total, first_day=report.first_day)
 
 
 def preview_text(mail: ComposedMail | bytes) -> str:
@@ -111,6 +125,10 @@ def preview_text(mail: ComposedMail | bytes) -> str:
     body = msg.get_body(preferencelist=("plain",)) if isinstance(msg, EmailMessage) else None
     text = str(body.get_content()).replace("\r\n", "\n") if isinstance(body, EmailMessage) else ""
     return f"Message-ID: {msg['Message-ID']}\nTo: {msg['To']}\nSubject: {msg['Subject']}\n\n{text}"
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def _link(config: MailConfig, view: dict[str, str] | None, procedure: str | None = None) -> str | None:
@@ -139,13 +157,23 @@ def _context(report: Report, config: MailConfig) -> dict[str, Any]:
          ]}
         for key, view, label in STATUS_KEYS
     ]
+    wareki = config.wareki
+    closed = ([(jp_date(d, year=False), reason) for d in _days(report.period_start, report.day)
+               if (reason := config.calendar.closed_reason(d))] if config.calendar is not None else [])
+    late = [{"day": jp_date(a.day, wareki=wareki), "name": a.name, "count": a.counts.total,
+             "url": _link(config, {"from": a.day.isoformat(), "to": a.day.isoformat()}, a.procedure_id)}
+            for a in report.late]
     return {
         "report": report,
         "department": report.department,
-        "day_label": jp_date(report.day),
+        "day_label": period_label(report.period_start, report.day, wareki=wareki),
+        "multi_day": report.period_start != report.day,
+        "closed_days": closed,
+        "late": late,
+        "processed_total": report.processed_total,
         "week_label": f"{jp_date(report.week_start, year=False)}〜{jp_date(report.day, year=False)}",
         "month_label": f"{report.day.month}月1日〜{jp_date(report.day, year=False)}",
-        "as_of_label": f"{jp_date(report.as_of.date())} {report.as_of:%H:%M}",
+        "as_of_label": f"{jp_date(report.as_of.date(), wareki=wareki)} {report.as_of:%H:%M}",
         "lines": report.lines,
         "day_total": report.day_total,
         "series": series,

@@ -37,7 +37,8 @@ def find(session: Session, day: date, department: str) -> MailSentLog | None:
 
 def claim_row(session: Session, mail: ComposedMail, *, at: datetime, instance: str) -> MailSentLog:
     """Add the CLAIMED row for ``mail``; the caller commits (a twin's commit fails on the unique key)."""
-    row = MailSentLog(day=mail.day, department=mail.department, state=MailState.CLAIMED, message_id=mail.message_id,
+    row = MailSentLog(day=mail.day, first_day=mail.first_day, department=mail.department, state=MailState.CLAIMED,
+                      message_id=mail.message_id,
                       recipients=list(mail.recipients), message=mail.data, total=mail.total, claimed_at=at,
                       claimed_by=instance, attempts=0)
     session.add(row)

@@ -11,10 +11,14 @@ For each (day, department):
    would fail too, and the next pass keeps the order); a permanent one (refused) is recorded and the
    pass goes on with the next mail. Both stay CLAIMED and are retried by the next pass.
 
-Due days: the mail for day D is due at D + 1, ``send_time`` (Asia/Tokyo). A pass sends, oldest first,
-every due day not yet SENT that is at most ``catch_up_days`` old and not before the department's
-first mail (or ``start_date`` when set) — so a restart after downtime catches up the missed days in
-order, and a new installation starts with yesterday instead of mailing a week of history.
+Due days: with ``calendar="business"`` (the default) a mail goes out on each business day of the
+ward (:class:`intake.workdays.WardCalendar`) at ``send_time`` (Asia/Tokyo) and covers every day since
+the previous business day: Monday's covers Friday, Saturday and Sunday, the mail after a 祝日 covers
+it too. Its key in the sent-log is its last day (the day before it is sent), ``first_day`` its first.
+With ``calendar="every_day"`` the mail for day D goes out at D + 1 and covers D alone. A pass sends,
+oldest first, every due mail not yet SENT that is at most ``catch_up_days`` old and not before the
+department's first mail (or ``start_date`` when set) — so a restart after downtime catches up the
+missed mails in order, and a new installation starts with the latest instead of a week of history.
 """
 
 from __future__ import annotations
@@ -43,10 +47,11 @@ from intake.mail.sentlog import claim_row, find, lock_for_attempt, mark_sent, no
 from intake.mail.transport import Transport, make_transport
 from intake.models import MailSentLog, MailState
 from intake.procedures import ProcedureCatalogue
-from intake.runtime import Clock, system_clock
+from intake.runtime import Clock, clock_for, system_clock
 from intake.settings import IntakeSettings
 
-__all__ = ["DailyMailer", "MailOutcome", "MailRun", "Result", "default_instance", "due_at", "due_mails"]
+__all__ = ["DailyMailer", "MailOutcome", "MailRun", "Result", "default_instance", "due_at", "due_mails", "period_of",
+           "send_day_of"]
 
 _log = logging.getLogger(__name__)
 
@@ -94,21 +99,48 @@ def default_instance() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:128]
 
 
+def is_send_day(day: date, config: MailConfig) -> bool:
+    """Whether a mail goes out on ``day`` (every business day; every day without a calendar)."""
+    return config.calendar is None or config.calendar.is_business_day(day)
+
+
+def send_day_of(day: date, config: MailConfig) -> date:
+    """The day the mail that covers ``day`` goes out."""
+    return day + timedelta(days=1) if config.calendar is None else config.calendar.next_business_day(day)
+
+
+def period_of(day: date, config: MailConfig) -> tuple[date, date]:
+    """(first, last) day of the mail that covers ``day``; ``last`` is its key in the sent-log."""
+    sent = send_day_of(day, config)
+    last = sent - timedelta(days=1)
+    first = last if config.calendar is None else config.calendar.previous_business_day(sent)
+    return first, last
+
+
 def due_at(day: date, config: MailConfig) -> datetime:
-    """When the mail for ``day`` is due: the next day at ``send_time``, Asia/Tokyo."""
-    return datetime.combine(day + timedelta(days=1), config.send_time, JST)
+    """When the mail that covers ``day`` is due: its send day at ``send_time``, Asia/Tokyo."""
+    return datetime.combine(send_day_of(day, config), config.send_time, JST)
 
 
-def latest_due_day(at: datetime, config: MailConfig) -> date:
+def _due_keys(at: datetime, config: MailConfig) -> list[date]:
+    """Key days (last covered days) of every mail due by ``at`` within ``catch_up_days``, oldest first."""
     today = jst_day(at)
-    return today - timedelta(days=1) if at >= due_at(today - timedelta(days=1), config) else today - timedelta(days=2)
+    keys = []
+    for back in range(config.catch_up_days, -1, -1):
+        sent = today - timedelta(days=back)
+        if is_send_day(sent, config) and at >= datetime.combine(sent, config.send_time, JST):
+            keys.append(sent - timedelta(days=1))
+    return keys
 
 
 def due_mails(session: Session, config: MailConfig, *, at: datetime,
               department: str | None = None) -> list[tuple[date, Department]]:
-    """Every (day, department) due at ``at`` and not SENT yet, oldest day first, departments in
+    """Every (key day, department) due at ``at`` and not SENT yet, oldest first, departments in
     configuration order."""
-    last = latest_due_day(at, config)
+    keys = _due_keys(at, config)
+    if not keys:
+        return []
+    last = keys[-1]
     horizon = jst_day(at) - timedelta(days=config.catch_up_days)
     departments = [config.department(department)] if department else list(config.departments)
     first_logged: dict[str, date] = {
@@ -122,12 +154,8 @@ def due_mails(session: Session, config: MailConfig, *, at: datetime,
     }
     pending: list[tuple[date, Department]] = []
     for dept in departments:
-        floor = config.start_date or first_logged.get(dept.id) or last
-        day = max(floor, horizon)
-        while day <= last:
-            if (day, dept.id) not in sent:
-                pending.append((day, dept))
-            day += timedelta(days=1)
+        floor = max(config.start_date or first_logged.get(dept.id) or last, horizon)
+        pending.extend((day, dept) for day in keys if day >= floor and (day, dept.id) not in sent)
     order = {d.id: i for i, d in enumerate(config.departments)}
     return sorted(pending, key=lambda p: (p[0], order[p[1].id]))
 
@@ -146,8 +174,11 @@ class DailyMailer:
 
     @classmethod
     def from_settings(cls, settings: IntakeSettings, catalogue: ProcedureCatalogue,
-                      session_factory: sessionmaker[Session], *, clock: Clock = system_clock) -> DailyMailer:
-        return cls(session_factory, load_mail_config(settings, catalogue), make_transport(settings), clock=clock)
+                      session_factory: sessionmaker[Session], *, clock: Clock | None = None) -> DailyMailer:
+        """The mailer of ``settings``; without ``clock``, the process's clock (:func:`clock_for`: the
+        development clock when one is set)."""
+        return cls(session_factory, load_mail_config(settings, catalogue), make_transport(settings),
+                   clock=clock if clock is not None else clock_for(settings))
 
     def run_due(self, *, department: str | None = None) -> MailRun:
         """Send every due, unsent (day, department) in order (the scheduler's pass and catch-up)."""
@@ -157,11 +188,16 @@ class DailyMailer:
         return self._send_all(pending)
 
     def send(self, day: date, *, department: str | None = None, dry_run: bool = False) -> MailRun:
-        """Send ``day``'s mail to every department (or one), unless already sent. ``day`` must have
-        ended in Asia/Tokyo (:class:`InvalidMailDay`); a dry run may also show today so far."""
+        """Send the mail that covers ``day`` (a Saturday: the Monday mail's Friday–Sunday) to every
+        department (or one), unless already sent. Its days must have ended in Asia/Tokyo
+        (:class:`InvalidMailDay`); a dry run may also show today so far."""
         today = jst_day(self.clock())
         if day > today or (day == today and not dry_run):
             raise InvalidMailDay(day, today)
+        _, key = period_of(day, self.config)
+        if key >= today and not dry_run:  # the mail that covers ``day`` also covers days not yet over
+            raise InvalidMailDay(key, today)
+        day = key
         departments = [self.config.department(department)] if department else list(self.config.departments)
         if dry_run:
             return MailRun(tuple(self._preview(day, d) for d in departments))
@@ -210,7 +246,8 @@ class DailyMailer:
             row = find(session, day, department.id)
             if row is None:
                 at = self.clock()
-                mail = compose(build_report(session, self.config, department, day, as_of=at), self.config)
+                mail = compose(build_report(session, self.config, department, day, as_of=at,
+                                            first_day=period_of(day, self.config)[0]), self.config)
                 try:
                     row = claim_row(session, mail, at=at, instance=self.instance)
                     session.commit()
@@ -261,6 +298,7 @@ class DailyMailer:
                 result: Result = "already_sent" if row.state is MailState.SENT else "dry_run"
                 return MailOutcome(day, department.id, result, row.message_id, row.attempts, row.last_error,
                                    preview=row.message)
-            mail = compose(build_report(session, self.config, department, day, as_of=self.clock()), self.config)
+            mail = compose(build_report(session, self.config, department, day, as_of=self.clock(),
+                                        first_day=period_of(day, self.config)[0]), self.config)
             session.rollback()
         return MailOutcome(day, department.id, "dry_run", mail.message_id, preview=mail)

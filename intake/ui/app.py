@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from intake.errors import NotFound, PermissionDenied
 from intake.runtime import Runtime
-from intake.ui import admin_views, audit_views, linkage_views, views
+from intake.ui import admin_views, audit_views, casework_views, linkage_views, views
 from intake.ui.deps import UIState
 from intake.ui.errors import FormTooLarge, LoginRequired, TerminalRefused
 from intake.ui.rendering import Renderer
@@ -43,7 +43,8 @@ def create_ui_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> F
     state = UIState(runtime, session_factory, Renderer())
     ui.state.ui = state
     ui.add_middleware(SecurityHeaders)
-    for module in (views, admin_views, linkage_views, audit_views):
+    # casework first: its /applications/search and /applications/bulk are not application ids
+    for module in (casework_views, views, admin_views, linkage_views, audit_views):
         ui.include_router(module.router)
     ui.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 

@@ -10,7 +10,7 @@ render. The unit of work commits when a handler returns and rolls back when it r
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -26,7 +26,8 @@ from intake.staff.errors import SessionEnded
 from intake.staff.service import principal_for, resume_session
 from intake.ui.errors import LoginRequired
 from intake.ui.forms import Refusals, read_form, submit
-from intake.ui.rendering import LABELS, Renderer
+from intake.ui.rendering import DEPARTMENT_LABELS, LABELS, Renderer
+from intake.ui.searches import SearchStore
 from intake.ui.security import SESSION_COOKIE, terminal_of
 from intake.web import unit_of_work
 
@@ -38,6 +39,8 @@ class UIState:
     runtime: Runtime
     session_factory: sessionmaker[Session]
     renderer: Renderer
+    #: person searches by id (:mod:`intake.ui.searches`): the text never goes into a URL
+    searches: SearchStore = field(default_factory=SearchStore)
 
     @property
     def settings(self) -> StaffUISettings:
@@ -84,9 +87,15 @@ class Ctx:
     def now(self) -> datetime:
         return self.state.runtime.clock()
 
+    def context(self, **context: Any) -> dict[str, Any]:
+        """What every page's template gets: who, the CSRF token, the labels, the department names."""
+        names = {p.department: p.department_name for p in self.state.runtime.procedures.procedures.values()
+                 if p.department_name}
+        return {"me": self.principal, "csrf": self.row.csrf_token, "labels": LABELS,
+                "department_names": {**DEPARTMENT_LABELS, **names}, **context}
+
     def page(self, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-        return self.state.render(name, status_code, me=self.principal, csrf=self.row.csrf_token,
-                                 labels=LABELS, **context)
+        return self.state.render(name, status_code, **self.context(**context))
 
     def submit(self, form: dict[str, str], action: Any, *, refusals: Refusals, refused: Any, done: Any) -> Response:
         """:func:`intake.ui.forms.submit` with this session's CSRF token."""

@@ -22,14 +22,25 @@ from intake.settings import StaffUISettings
 from intake.ui.errors import FormTooLarge
 from intake.ui.security import check_csrf
 
-__all__ = ["Refusals", "handle", "parse_date", "parse_enum", "parse_int", "read_form", "submit"]
+__all__ = ["Refusals", "handle", "parse_date", "parse_enum", "parse_int", "read_form", "read_form_pairs", "submit"]
 
 T = TypeVar("T")
 
 
 async def read_form(request: Request, settings: StaffUISettings) -> dict[str, str]:
     """A small ``application/x-www-form-urlencoded`` body, read in memory up to ``max_form_bytes``.
-    Multipart is refused: staff forms upload nothing, and nothing is spooled to disk."""
+    Multipart is refused: staff forms upload nothing, and nothing is spooled to disk. The first
+    value of a repeated field wins (a repeated field cannot override it)."""
+    form: dict[str, str] = {}
+    for key, value in await read_form_pairs(request, settings):
+        form.setdefault(key, value)
+    return form
+
+
+async def read_form_pairs(request: Request, settings: StaffUISettings, *, max_fields: int = 50
+                          ) -> list[tuple[str, str]]:
+    """:func:`read_form`'s body as every (name, value) pair in order, for a form with a repeated field
+    (the ticked cases of a bulk change); at most ``max_fields`` pairs."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise FormTooLarge("only url-encoded forms are accepted", code="FORM_TYPE")
@@ -43,14 +54,10 @@ async def read_form(request: Request, settings: StaffUISettings) -> dict[str, st
         if len(body) > limit:
             raise FormTooLarge("form too large")
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
-                          max_num_fields=50)
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
+                         max_num_fields=max_fields)
     except (UnicodeDecodeError, ValueError) as exc:
         raise FormTooLarge("malformed form", code="FORM_MALFORMED") from exc
-    form: dict[str, str] = {}
-    for key, value in pairs:
-        form.setdefault(key, value)  # the first value wins; a repeated field cannot override it
-    return form
 
 
 def parse_date(value: str | None) -> date | None:

@@ -12,11 +12,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from handover import COMMENT_MAX_CHARS
 from intake.applications import listing
 from intake.applications import service as apps
 from intake.applications.dashboard import dashboard
+from intake.applications.errors import CommentTooLong
 from intake.applications.workflow import change_status, mark_reviewed
-from intake.authz import EXPORT_ROLES
+from intake.authz import CHANGE_ROLES, EXPORT_ROLES
 from intake.errors import ExportTooLarge, IllegalStateChange, InvalidRequest, PermissionDenied, ReasonRequired
 from intake.forwarding import service as outbox
 from intake.jst import JST
@@ -26,6 +28,7 @@ from intake.mynumbers.errors import MyNumberAccessDenied
 from intake.relayreports.service import set_aside_items
 from intake.staff.errors import AccountLocked, LoginFailed
 from intake.staff.service import end_session, login_with_certificate, login_with_password
+from intake.ui.casework_views import BULK_ACTIONS, detail_extras, person_filters
 from intake.ui.deps import DB, Ctx, Form, Staff, Terminal, UIState, ui_state
 from intake.ui.forms import Refusals, handle, parse_date, parse_enum, parse_int
 from intake.ui.rendering import LINKAGE_LABELS, csv_download
@@ -41,7 +44,7 @@ from intake.ui.security import (
 )
 from status import Action, CommentRequired, IllegalTransition, NotPermitted, Status, StatusError
 
-__all__ = ["router"]
+__all__ = ["render_detail", "router"]
 
 router = APIRouter()
 
@@ -127,16 +130,20 @@ def home(ctx: Staff) -> HTMLResponse:
     return ctx.page("dashboard.html", board=board, today=now.astimezone(JST).date().isoformat())
 
 
-def _filters(request: Request) -> listing.ListFilters:
+def _filters(request: Request, ctx: Ctx) -> listing.ListFilters:
+    """The list's filters from the query string; a person search only by its server-side id
+    (:func:`intake.ui.casework_views.person_filters`: no name or number in a URL)."""
     q = request.query_params
+    person = person_filters(request, ctx)
+    person.pop("search_expired", None)
     return listing.ListFilters(
         procedure=q.get("procedure") or None, status=parse_enum(Status, q.get("status")),
         date_from=parse_date(q.get("from")), date_to=parse_date(q.get("to")),
         linkage=parse_enum(LinkageState, q.get("linkage")),
         needs_review=q.get("queue") == "1", signature_errors=q.get("sigerr") == "1",
-        query=(q.get("q") or "")[:64] or None, kana=(q.get("kana") or "")[:64] or None,
         version=parse_enum(listing.VersionFilter, q.get("version")), assigned=(q.get("assigned") or "")[:64] or None,
-        page=parse_int(q.get("page")),
+        page=parse_int(q.get("page")), overdue=q.get("overdue") == "1",
+        sort=listing.SORT_DUE if q.get("sort") == listing.SORT_DUE else None, **person,
     )
 
 
@@ -152,7 +159,8 @@ def application_export(request: Request, ctx: Staff) -> Response:
     limit = ctx.state.settings.export_max_rows
 
     def export() -> list[listing.ApplicationRow]:
-        return listing.export_applications(ctx.session, ctx.principal, _filters(request), at=ctx.now(), max_rows=limit)
+        return listing.export_applications(ctx.session, ctx.principal, _filters(request, ctx), at=ctx.now(),
+                                           max_rows=limit)
 
     def download(rows: list[listing.ApplicationRow]) -> Response:
         stamp = ctx.now().astimezone(JST).strftime("%Y%m%d-%H%M")
@@ -173,9 +181,10 @@ def application_export(request: Request, ctx: Staff) -> Response:
 @router.get("/applications", response_class=HTMLResponse)
 def application_list(request: Request, ctx: Staff) -> HTMLResponse:
     q = request.query_params
-    filters = _filters(request)
+    filters = _filters(request, ctx)
     result = listing.list_applications(ctx.session, ctx.principal, filters, page_size=ctx.state.settings.page_size,
                                     at=ctx.now())
+    today = ctx.now().astimezone(JST).date()
     procedures = sorted((p for p in ctx.state.runtime.procedures.procedures.values()
                          if ctx.principal.covers(p.id)), key=lambda p: p.id)
     params = {k: v for k, v in q.items() if k != "page"}
@@ -183,7 +192,9 @@ def application_list(request: Request, ctx: Staff) -> HTMLResponse:
     return ctx.page("list.html", result=result, filters=filters, procedures=procedures, statuses=list(Status),
                     linkage_states=list(LinkageState), query_base=query_base,
                     may_export=ctx.principal.has_any(EXPORT_ROLES), version_filters=VERSION_LABELS,
-                    colleagues=listing.colleagues(ctx.session, ctx.principal))
+                    colleagues=listing.colleagues(ctx.session, ctx.principal), today=today,
+                    search_id=q.get("search", "")[:64], search_expired="search_expired" in person_filters(request, ctx),
+                    may_change=ctx.principal.has_any(CHANGE_ROLES), bulk_actions=BULK_ACTIONS)
 
 
 VERSION_LABELS = {listing.VersionFilter.SINGLE: "初回の版のみ", listing.VersionFilter.RESUBMITTED: "再申請・補正あり",
@@ -195,7 +206,11 @@ def _detail(ctx: Ctx, app_id: int, *, status_code: int = 200, version: int | Non
             revealed: dict[tuple[int, int], str] | None = None) -> HTMLResponse:
     detail = apps.application_detail(ctx.session, ctx.principal, app_id, at=ctx.now(), version_id=version,
                                      compare_id=compare)
-    return ctx.page("detail.html", status_code, d=detail, error=error, revealed=revealed or {})
+    return ctx.page("detail.html", status_code, d=detail, error=error, revealed=revealed or {},
+                    **detail_extras(ctx, detail))
+
+
+render_detail = _detail
 
 
 @router.get("/applications/{app_id}", response_class=HTMLResponse)
@@ -220,6 +235,7 @@ _STATUS_REFUSALS = Refusals([
     (IllegalTransition, 409, "現在のステータスではこの操作はできません。"),
     (NotPermitted, 403, _DENIED),
     (CommentRequired, 400, "この操作には理由（コメント）の入力が必要です。"),
+    (CommentTooLong, 400, f"申請者へのコメントは{COMMENT_MAX_CHARS}文字以内で入力してください。"),
     (StatusError, 400, "操作できません。"),
     (InvalidRequest, 400, "操作が正しくありません。"),
 ])
@@ -232,7 +248,7 @@ def post_status(app_id: int, ctx: Staff, form: Form) -> Response:
         if action is None:
             raise InvalidRequest("unknown action", code="UNKNOWN_ACTION")
         return change_status(ctx.session, application_id=app_id, action=action, actor=ctx.principal,
-                             comment=form.get("comment", "")[:2000], at=ctx.now())
+                             comment=form.get("comment", "")[:4000], at=ctx.now())
 
     return _on_detail(ctx, app_id, form, act, _STATUS_REFUSALS)
 

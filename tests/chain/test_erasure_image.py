@@ -39,7 +39,7 @@ import subprocess
 import sys
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from intake.db import Base, make_engine, make_session_factory
 from intake.runtime import Runtime
 from intake.settings import IntakeSettings
 from malware import NullScanner
+from intake.statusoutbox.service import enqueue_status
 from signature.testing.builder import ApplicationSpec, Attachment
 from signature.testing.samples import sample_pdf
 from tests.chain.conftest import PortalDataFactory
@@ -202,10 +203,26 @@ class Observed:
     relay_temp: list[str]
     clamd_temp: list[str]
     log_events: Counter[str]
+    statuses_code: int = -1
+    statuses: dict[str, Any] | None = None
 
 
-def run_chain(portal: PortalData, root: Path, work: Path, *, clamd_temp: Path) -> Observed:
-    """The chain with the relay's and clamd's directories under ``root``; bounded waits throughout."""
+def enqueue_comments(database_url: str, receipts: list[str], comments: list[str]) -> None:
+    """Status notices whose comments to the resident name residents (as staff write them)."""
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as s:
+            for receipt, comment in zip(receipts, comments, strict=False):
+                enqueue_status(s, receipt_number=receipt, status="受付", at=NOW, comment=comment)
+            s.commit()
+    finally:
+        engine.dispose()
+
+
+def run_chain(portal: PortalData, root: Path, work: Path, *, clamd_temp: Path,
+              comments: Sequence[str] = ()) -> Observed:
+    """The chain with the relay's and clamd's directories under ``root``; bounded waits throughout.
+    After the packages, a ``statuses --once`` round carries ``comments`` to the portal."""
     pushed = withhold_for_push(portal, work / "terminal")
     want = {(a["receipt_number"], a["sha256"]) for a in portal.applications()}
     with clamd_daemon(root / "clamd", temp_dir=clamd_temp) as clamd:
@@ -232,6 +249,10 @@ def run_chain(portal: PortalData, root: Path, work: Path, *, clamd_temp: Path) -
                 env=chain.relay.env, cwd=work, capture_output=True, timeout=300, check=False)
             assert chain.relay.terminate() in (0, -15)
             pull_code, pull = chain.pull_once()
+            stored = {r for _, r in chain.intake_deliveries() if r}
+            receipts = sorted(a["receipt_number"] for a in portal.applications() if a["receipt_number"] in stored)
+            enqueue_comments(chain.database_url, receipts, list(comments))
+            statuses_code, statuses = chain.statuses_once()
             stones = Counter(str(t["outcome"]) for t in chain.tombstones())
             deliveries = len(chain.intake_deliveries())
             log_events = Counter(str(e.get("event")) for e in chain.relay_log_events())
@@ -244,6 +265,7 @@ def run_chain(portal: PortalData, root: Path, work: Path, *, clamd_temp: Path) -
         left_in_terminal=sorted(p.name for p in (work / "terminal").iterdir()), tombstones=stones,
         intake_deliveries=deliveries, relay_exits=chain.relay.exit_codes(), intake_exits=chain.intake.exit_codes(),
         clamd_found=clamd_found, relay_temp=relay_temp, clamd_temp=clamd_left, log_events=log_events,
+        statuses_code=statuses_code, statuses=statuses,
     )
 
 
@@ -266,7 +288,8 @@ def test_nothing_personal_reaches_the_relay_disk(portal_data_factory: PortalData
             disk, spool, why = None, None, str(exc)
         root = disk.mount if disk is not None else tmp_path / "relay-disk"
         clamd_temp = (spool.mount if spool is not None else tmp_path / "clamd-spool") / "tmp"
-        seen = run_chain(portal, root, tmp_path / "work", clamd_temp=clamd_temp)
+        comments = [f"{r['name']} 様: 添付書類を再提出してください（{r['address']}）" for r in data.residents()[:6]]
+        seen = run_chain(portal, root, tmp_path / "work", clamd_temp=clamd_temp, comments=comments)
         # Before unmounting: the files themselves, in three encodings.
         file_hits = find_canaries({**_files_under(root), **_files_under(clamd_temp)}, words)
         if disk is not None and spool is not None:
@@ -297,6 +320,11 @@ def test_nothing_personal_reaches_the_relay_disk(portal_data_factory: PortalData
     assert seen.log_events["package.erased"] >= 40  # the log on this disk recorded the run
     assert seen.tombstones["refused"] >= 2  # one pulled, one pushed
     assert seen.intake_deliveries >= 30
+    # The comments to residents went through the relay (in memory) to the portal's own status files.
+    assert seen.statuses_code == 0, seen.statuses
+    assert seen.statuses is not None
+    assert seen.statuses["delivered"] >= 1, seen.statuses
+    assert find_canaries(_files_under(portal.path / "status"), {c for c in comments})
 
     # Positive control 1: the patterns do match the residents' data as it is written.
     assert len(grep_hits(patterns, data.path / "residents.jsonl")) >= len(data.residents())

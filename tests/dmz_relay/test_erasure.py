@@ -1,7 +1,8 @@
 """Guarantee 3: no personal data survives on the relay's disk or in its logs.
 
 The whole chain runs with the relay's data directory, temp directory and JSON log file in a fresh
-directory: pushes (good, signature-failed, tampered, hostile) and a pull round. Afterwards every
+directory: pushes (good, signature-failed, tampered, hostile), a pull round, and a status round whose
+notices carry comments to the resident (one names a resident). Afterwards every
 byte there is searched for every test resident's name, kana and address and for every valid My
 Number in the packages that went through. A positive control proves the search finds them.
 """
@@ -20,6 +21,8 @@ from dmz_relay.logs import JsonFormatter
 from dmz_relay.push import create_app
 from dmz_relay.tmpdir import prepare_temp_dir
 from dmz_relay.tombstones import Outcome
+from intake.db import make_session_factory
+from intake.statusoutbox.service import enqueue_status
 from portal_sim.api import ApiSettings, FixedClock
 from portal_sim.api import create_app as create_portal_app
 from signature.testing.builder import ApplicationSpec
@@ -29,6 +32,7 @@ from tests.portal_sim.api_support import write_data_dir
 from tests.signature import tamper
 from tests.support.servers import serve_in_thread
 
+COMMENT_CANARY = "残高証明書を添付して再提出してください（CANARY-コメント-7c1e）"
 XXE = b'<!DOCTYPE DataRoot [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
 
 
@@ -69,6 +73,16 @@ def test_nothing_personal_on_the_relays_disk_or_in_its_logs(
                 statuses = [push(relay_url, body).status_code for body in sent]
             assert relay.puller is not None
             pulled = relay.puller.poll_once()
+            # Status notices with comments to the resident (which may name them) go through the
+            # relay too: the comments must reach the portal and nothing of them the relay's disk or logs.
+            receipt = sorted((portal_dir / "packages").iterdir())[0].stem
+            with make_session_factory(intake.engine)() as s:
+                for status, comment in (("受付", f"{world.residents[0].name} 様の申請を受け付けました。"),
+                                        ("補正依頼", COMMENT_CANARY)):
+                    enqueue_status(s, receipt_number=receipt, status=status, at=NOW, comment=comment)
+                s.commit()
+            assert relay.status_relay is not None
+            relayed = relay.status_relay.run_once()
         sent.extend(p.read_bytes() for p in sorted((portal_dir / "packages").iterdir()))
         relay.close()
     finally:
@@ -78,11 +92,17 @@ def test_nothing_personal_on_the_relays_disk_or_in_its_logs(
 
     assert statuses == [201, 201, 422, 201]
     assert pulled.stopped is None
+    # ours, and the intake's own notices from the pulled packages (a 取下げ among them)
+    assert relayed.delivered >= 2
+    assert (relayed.refused, relayed.acknowledged, relayed.stopped) == (0, relayed.delivered, None)
     assert pulled.count(Outcome.STORED) == 7
     assert os.listdir(temp_dir) == []
 
-    words = canaries(world, sent)
+    words = canaries(world, sent) | {COMMENT_CANARY, "残高証明書"}
     assert len(words) > 10
+    # Positive control: the comments did reach the portal (its own status file holds them).
+    portal_status = files_under(portal_dir / "status")
+    assert find_canaries(portal_status, {COMMENT_CANARY, world.residents[0].name})
     # Positive control: the search finds the canaries where they are (in the form, in plain text).
     assert find_canaries({"form": spec.form_xml}, words)
     assert find_canaries({"name": world.residents[0].name.encode("cp932")}, words)

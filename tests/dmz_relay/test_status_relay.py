@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from dmz_relay.runtime import Relay
 from intake.api import create_app as create_intake_app
 from intake.db import make_session_factory
+from intake.models import StatusNotice
 from intake.runtime import Runtime
 from intake.statusoutbox.service import enqueue_status, pending_notices
 from portal_sim.api import ApiSettings, FaultInjection, FixedClock, create_app
@@ -132,3 +133,32 @@ def test_portal_faults_are_waited_out(
     assert sleeps.waits
     assert set(sleeps.waits) == {3.0}
     assert pending(intake.engine) == 0
+
+
+def portal_comments(url: str, receipt: str) -> list[str | None]:
+    with httpx.Client(base_url=url, timeout=10) as c:
+        token = c.post("/api/v1/login", json={"municipality_code": MUNICIPALITY, "api_key": API_KEY}).json()
+        r = c.get(f"/api/v1/applications/{receipt}/status",
+                  headers={"Authorization": f"Bearer {token['access_token']}"})
+        return [e["comment"] for e in r.json()["history"]]
+
+
+def test_comments_reach_the_portal_and_refusals_are_reported_back(
+    portal_url: str, intake: Intake, make_relay: RelayFactory
+) -> None:
+    comment = "住民票の写し（発行から3か月以内のもの）を添付して、もう一度提出してください。"
+    with make_session_factory(intake.engine)() as s:
+        enqueue_status(s, receipt_number=R1, status="受付", at=NOW)
+        enqueue_status(s, receipt_number=R1, status="補正依頼", at=NOW, comment=comment)
+        enqueue_status(s, receipt_number=R2, status="完了", at=NOW)  # 到達 → 完了: the portal refuses
+        s.commit()
+    relay = make_relay(intake.url, portal_url=portal_url)
+    assert relay.status_relay is not None
+    result = relay.status_relay.run_once()
+    assert (result.delivered, result.refused, result.acknowledged) == (2, 1, 3)
+    assert portal_comments(portal_url, R1) == [None, None, comment]
+    with make_session_factory(intake.engine)() as s:
+        outcomes = [(n.status, n.outcome, n.portal_code) for n in s.scalars(select(StatusNotice).order_by(
+            StatusNotice.id))]
+    assert outcomes == [("受付", "delivered", None), ("補正依頼", "delivered", None),
+                        ("完了", "refused", "ILLEGAL_TRANSITION")]

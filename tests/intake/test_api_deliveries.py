@@ -19,7 +19,7 @@ from handover import MalwareFindings, RelayReport, RelayVerdict
 from intake.api import create_app
 from intake.db import make_session_factory
 from intake.deliveries.service import expected_key
-from intake.models import ApplicationVersion, Delivery, VerificationRecord
+from intake.models import ApplicationVersion, Delivery, StatusNotice, VerificationRecord
 from intake.runtime import Runtime
 from intake.statusoutbox.service import enqueue_status
 from tests.conftest import NOW, PackageFactory, World
@@ -171,19 +171,32 @@ def test_parallel_identical_deliveries_store_one(
 
 def test_status_outbox_list_and_ack(base_url: str, engine: Engine) -> None:
     with make_session_factory(engine)() as s:
-        for i, status in enumerate(["受付", "審査中", "完了"]):
-            enqueue_status(s, receipt_number=f"20261125-000000000{i}", status=status, at=NOW)
+        for i, status in enumerate(["受付", "補正依頼", "完了", "却下"]):
+            enqueue_status(s, receipt_number=f"20261125-000000000{i}", status=status, at=NOW,
+                           comment="添付書類を再提出してください。" if status == "補正依頼" else None)
         s.commit()
-    items = httpx.get(f"{base_url}/api/v1/status-outbox", timeout=10).json()["items"]
-    assert [i["status"] for i in items] == ["受付", "審査中", "完了"]
-    assert set(items[0]) == {"id", "receipt_number", "status", "at"}
+    page = httpx.get(f"{base_url}/api/v1/status-outbox", timeout=10).json()
+    items = page["items"]
+    assert page["version"] == 1
+    assert [i["status"] for i in items] == ["受付", "補正依頼", "完了", "却下"]
+    assert set(items[0]) == {"id", "receipt_number", "status", "at", "comment"}
+    assert [i["comment"] for i in items[:2]] == [None, "添付書類を再提出してください。"]
     acked = httpx.post(f"{base_url}/api/v1/status-outbox/ack", json={"ids": [items[0]["id"], items[1]["id"]]},
                        timeout=10)
     assert acked.json() == {"acknowledged": 2}
     again = httpx.post(f"{base_url}/api/v1/status-outbox/ack", json={"ids": [items[0]["id"]]}, timeout=10)
     assert again.json() == {"acknowledged": 0}
+    refused = httpx.post(f"{base_url}/api/v1/status-outbox/ack",
+                         json={"refused": [{"id": items[3]["id"], "code": "ILLEGAL_TRANSITION"}]}, timeout=10)
+    assert refused.json() == {"acknowledged": 1}
     left = httpx.get(f"{base_url}/api/v1/status-outbox", timeout=10).json()["items"]
     assert [i["status"] for i in left] == ["完了"]
+    with make_session_factory(engine)() as s:
+        outcomes = {n.status: (n.outcome, n.portal_code) for n in s.scalars(select(StatusNotice))}
+    assert outcomes == {"受付": ("delivered", None), "補正依頼": ("delivered", None), "完了": (None, None),
+                        "却下": ("refused", "ILLEGAL_TRANSITION")}
+    bad = httpx.post(f"{base_url}/api/v1/status-outbox/ack", json={"refused": [{"id": 1, "code": "a b"}]}, timeout=10)
+    assert bad.status_code == 422
 
 
 def test_health(base_url: str) -> None:

@@ -7,14 +7,12 @@ import logging
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from intake.jst import jst_day
 from intake.mail.config import load_mail_config
 from intake.mail.errors import MailConfigError
 from intake.procedures import load_procedures
@@ -119,14 +117,16 @@ def intake(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_mail_command_dry_run_send_and_status(tmp_path: Path) -> None:
     """``python -m intake mail …`` in a real process on a migrated SQLite database, writing .eml files.
-    The command uses the real clock: the day is yesterday in Tokyo."""
+    The process runs on the development clock (``dev_clock``): Wednesday 2026-11-25 noon, so the day
+    is Tuesday, whose business-day mail covers it alone, whatever day the suite runs on."""
     procedures, departments = write_world(tmp_path / "config")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
     env.update({"SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"), "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures),
                 "SHINSEI_INTAKE_MAIL__DEPARTMENTS_FILE": str(departments),
-                "SHINSEI_INTAKE_MAIL__SENDER": "intake@ward.example.lg.jp"})
+                "SHINSEI_INTAKE_MAIL__SENDER": "intake@ward.example.lg.jp",
+                "SHINSEI_INTAKE_DEV_CLOCK": "2026-11-25T12:00:00+09:00"})
     assert intake(env, "db", "upgrade").returncode == 0
-    day = (jst_day(datetime.now(UTC)) - timedelta(days=1)).isoformat()
+    day = "2026-11-24"
 
     dry = intake(env, "mail", "send", "--date", day, "--department", "hoiku", "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -155,7 +155,7 @@ def test_mail_command_dry_run_send_and_status(tmp_path: Path) -> None:
     assert status.returncode == 0
     assert json.loads(status.stdout)["failing"] == []
 
-    today = intake(env, "mail", "send", "--date", jst_day(datetime.now(UTC)).isoformat())
+    today = intake(env, "mail", "send", "--date", "2026-11-25")
     assert today.returncode == 2
     assert "INVALID_MAIL_DAY" in today.stderr
     unknown = intake(env, "mail", "send", "--date", day, "--department", "nope")

@@ -1,5 +1,5 @@
-"""Counting for the daily mail, on SQLite and PostgreSQL: Asia/Tokyo days from the events table,
-7-day and month-to-date totals, departments, open work."""
+"""Counting for the daily mail, on SQLite and PostgreSQL: Asia/Tokyo days of the portal's signed
+到達日時, late arrivals, processed counts, 7-day and month-to-date totals, departments, open work."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from intake.jst import JST, day_bounds, jst_day
 from intake.mail.config import MailConfig, load_mail_config
-from intake.mail.counting import KindCounts, OpenWork, build_report, count_events
+from intake.mail.counting import (
+    KindCounts,
+    OpenWork,
+    Processed,
+    build_report,
+    count_arrivals,
+    count_events,
+    count_processed,
+)
 from intake.models import (
     Application,
     ApplicationVersion,
@@ -21,6 +28,7 @@ from intake.models import (
     ForwardItem,
     ForwardState,
     LinkageState,
+    MailSentLog,
     VerificationRecord,
     VersionState,
 )
@@ -112,7 +120,7 @@ def test_unknown_procedures_go_to_the_unassigned_department(session: Session, co
 
 def _chain(session: Session, n: int, procedure_id: str, *, needs_review: bool, linkage: LinkageState,
            indication: str = "PASSED", forward: ForwardState | None = None) -> None:
-    moment = at(DAY, 10)
+    moment = at(DAY - timedelta(days=40), 10)  # old chains: open work, not arrivals of the day
     delivery = Delivery(idempotency_key=f"k{n}", sha256="0" * 64, size=1, package=b"", received_at=moment,
                         client_id="relay")
     app = Application(first_receipt_number=f"r{n}", procedure_id=procedure_id, procedure_name="x",
@@ -135,27 +143,67 @@ def test_open_work(session: Session, config: MailConfig) -> None:
     _chain(session, 1, JIDOTEATE, needs_review=True, linkage=LinkageState.UNRESOLVED)
     _chain(session, 2, JIDOTEATE, needs_review=True, linkage=LinkageState.CONFLICT, indication="FAILED")
     _chain(session, 3, JIDOTEATE, needs_review=False, linkage=LinkageState.AUTO, indication="INDETERMINATE",
-           forward=ForwardState.FAILED)  # reviewed: its signature error is no longer open
+           forward=ForwardState.FAILED)  # reviewed, still not final: its signature error is still open work
     _chain(session, 4, JIDOTEATE, needs_review=False, linkage=LinkageState.MANUAL, forward=ForwardState.DELIVERED)
     _chain(session, 5, HOIKU, needs_review=True, linkage=LinkageState.AUTO, forward=ForwardState.FAILED)
     session.commit()
     report = build_report(session, config, config.department("kodomo-katei"), DAY, as_of=AS_OF)
-    assert report.open_total == OpenWork(unreviewed=2, unlinked=2, signature_errors=1, failed_forwards=1)
+    assert report.open_total == OpenWork(unreviewed=2, unlinked=2, signature_errors=2, failed_forwards=1)
     hoiku = build_report(session, config, config.department("hoiku"), DAY, as_of=AS_OF)
     assert hoiku.open_total == OpenWork(unreviewed=1, failed_forwards=1)
     assert report.day_total.total == 0  # open work is not a count of the day
 
 
-def test_history_survives_a_purge_of_the_rows(session: Session, config: MailConfig) -> None:
-    """Counts come from events only: deleting applications (retention) changes no past day."""
-    _chain(session, 1, JIDOTEATE, needs_review=True, linkage=LinkageState.AUTO)
-    add_application_event(session, "新規申請", at(DAY, 10), JIDOTEATE)
+def test_arrivals_count_by_the_portals_arrival_day_not_the_storing_day(session: Session, config: MailConfig) -> None:
+    """A night's relay outage: Monday 23:50's application stored on Tuesday 06:00 is Monday's."""
+    add_application_event(session, "新規申請", at(DAY, 23, 50), JIDOTEATE, stored_at=at(DAY + timedelta(days=1), 6))
+    add_application_event(session, "補正", at(DAY + timedelta(days=1), 0, 0, 5), JIDOTEATE)
     session.commit()
-    before = build_report(session, config, config.department("kodomo-katei"), DAY, as_of=AS_OF)
-    session.execute(delete(VerificationRecord))
-    session.execute(delete(ApplicationVersion))
-    session.execute(delete(Application))
+    report = build_report(session, config, config.department("kodomo-katei"), DAY, as_of=AS_OF)
+    assert report.day_total == KindCounts(new=1)
+    assert count_arrivals(session, DAY + timedelta(days=1), stored_by=AS_OF) == {JIDOTEATE: KindCounts(correction=1)}
+    # what was stored after the mail was composed is not in it (it goes to the next mail as late)
+    early = build_report(session, config, config.department("kodomo-katei"), DAY, as_of=at(DAY + timedelta(days=1), 5))
+    assert early.day_total == KindCounts()
+
+
+def test_a_late_arrival_is_reported_in_the_next_mail_under_its_own_day(session: Session, config: MailConfig) -> None:
+    kodomo = config.department("kodomo-katei")
+    monday, tuesday = DAY - timedelta(days=1), DAY
+    # Monday's mail was composed on Tuesday 08:30; an application of Monday 22:00 reached the intake only at 09:00.
+    session.add(MailSentLog(day=monday, department=kodomo.id, message_id="<m>", recipients=["x@y"], message=b"",
+                            total=0, claimed_at=at(tuesday, 8, 30), claimed_by="t"))
+    add_application_event(session, "新規申請", at(monday, 22), JIDOTEATE, stored_at=at(tuesday, 9))
+    add_application_event(session, "新規申請", at(monday, 21), JIDOTEATE, stored_at=at(monday, 21))  # in Monday's mail
+    add_application_event(session, "再申請", at(tuesday, 10), JIDOTEATE)
     session.commit()
-    after = build_report(session, config, config.department("kodomo-katei"), DAY, as_of=AS_OF)
-    assert before.day_total == after.day_total == KindCounts(new=1)
-    assert after.open_total == OpenWork()
+    report = build_report(session, config, kodomo, tuesday, as_of=AS_OF)
+    assert report.day_total == KindCounts(reapplication=1)
+    assert [(a.day, a.procedure_id, a.counts) for a in report.late] == [(monday, JIDOTEATE, KindCounts(new=1))]
+    assert report.late_total == 1
+    assert build_report(session, config, config.department("hoiku"), tuesday, as_of=AS_OF).late == ()
+
+
+def test_processed_counts_come_from_status_changes(session: Session, config: MailConfig) -> None:
+    for target, n in (("完了", 3), ("却下", 1), ("補正依頼", 2), ("受付", 5)):
+        for _ in range(n):
+            session.add(Event(at=at(DAY, 15), kind="status.changed", procedure_id=JIDOTEATE,
+                              detail={"action": "x", "source": "審査中", "target": target, "by": "staff"}))
+    session.add(Event(at=at(DAY + timedelta(days=1), 0, 0, 1), kind="status.changed", procedure_id=JIDOTEATE,
+                      detail={"target": "完了"}))  # the next day
+    session.commit()
+    assert count_processed(session, DAY) == {JIDOTEATE: Processed(completed=3, rejected=1, correction_requested=2)}
+    report = build_report(session, config, config.department("kodomo-katei"), DAY, as_of=AS_OF)
+    assert report.processed_total == Processed(3, 1, 2)
+    assert report.day_total.total == 0
+
+
+def test_a_multi_day_mail_counts_every_day_it_covers(session: Session, config: MailConfig) -> None:
+    friday, sunday = date(2026, 11, 20), date(2026, 11, 22)
+    for d in (friday, date(2026, 11, 21), sunday, date(2026, 11, 23)):
+        add_application_event(session, "新規申請", at(d, 12), JIDOTEATE)
+    session.commit()
+    report = build_report(session, config, config.department("kodomo-katei"), sunday,
+                          as_of=datetime(2026, 11, 24, 8, 30, tzinfo=JST), first_day=friday)
+    assert report.day_total == KindCounts(new=3)
+    assert (report.period_start, report.day, report.first_day) == (friday, sunday, friday)

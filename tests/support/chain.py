@@ -450,6 +450,20 @@ class Chain:
             summary = {"unparsed": out[-1]}
         return done.returncode, summary
 
+    def statuses_once(self, timeout: float = 300.0) -> tuple[int, dict[str, Any]]:
+        """``python -m dmz_relay statuses --once``: one status round; (exit code, its JSON summary)."""
+        self.relay_logs.mkdir(parents=True, exist_ok=True)
+        log = self.relay_logs / f"statuses-once-{time.monotonic_ns()}.log"
+        with log.open("wb") as err:
+            done = subprocess.run([sys.executable, "-m", "dmz_relay", "statuses", "--once"], env=self.relay.env,
+                                  cwd=self.work, stdout=subprocess.PIPE, stderr=err, timeout=timeout, check=False)
+        out = done.stdout.decode("utf-8", errors="replace").strip().splitlines()
+        try:
+            summary = json.loads(out[-1]) if out else {}
+        except ValueError:
+            summary = {"unparsed": out[-1]}
+        return done.returncode, summary
+
     # -- readers --------------------------------------------------------------------------------
 
     def tombstones(self) -> list[dict[str, Any]]:

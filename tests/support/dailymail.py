@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from intake.events import KIND_BY_APPLICATION_KIND, record_event
-from intake.models import Event
+from intake.models import Application, ApplicationVersion, Delivery, Event, VersionState
 from intake.settings import IntakeSettings, MailSettings
 from tests.support.smtp import SmtpSink
 
@@ -63,11 +63,12 @@ def write_world(directory: Path, departments: dict[str, Any] | None = None) -> t
 def mail_settings(base: IntakeSettings | None, directory: Path, smtp: SmtpSink | None = None,
                   **mail: Any) -> IntakeSettings:
     """Settings with the test world's catalogue and departments, sending to ``smtp`` (plain SMTP) or
-    to ``.eml`` files when it is None."""
+    to ``.eml`` files when it is None. A mail every calendar day unless ``calendar="business"`` (the
+    production default) is asked for: most mail tests are about sending, not about the calendar."""
     procedures, departments = write_world(directory / "config")
     fields: dict[str, Any] = {"departments_file": departments, "sender": "shinsei-intake@ward.example.lg.jp",
                               "message_id_domain": "intake.ward.example.lg.jp", "staff_ui_base_url": UI,
-                              "retry_base_seconds": 1.0, "retry_cap_seconds": 4.0}
+                              "retry_base_seconds": 1.0, "retry_cap_seconds": 4.0, "calendar": "every_day"}
     if smtp is not None:
         fields.update(transport="smtp", smtp_host=smtp.host, smtp_port=smtp.port, smtp_security="none",
                       smtp_timeout_seconds=10)
@@ -78,11 +79,27 @@ def mail_settings(base: IntakeSettings | None, directory: Path, smtp: SmtpSink |
     return base.model_copy(update=update)
 
 
-def add_application_event(session: Session, kind: str, at: datetime, procedure_id: str, n: int = 1) -> list[Event]:
-    """``n`` events of 申請種別 ``kind`` (新規申請 / 再申請 / 補正 / 取下げ) stored at ``at``."""
+def add_application_event(session: Session, kind: str, at: datetime, procedure_id: str, n: int = 1, *,
+                          stored_at: datetime | None = None) -> list[Event]:
+    """``n`` applications of 申請種別 ``kind`` (新規申請 / 再申請 / 補正 / 取下げ) whose portal 到達日時 is
+    ``at``, stored at the intake at ``stored_at`` (default: ``at``): the version rows the mail counts
+    and the event the intake writes with them."""
     events = []
+    stored = stored_at or at
     for _ in range(n):
-        receipt = f"{at:%Y%m%d}-{next(_serial):010d}"
-        events.append(record_event(session, KIND_BY_APPLICATION_KIND[kind], at=at, receipt_number=receipt,
+        number = next(_serial)
+        receipt = f"{at:%Y%m%d}-{number:010d}"
+        delivery = Delivery(idempotency_key=f"sha256:{number:064d}", sha256=f"{number:064d}", size=1,
+                            receipt_number=receipt, package=b"", received_at=stored, client_id="test")
+        app = Application(first_receipt_number=receipt, procedure_id=procedure_id, procedure_name=procedure_id,
+                          created_at=stored, updated_at=stored, needs_review=False)
+        session.add_all([delivery, app])
+        session.flush()
+        session.add(ApplicationVersion(
+            application_id=app.id, delivery_id=delivery.id, receipt_number=receipt, kind=kind, arrived_at=at,
+            stored_at=stored, state=VersionState.CURRENT, indication="PASSED", form_xml="<DataRoot/>",
+            form_file="form.xml", applicant=[]))
+        events.append(record_event(session, KIND_BY_APPLICATION_KIND[kind], at=stored, receipt_number=receipt,
                                    first_receipt_number=receipt, procedure_id=procedure_id))
+    session.flush()
     return events

@@ -23,9 +23,8 @@ def free_port() -> int:
 def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
     """Serve ``app`` until the block ends; yield its base URL. Binds port 0 (no race for a free
     port) and waits on the server's own ``started`` flag, with a deadline."""
-    port = config.pop("port", 0)  # 0: any free port (a test that needs a known one passes it)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off", **config))
+    server = uvicorn.Server(uvicorn.Config(app, **{"host": "127.0.0.1", "port": 0, "log_level": "warning",
+                                                   "lifespan": "off", **config}))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(1000):  # bounded: the server sets `started` once its socket listens

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from intake.api import create_app
 from intake.db import make_session_factory
 from intake.models import Application, ApplicationVersion, Attachment, StaffUser
+from intake.procedures import ProcedureCatalogue
 from intake.runtime import Runtime
 from intake.settings import StaffUISettings
 from intake.staff.service import create_user
@@ -84,9 +85,10 @@ class UIWorld:
 
 
 def build_world(engine: Engine, runtime: Runtime, clock: Clock, make_package: PackageFactory, spec: ApplicationSpec,
-                ui: StaffUISettings | None = None) -> tuple[UIWorld, Any]:
+                ui: StaffUISettings | None = None, *, catalogue: ProcedureCatalogue = CATALOGUE,
+                **server: Any) -> tuple[UIWorld, Any]:
     settings = runtime.settings.model_copy(update={"ui": ui or StaffUISettings()})
-    rt = replace(runtime, settings=settings, procedures=CATALOGUE)
+    rt = replace(runtime, settings=settings, procedures=catalogue)
     sessions = make_session_factory(engine)
     with sessions() as session:
         deliver(session, rt, make_package())
@@ -114,10 +116,10 @@ def build_world(engine: Engine, runtime: Runtime, clock: Clock, make_package: Pa
             secrets[login] = new.totp_secret
         session.commit()
     # As `python -m intake serve`: the app itself decides which proxy headers to believe.
-    server = serve_in_thread(create_app(rt, sessions), proxy_headers=False)
-    base_url = server.__enter__()
+    running = serve_in_thread(create_app(rt, sessions), proxy_headers=False, **server)
+    base_url = running.__enter__()
     return UIWorld(base_url, sessions, rt, clock, own_app, other_app, own_v, other_v, own_att, other_att,
-                   secrets), server
+                   secrets), running
 
 
 @pytest.fixture
@@ -135,3 +137,17 @@ def user_id(world: UIWorld, login: str) -> int:
         uid = session.scalar(select(StaffUser.id).where(StaffUser.login == login))
         assert uid is not None
         return uid
+
+
+def search(world: UIWorld, client: httpx.Client, **fields: str) -> str:
+    """A person search as the list page's form sends it (POST), then the list it redirects to: its HTML."""
+    return client.get(search_url(world, client, **fields)).text
+
+
+def search_url(world: UIWorld, client: httpx.Client, **fields: str) -> str:
+    """The list URL with the server-side search id (never the search text)."""
+    answer = client.post("/staff/applications/search", data={"csrf": world.csrf(client), **fields})
+    assert answer.status_code == 303, answer.text
+    location = answer.headers["location"]
+    assert all(v not in location for v in fields.values() if v)
+    return str(location)

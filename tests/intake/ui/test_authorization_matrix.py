@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import delete, select, update
 from starlette.routing import BaseRoute
 
-from intake.models import Application, ForwardItem, ForwardState, StatusTransitionRow
+from intake.models import Application, ForwardItem, ForwardState, StatusNotice, StatusTransitionRow
 from intake.ui.app import create_ui_app
 from tests.conftest import NOW
 from tests.intake.ui.conftest import USERS, UIWorld
@@ -38,7 +38,8 @@ def _app(w: UIWorld, own: bool) -> int:
 
 def _post(path: str, **data: str) -> Callable[[httpx.Client, UIWorld, str, bool], httpx.Response]:
     def call(c: httpx.Client, w: UIWorld, csrf: str, own: bool) -> httpx.Response:
-        values = {k: v.format(version=w.own_version if own else w.other_version) for k, v in data.items()}
+        values = {k: v.format(version=w.own_version if own else w.other_version, app=_app(w, own))
+                  for k, v in data.items()}
         return c.post(path.format(app=_app(w, own)), data={"csrf": csrf, **values})
     return call
 
@@ -85,6 +86,15 @@ ROUTES = [
     *(Route(f"admin_{page}", lambda c, w, _s, _o, page=page: c.get(f"/staff/admin/{page}"), "GET", f"/admin/{page}")
       for page in ("users", "users/new", "roles", "departments", "procedures", "routes")),
     Route("linkage", lambda c, w, _s, _o: c.get("/staff/linkage"), "GET", "/linkage"),
+    Route("search", _post("/staff/applications/search", name="高橋"), "POST", "/applications/search"),
+    Route("bulk", _post("/staff/applications/bulk", ids="{app}", action="accept"), "POST", "/applications/bulk"),
+    Route("handover", _post("/staff/applications/{app}/handover", to="depadmin"), "POST",
+          "/applications/{app_id}/handover"),
+    Route("notes", _post("/staff/applications/{app}/notes", body="電話で確認済み"), "POST",
+          "/applications/{app_id}/notes"),
+    Route("print", _post("/staff/applications/{app}/print", reason="窓口での審査のため"), "POST",
+          "/applications/{app_id}/print"),
+    Route("pdf", _post("/staff/applications/{app}/pdf", reason="決裁のため"), "POST", "/applications/{app_id}/pdf"),
 ]
 
 #: Routes whose role × state matrix lives with their area (they need a staff account, an inbox file
@@ -130,6 +140,10 @@ def expected(route: str, user: str, own: bool) -> int:
         return 200 if user in EXPORTERS else 403
     if route == "outbox":
         return 200 if user in OUTBOX else 403
+    if route == "search":
+        return 303 if reads else 403
+    if route == "bulk":  # a case out of scope is one of the result page's refusals
+        return 200 if user in CHANGERS else 403
     if route == "retry":
         if user not in OUTBOX:
             return 403
@@ -138,7 +152,9 @@ def expected(route: str, user: str, own: bool) -> int:
         return 404  # out of scope looks exactly like missing
     if route in {"detail", "attachment"}:
         return 200
-    if route in {"status", "reviewed", "atena", "assign"}:
+    if route in {"print", "pdf"}:
+        return 200
+    if route in {"status", "reviewed", "atena", "assign", "handover", "notes"}:
         return 303 if user in CHANGERS else 403
     if route == "reveal":
         return 200 if user == "revealer" else 403
@@ -148,6 +164,7 @@ def expected(route: str, user: str, own: bool) -> int:
 def _reset(w: UIWorld) -> None:
     """Undo a successful status change so that every cell starts from 到達."""
     with w.sessions() as s:
+        s.execute(delete(StatusNotice))
         s.execute(delete(StatusTransitionRow))
         s.execute(update(Application).values(status="到達", needs_review=True, assigned_to=None))
         s.execute(update(ForwardItem).where(ForwardItem.route == _ROUTE).values(state=ForwardState.FAILED, attempts=5))

@@ -73,9 +73,10 @@ def test_reviewer_and_auditor_paths(ui_world: UIWorld, browser: object, spec: Ap
 
     # find the application by its 受付番号
     page.get_by_role("link", name="申請一覧").click()
-    page.get_by_label("検索（受付番号・宛名番号）").fill(spec.receipt_number)
-    page.get_by_role("button", name="絞り込む").click()
+    page.get_by_label("受付番号・宛名番号").fill(spec.receipt_number)
+    page.get_by_role("button", name="申請者を検索").click()
     expect(page.locator("table.list tbody tr")).to_have_count(1)
+    assert spec.receipt_number not in page.url  # a search travels by POST and a server-side id
     page.screenshot(path=str(ARTIFACTS / "02-list.png"), full_page=True)
     page.get_by_role("link", name=spec.receipt_number).click()
     expect(page.locator("#status")).to_have_text("到達")

@@ -25,7 +25,10 @@ def test_export_is_scoped_has_no_my_numbers_and_is_logged_once(ui_world: UIWorld
     with closing(ui_world.login("reviewer")) as client:
         listing = client.get("/staff/applications?status=到達")
         assert 'href="/staff/applications.csv?status=' in listing.text
-        answer = client.get("/staff/applications.csv", params={"status": "到達", "q": "1234567890"})
+        held = client.post("/staff/applications/search", data={"csrf": ui_world.csrf(client), "number": "1234567890"})
+        assert held.status_code == 303
+        search = held.headers["location"].split("search=")[1]
+        answer = client.get("/staff/applications.csv", params={"status": "到達", "search": search})
         assert answer.status_code == 200
         assert answer.headers["content-type"].startswith("text/csv")
         assert answer.headers["content-disposition"].startswith("attachment;")

@@ -22,7 +22,7 @@ from status import Role
 from tests.conftest import NOW, PackageFactory
 from tests.intake.conftest import Clock
 from tests.intake.staffdata import deliver, principal
-from tests.intake.ui.conftest import UIWorld, build_world
+from tests.intake.ui.conftest import UIWorld, build_world, search, search_url
 
 OWN = "20261125-0000000001"  # the world's own application; its applicant is resident 0
 SATO = "20261125-0000000002"
@@ -68,11 +68,11 @@ def test_kana_prefix_search_whatever_the_script_and_logged_without_the_name(two_
     hiragana = "".join(chr(ord(c) - 0x60) for c in own_prefix)
     with closing(two_apps.login("reviewer")) as client:
         assert receipts(client.get("/staff/applications").text) == {OWN, SATO}
-        assert receipts(client.get("/staff/applications", params={"kana": "やまだ　は"}).text) == {SATO}
-        assert receipts(client.get("/staff/applications", params={"kana": "ﾔﾏﾀﾞ"}).text) == {SATO}
-        assert receipts(client.get("/staff/applications", params={"kana": hiragana}).text) == {OWN}
-        assert receipts(client.get("/staff/applications", params={"kana": "ハナコ"}).text) == set()  # a prefix only
-        assert receipts(client.get("/staff/applications", params={"kana": "%"}).text) == set()  # not a wildcard
+        assert receipts(search(two_apps, client, kana="やまだ　は")) == {SATO}
+        assert receipts(search(two_apps, client, kana="ﾔﾏﾀﾞ")) == {SATO}
+        assert receipts(search(two_apps, client, kana=hiragana)) == {OWN}
+        assert receipts(search(two_apps, client, kana="ハナコ")) == set()  # a prefix only
+        assert receipts(search(two_apps, client, kana="%")) == set()  # not a wildcard
     with two_apps.sessions() as s:
         logged = list(s.scalars(select(AccessLogRow).where(AccessLogRow.subject == "search:kana")))
     assert len(logged) == 5
@@ -89,7 +89,7 @@ def test_kana_search_follows_the_current_version(two_apps: UIWorld, make_package
     with two_apps.sessions() as s:
         deliver(s, two_apps.runtime, make_package(spec=renamed))
     with closing(two_apps.login("reviewer")) as client:
-        assert receipts(client.get("/staff/applications", params={"kana": "ワタナベ"}).text) == {RESUBMISSION}
+        assert receipts(search(two_apps, client, kana="ワタナベ")) == {RESUBMISSION}
 
 
 def test_version_filter(two_apps: UIWorld, make_package: PackageFactory, spec: ApplicationSpec) -> None:
@@ -111,8 +111,8 @@ def test_version_filter(two_apps: UIWorld, make_package: PackageFactory, spec: A
         assert listed("bogus") == {RESUBMISSION, SATO}  # an unknown value filters nothing
         # a chain is found by the 受付番号 of any of its versions
         for receipt in (OWN, RESUBMISSION):
-            assert receipts(client.get("/staff/applications", params={"q": receipt}).text) == {RESUBMISSION}
-        assert receipts(client.get("/staff/applications", params={"q": "20261125-0000000099"}).text) == set()
+            assert receipts(search(two_apps, client, number=receipt)) == {RESUBMISSION}
+        assert receipts(search(two_apps, client, number="20261125-0000000099")) == set()
 
 
 def _assigned(w: UIWorld) -> str | None:
@@ -175,7 +175,8 @@ def test_export_is_capped_and_a_refused_export_is_not_logged(
             refused = client.get("/staff/applications.csv")
             assert refused.status_code == 400
             assert "上限（1 件）" in refused.text
-            assert client.get("/staff/applications.csv", params={"q": SATO}).status_code == 200
+            held = search_url(w, client, number=SATO).split("?", 1)[1]
+            assert client.get(f"/staff/applications.csv?{held}").status_code == 200
         with w.sessions() as s:
             exports = list(s.scalars(select(AccessLogRow).where(AccessLogRow.action == "application.export")))
         assert len(exports) == 1
@@ -196,7 +197,7 @@ def test_dashboard_chart_counts_arrivals_per_procedure_and_day(two_apps: UIWorld
     with closing(two_apps.login("reviewer")) as client:
         page = client.get("/staff/").text
     section = page[page.index('id="trend"'):]
-    row = section[section.index("<td>児童手当 認定請求</td>"):]
+    row = section[section.index(">児童手当 認定請求</th>"):]
     row = row[:row.index("</tr>")]
     counts = [int(c) for c in re.findall(r'<td class="num">(\d+)</td>', row)]
     assert counts == [1] + [0] * 12 + [2] + [3]  # 14 days, then the total

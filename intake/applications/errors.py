@@ -1,0 +1,59 @@
+"""Refusals of casework (:mod:`intake.applications`), beside the shared ones in :mod:`intake.errors`.
+
+::
+
+    InvalidRequest
+    ├── CommentTooLong       a comment to the resident over the portal's limit (``limit``)
+    ├── NoteInvalid          an internal note that is blank or too long (``limit``)
+    ├── BulkTooLarge         more cases in one bulk change than allowed (``limit``)
+    └── SearchInvalid        a person search without a usable term (which field, never the value)
+    PermissionDenied
+    └── NotAColleague        a hand-over to someone who cannot work the case (inactive, other department, role)
+"""
+
+from __future__ import annotations
+
+from intake.errors import InvalidRequest, PermissionDenied
+
+__all__ = ["BulkTooLarge", "CommentTooLong", "NotAColleague", "NoteInvalid", "SearchInvalid"]
+
+
+class CommentTooLong(InvalidRequest):
+    """The portal shows the applicant at most ``limit`` characters: a longer comment is refused before
+    anything is stored (it would be cut, or refused, on the way)."""
+
+    code = "COMMENT_TOO_LONG"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a comment to the applicant is at most {limit} characters")
+        self.limit = limit
+
+
+class NoteInvalid(InvalidRequest):
+    code = "NOTE_INVALID"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an internal note is 1 to {limit} characters")
+        self.limit = limit
+
+
+class BulkTooLarge(InvalidRequest):
+    code = "BULK_TOO_LARGE"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} cases in one bulk change")
+        self.limit = limit
+
+
+class SearchInvalid(InvalidRequest):
+    code = "SEARCH_INVALID"
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"person search: {field} is not usable")
+        self.field = field
+
+
+class NotAColleague(PermissionDenied):
+    """The case can only be handed to an active member who works cases of its department."""
+
+    code = "NOT_A_COLLEAGUE"
