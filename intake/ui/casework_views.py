@@ -16,18 +16,18 @@ from handover import COMMENT_MAX_CHARS
 from intake.applications import casework, printing
 from intake.applications.deadlines import business_days_left
 from intake.applications.errors import BulkTooLarge, CommentTooLong, NotAColleague, NoteInvalid
-from intake.applications.service import ApplicationDetail
-from intake.authz import APPLICATION_ROLES, CHANGE_ROLES
+from intake.authz import APPLICATION_ROLES
 from intake.errors import InvalidDate, InvalidRequest, NotFound, PermissionDenied, ReasonRequired
 from intake.jst import jst_day
 from intake.statusoutbox.service import notices_for
 from intake.ui.deps import Ctx, Form, Staff, ui_state
+from intake.ui.detailpage import render_detail, transition_rows
 from intake.ui.forms import Refusals, parse_enum, parse_int, read_form_pairs
 from intake.ui.searches import PersonSearch
 from intake.wareki import parse_date
 from status import Action, NotPermitted
 
-__all__ = ["BULK_ACTIONS", "BULK_REASONS", "detail_extras", "person_filters", "router"]
+__all__ = ["BULK_ACTIONS", "BULK_REASONS", "person_filters", "router"]
 
 router = APIRouter()
 
@@ -130,8 +130,6 @@ def _back(app_id: int, anchor: str = "") -> RedirectResponse:
 
 
 def _detail_page(ctx: Ctx, app_id: int, code: int, message: str) -> Response:
-    from intake.ui.views import render_detail  # the detail page belongs to views; imported late (router order)
-
     return render_detail(ctx, app_id, status_code=code, error=message)
 
 
@@ -165,7 +163,7 @@ def _print_context(ctx: Ctx, doc: printing.PrintDocument, *, pdf: bool) -> dict[
     today = jst_day(ctx.now())
     calendar = ctx.state.runtime.procedures.calendar
     return {"doc": doc, "d": doc.detail, "pdf": pdf, "left": business_days_left(doc.due_on, today, calendar),
-            "notices": notices_for(ctx.session, [t.id for t in _transition_rows(ctx, doc.detail)])}
+            "notices": notices_for(ctx.session, [t.id for t in transition_rows(ctx, doc.detail)])}
 
 
 def _print(ctx: Ctx, app_id: int, form: dict[str, str], kind: str) -> Response:
@@ -203,33 +201,3 @@ def post_print(app_id: int, ctx: Staff, form: Form) -> Response:
 def post_pdf(app_id: int, ctx: Staff, form: Form) -> Response:
     """The same view as PDF (WeasyPrint), as a download; logged with the 処理事由."""
     return _print(ctx, app_id, form, "pdf")
-
-
-# --- what the detail page adds --------------------------------------------------------------------
-
-
-def _transition_rows(ctx: Ctx, detail: ApplicationDetail) -> list[Any]:
-    from sqlalchemy import select
-
-    from intake.models import StatusTransitionRow
-
-    return list(ctx.session.scalars(select(StatusTransitionRow).where(
-        StatusTransitionRow.application_id == detail.app.id).order_by(StatusTransitionRow.id)))
-
-
-def detail_extras(ctx: Ctx, detail: ApplicationDetail) -> dict[str, Any]:
-    """Notes, colleagues for the hand-over, the portal notice of each status change, the due date."""
-    rows = _transition_rows(ctx, detail)
-    notices = notices_for(ctx.session, [r.id for r in rows])
-    today = jst_day(ctx.now())
-    works = ctx.principal.has_any(CHANGE_ROLES)
-    return {
-        "notes": casework.notes_of(ctx.session, detail.app.id),
-        "colleagues": [u for u in casework.colleagues_for(ctx.session, ctx.principal, detail.app)
-                       if u.login != detail.app.assigned_to] if works else [],
-        "transition_notices": [notices.get(r.id) for r in rows],
-        "days_left": business_days_left(detail.app.due_on, today, ctx.state.runtime.procedures.calendar),
-        "comment_max": COMMENT_MAX_CHARS,
-        "note_max": casework.NOTE_MAX_CHARS,
-    }
-

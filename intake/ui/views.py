@@ -28,8 +28,9 @@ from intake.mynumbers.errors import MyNumberAccessDenied
 from intake.relayreports.service import set_aside_items
 from intake.staff.errors import AccountLocked, LoginFailed
 from intake.staff.service import end_session, login_with_certificate, login_with_password
-from intake.ui.casework_views import BULK_ACTIONS, detail_extras, person_filters
+from intake.ui.casework_views import BULK_ACTIONS, person_filters
 from intake.ui.deps import DB, Ctx, Form, Staff, Terminal, UIState, ui_state
+from intake.ui.detailpage import render_detail
 from intake.ui.forms import Refusals, handle, parse_date, parse_enum, parse_int
 from intake.ui.rendering import LINKAGE_LABELS, csv_download
 from intake.ui.security import (
@@ -44,7 +45,7 @@ from intake.ui.security import (
 )
 from status import Action, CommentRequired, IllegalTransition, NotPermitted, Status, StatusError
 
-__all__ = ["render_detail", "router"]
+__all__ = ["router"]
 
 router = APIRouter()
 
@@ -201,16 +202,7 @@ VERSION_LABELS = {listing.VersionFilter.SINGLE: "初回の版のみ", listing.Ve
                   listing.VersionFilter.NEW_UNREVIEWED: "新しい版が未確認"}
 
 
-def _detail(ctx: Ctx, app_id: int, *, status_code: int = 200, version: int | None = None,
-            compare: int | None = None, error: str | None = None,
-            revealed: dict[tuple[int, int], str] | None = None) -> HTMLResponse:
-    detail = apps.application_detail(ctx.session, ctx.principal, app_id, at=ctx.now(), version_id=version,
-                                     compare_id=compare)
-    return ctx.page("detail.html", status_code, d=detail, error=error, revealed=revealed or {},
-                    **detail_extras(ctx, detail))
-
-
-render_detail = _detail
+_detail = render_detail
 
 
 @router.get("/applications/{app_id}", response_class=HTMLResponse)

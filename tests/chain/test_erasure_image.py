@@ -54,8 +54,8 @@ from intake.api import create_app as create_intake_app
 from intake.db import Base, make_engine, make_session_factory
 from intake.runtime import Runtime
 from intake.settings import IntakeSettings
-from malware import NullScanner
 from intake.statusoutbox.service import enqueue_status
+from malware import NullScanner
 from signature.testing.builder import ApplicationSpec, Attachment
 from signature.testing.samples import sample_pdf
 from tests.chain.conftest import PortalDataFactory

@@ -141,7 +141,8 @@ def test_a_fresh_crl_is_fetched_installed_swapped_in_and_delivered(
     fresh = root_crl(world, revoked=(world.revoked_signer, newly_revoked))
     relay = make_crl_relay(intake_side.url, sources=[{"name": NAME, "url": server.serve("g2.crl", fresh)}])
     store, intake_store = relay.trust.revocation, intake_side.runtime.trust.revocation
-    assert store is not None and intake_store is not None
+    assert store is not None
+    assert intake_store is not None
     before, intake_before = store.status(), intake_store.status()
     assert status_of(relay, world, newly_revoked) is RevocationStatus.GOOD
 
@@ -149,12 +150,14 @@ def test_a_fresh_crl_is_fetched_installed_swapped_in_and_delivered(
 
     (r,) = result.results
     assert (r.outcome, r.delivery, result.ok) == ("installed", "delivered", True)
-    assert r.line().startswith(f"{NAME}: installed (thisUpdate ") and r.line().endswith("delivered to the intake")
+    assert r.line().startswith(f"{NAME}: installed (thisUpdate ")
+    assert r.line().endswith("delivered to the intake")
     # Installed atomically where the store reads, swapped in while the relay runs.
     assert (relay.settings.crl_dir / f"{NAME}.crl").read_bytes() == fresh  # type: ignore[operator]
     assert [p.name for p in relay.settings.crl_dir.iterdir()] == [f"{NAME}.crl"]  # type: ignore[union-attr]
     after = store.status()
-    assert after.generation == before.generation + 1 and after.digest != before.digest
+    assert after.generation == before.generation + 1
+    assert after.digest != before.digest
     assert status_of(relay, world, newly_revoked) is RevocationStatus.REVOKED
     # The intake holds the same bytes in its inbox and uses them: the same CRL set as the relay.
     assert (intake_side.inbox / f"{NAME}.crl").read_bytes() == fresh
@@ -194,7 +197,8 @@ def test_delivery_goes_over_the_mutual_tls_channel(
             (r,) = fetcher(relay).run_once().results
             answers.append((r.delivery, r.delivery_code))
     # Another certificate is turned away in the handshake (TLS 1.3 reports it on the first read).
-    assert answers[0][0] == "failed" and answers[0][1] in ("TLS_HANDSHAKE", "CONNECT_ERROR")
+    assert answers[0][0] == "failed"
+    assert answers[0][1] in ("TLS_HANDSHAKE", "CONNECT_ERROR")
     assert answers[1] == ("delivered", None)
     assert (tmp_path / "intake-crls" / f"{NAME}.crl").read_bytes() == root_crl(world)
 
@@ -233,7 +237,8 @@ def test_a_bad_download_is_refused_and_the_installed_crl_stays_in_use(
 
     (r,) = result.results
     assert (r.outcome, r.code, result.ok) == ("refused", code, False)
-    assert r.line().startswith(f"{NAME}: REFUSED {code} (") and "the installed copy stays in use" in r.line()
+    assert r.line().startswith(f"{NAME}: REFUSED {code} (")
+    assert "the installed copy stays in use" in r.line()
     assert r.delivery == "already"  # the intake keeps what it had; nothing bad was sent
     assert (relay.settings.crl_dir / f"{NAME}.crl").read_bytes() == genuine  # type: ignore[operator]
     assert store.status().digest == installed.digest
@@ -284,7 +289,8 @@ def test_an_issuer_configured_for_the_source_must_have_signed_it(
     wrong, right = fetcher(relay).run_once().results
     assert (wrong.outcome, wrong.code) == ("refused", "UNVERIFIED_ISSUER")
     assert right.outcome == "installed"
-    assert right.inspection is not None and right.inspection.signature_verified
+    assert right.inspection is not None
+    assert right.inspection.signature_verified
 
 
 # --- delivery: refused is reported once, unavailable is tried again ----------------------------------
@@ -304,7 +310,8 @@ def test_a_crl_the_intake_refuses_is_reported_and_not_sent_again(
     from intake.crls.service import inbox_of
 
     inbox = inbox_of(intake_side.runtime)
-    assert inbox is not None and inbox.refused == {"OLDER_THAN_INSTALLED": 1}
+    assert inbox is not None
+    assert inbox.refused == {"OLDER_THAN_INSTALLED": 1}
     (again,) = fetcher(relay).run_once().results
     assert again.delivery == "refused"
     assert inbox.refused == {"OLDER_THAN_INSTALLED": 1}  # not sent a second time
@@ -378,7 +385,7 @@ def test_a_round_while_another_runs_is_skipped(
 
 
 def test_settings_refuse_a_crl_dir_that_is_not_a_crl_source(world: World, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="crl_dir .* must be one of crls"):
+    with pytest.raises(ValueError, match=r"crl_dir .* must be one of crls"):
         relay_settings(world, tmp_path, "http://127.0.0.1:1", crl_dir=tmp_path / "elsewhere",
                        crl_sources=[{"name": NAME, "url": "http://crl.example.lg.jp/g2.crl"}])
     with pytest.raises(ValueError, match="crl_sources need crl_dir"):

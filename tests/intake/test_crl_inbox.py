@@ -109,12 +109,14 @@ def test_a_fresh_crl_is_installed_and_used_at_once(world: World, side: Side, url
     answer = put(url, ROOT_NAME, fresh)
     assert answer.status_code == 200, answer.text
     receipt = answer.json()
-    assert receipt["outcome"] == "installed" and receipt["name"] == ROOT_NAME
+    assert receipt["outcome"] == "installed"
+    assert receipt["name"] == ROOT_NAME
     assert datetime.fromisoformat(receipt["this_update"]) == NOW - timedelta(hours=1)
     assert datetime.fromisoformat(receipt["next_update"]) == NOW + timedelta(days=2)
     assert (side.inbox / f"{ROOT_NAME}.crl").read_bytes() == fresh
     after = side.store.status()
-    assert after.generation == before.generation + 1 and after.digest != before.digest
+    assert after.generation == before.generation + 1
+    assert after.digest != before.digest
     assert after.earliest_next_update == before.earliest_next_update  # the other CRLs still expire first
     # The same bytes again: unchanged, nothing rewritten, the set as it was.
     mtime = (side.inbox / f"{ROOT_NAME}.crl").stat().st_mtime_ns
@@ -189,7 +191,7 @@ def test_only_the_relay_may_deliver_crls(world: World, tmp_path: Path, sqlite: E
 
 
 def test_the_inbox_must_be_one_of_the_crl_sources(world: World, tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="crl_inbox .* must be one of crls"):
+    with pytest.raises(ValidationError, match=r"crl_inbox .* must be one of crls"):
         IntakeSettings(var_dir=tmp_path, crls=[world.crl_dir], crl_inbox=tmp_path / "inbox")
 
 
@@ -199,7 +201,8 @@ def test_the_inbox_must_be_one_of_the_crl_sources(world: World, tmp_path: Path) 
 def test_readiness_turns_red_before_the_earliest_next_update(world: World, side: Side) -> None:
     readiness = make_readiness(side.runtime, side.sessions)
     earliest = side.store.status().earliest_next_update
-    assert earliest is not None and side.runtime.settings.crl_expiry_margin_hours == 6
+    assert earliest is not None
+    assert side.runtime.settings.crl_expiry_margin_hours == 6
 
     def check_at(moment: Any) -> tuple[bool, dict[str, Any]]:
         side.clock.now = moment
@@ -326,7 +329,7 @@ def test_reverification_never_runs_twice_at_once_in_a_process(
     monkeypatch.setattr(reverify, "reverify_pending", recording)
     watchers = [CrlWatcher(s.runtime, interval=3600) for s in sides]
     for w, s in zip(watchers, sides, strict=True):
-        w._sessions = s.sessions  # noqa: SLF001 - drive the two passes directly, without their loops
+        w._sessions = s.sessions
     threads = [threading.Thread(target=w.reverify_once) for w in watchers]
     for t in threads:
         t.start()

@@ -47,7 +47,8 @@ def pem(der: bytes) -> bytes:
 
 def test_a_newer_genuine_crl_is_accepted_and_described(k: K) -> None:
     found = inspect_crl(k.newer, at=NOW, issuers=roots(k), installed=k.older)
-    assert found.accepted and found.refusal is None
+    assert found.accepted
+    assert found.refusal is None
     assert found.signature_verified is True
     assert found.unchanged is False
     assert found.der == k.newer

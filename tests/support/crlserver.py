@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
-__all__ = ["CrlServer", "Answer", "crl_server"]
+__all__ = ["Answer", "CrlServer", "crl_server"]
 
 Mode = Literal["ok", "truncated", "no_length", "status"]
 
@@ -57,10 +57,10 @@ def crl_server() -> Iterator[CrlServer]:
             self.close_connection = True
             super().end_headers()
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             server = state[0]
             server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             answer = server.answers.get(self.path)

@@ -26,10 +26,10 @@ from typing import Any
 
 import httpx
 import pytest
+from dmz_relay.scan import NullScanner
 from sqlalchemy import select
 
 from dmz_relay.runtime import Relay
-from dmz_relay.scan import NullScanner
 from intake.db import Base, make_engine
 from intake.models import AccessLogRow, Application, Event, StatusNotice
 from intake.procedures import Procedure, ProcedureCatalogue
