@@ -1,7 +1,7 @@
 """casework: notes, due dates, person search keys, comments to the resident, the mail's period
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-06
 
 Issue 18 ("a clerk's working day"): ``case_notes`` (internal notes), ``applications.due_on`` and
@@ -10,8 +10,6 @@ date; filled here for existing chains from their current version), ``status_noti
 ``transition_id`` / ``outcome`` / ``portal_code`` (the comment to the resident and whether the
 portal took it), ``mail_sent_log.first_day`` (a mail after a weekend or 祝日 covers several days).
 
-Merge note: another change adds revision 0006 concurrently; this one is re-chained after it
-(``down_revision = '0006'``) when both are merged.
 """
 from __future__ import annotations
 
