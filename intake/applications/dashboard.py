@@ -45,6 +45,8 @@ class Dashboard:
     unlinked: int
     signature_errors: int
     failed_forwards: int
+    #: versions held for staff (「本人確認要」): they change nothing until accepted
+    held: int
     days: list[date]
     trends: list[ProcedureTrend]
 
@@ -80,6 +82,7 @@ def dashboard(session: Session, principal: Principal, *, at: datetime) -> Dashbo
         signature_errors=count(and_(ApplicationVersion.state == VersionState.CURRENT,
                                     ApplicationVersion.indication != "PASSED", open_), versions=True),
         failed_forwards=failed,
+        held=count(ApplicationVersion.state == VersionState.HELD, versions=True),
         days=days,
         trends=trends,
     )

@@ -13,11 +13,13 @@ from typing import Any
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from intake.applications.admission import HOLD_LABELS
 from intake.jst import JST
-from intake.models import LinkageState
+from intake.models import LinkageState, VersionState
 from status import Action
 
-__all__ = ["ACTION_LABELS", "INDICATION_LABELS", "LABELS", "LINKAGE_LABELS", "Renderer", "csv_download"]
+__all__ = ["ACTION_LABELS", "INDICATION_LABELS", "LABELS", "LINKAGE_LABELS", "VERSION_STATE_LABELS", "Renderer",
+           "csv_download"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -29,7 +31,12 @@ ACTION_LABELS = {
 LINKAGE_LABELS = {LinkageState.UNRESOLVED: "未設定", LinkageState.AUTO: "自動", LinkageState.MANUAL: "手動",
                   LinkageState.CONFLICT: "競合"}
 INDICATION_LABELS = {"PASSED": "有効", "FAILED": "無効", "INDETERMINATE": "判定不能"}
-LABELS = {"action": ACTION_LABELS, "linkage": LINKAGE_LABELS, "indication": INDICATION_LABELS}
+VERSION_STATE_LABELS = {VersionState.CURRENT: "最新", VersionState.SUPERSEDED: "旧版",
+                        VersionState.HELD: "本人確認要", VersionState.REJECTED: "不採用"}
+#: Why a verification was made: on arrival, or again (new revocation data; an operator's request).
+VERIFICATION_TRIGGER_LABELS = {"arrival": "到達時", "revocation": "失効情報の更新後", "operator": "運用者の再検証"}
+LABELS = {"action": ACTION_LABELS, "linkage": LINKAGE_LABELS, "indication": INDICATION_LABELS,
+          "version_state": VERSION_STATE_LABELS, "hold": HOLD_LABELS, "trigger": VERIFICATION_TRIGGER_LABELS}
 
 
 def _jst(value: datetime | date | None) -> str:

@@ -122,7 +122,8 @@ def test_mail_command_dry_run_send_and_status(tmp_path: Path) -> None:
     The command uses the real clock: the day is yesterday in Tokyo."""
     procedures, departments = write_world(tmp_path / "config")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
-    env.update({"SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"), "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures),
+    env.update({"SHINSEI_INTAKE_ENVIRONMENT": "development", "SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"),
+                "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures),
                 "SHINSEI_INTAKE_MAIL__DEPARTMENTS_FILE": str(departments),
                 "SHINSEI_INTAKE_MAIL__SENDER": "intake@ward.example.lg.jp"})
     assert intake(env, "db", "upgrade").returncode == 0
