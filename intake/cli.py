@@ -1,7 +1,7 @@
 """``python -m intake``: every command and option has its help (``python -m intake COMMAND --help``).
 
 serve · db upgrade|downgrade|current|history · check · linkage import · outbox run|retry ·
-mail send|status · audit verify|purge · staff add · keys status|rotate|retire-check ·
+mail send|status · audit verify|purge · staff add · keys status|rotate|retire-check · reverify ·
 backup · restore. A bad setting stops any command with one line on stderr and exit 2.
 """
 
@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -110,6 +110,18 @@ def parser() -> argparse.ArgumentParser:
     retire = keyss.add_parser("retire-check", help="exit 0 only if no blob is sealed with KEY_ID any more")
     retire.add_argument("key_id", help="the key id to retire")
 
+    reverify = sub.add_parser(
+        "reverify", help="verify chosen deliveries again from their stored bytes (a new result beside the old; "
+                         "a version that now passes is admitted, linked and forwarded once)")
+    reverify.add_argument("--receipt-number", action="append", default=[], metavar="受付番号",
+                          help="a delivery's 受付番号 (repeatable)")
+    reverify.add_argument("--awaiting-revocation", action="store_true",
+                          help="every delivery whose latest result is INDETERMINATE/TRY_LATER")
+    reverify.add_argument("--received-from", type=_aware_time, help="received at or after (ISO 8601 with offset)")
+    reverify.add_argument("--received-to", type=_aware_time, help="received before (ISO 8601 with offset)")
+    reverify.add_argument("--reference", help="your ticket or change reference, stored with each result")
+    reverify.add_argument("--dry-run", action="store_true", help="list how many deliveries match; change nothing")
+
     backup = sub.add_parser("backup", help="back up the database and the linkage inbox (never the keys)")
     backup.add_argument("--out", type=Path, required=True, help="a new, empty directory for the backup")
     restore = sub.add_parser("restore", help="restore a backup into an empty database")
@@ -117,6 +129,13 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--force", action="store_true",
                          help="restore although the database holds applications (they are replaced)")
     return top
+
+
+def _aware_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.utcoffset() is None:
+        raise argparse.ArgumentTypeError("give the time with its offset, e.g. 2026-12-01T00:00:00+09:00")
+    return moment
 
 
 def _settings() -> IntakeSettings:
@@ -197,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runtime = Runtime.from_settings(settings)
     except Exception as exc:  # noqa: BLE001 - trust material, keys, routes: one line, never a traceback
         refuse(f"{type(exc).__name__}: {exc}")
+    if args.command == "reverify":
+        return _reverify(args, runtime, sessions)
     if args.command == "serve":
         from intake.serving import serve
 
@@ -211,6 +232,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         session.commit()
     print(f"{count} item(s) queued again")
     return 0
+
+
+def _reverify(args: argparse.Namespace, runtime: Runtime, sessions: sessionmaker[Session]) -> int:
+    from intake.deliveries.reverify import Selection, reverify_selected, select_deliveries
+
+    selection = Selection(tuple(args.receipt_number), args.awaiting_revocation, args.received_from,
+                          args.received_to)
+    try:
+        if args.dry_run:
+            with sessions() as session:
+                print(f"{len(select_deliveries(session, selection))} deliveries match")
+            return 0
+        summary = reverify_selected(sessions, runtime, selection, at=runtime.clock(), reference=args.reference)
+    except ValueError as exc:
+        refuse(str(exc))
+    for o in summary.outcomes:
+        print(f"{o.receipt_number or '-'} delivery {o.delivery_id}: {o.previous} -> {o.now}"
+              + (f" (admitted: {', '.join(o.admitted)})" if o.admitted else ""))
+    print(f"reverified {summary.examined}: passed {summary.passed}, still waiting {summary.still_pending}, "
+          f"failed {summary.failed}, errors {summary.errors}")
+    return 1 if summary.errors else 0
 
 
 def _db(args: argparse.Namespace, url: str) -> int:

@@ -52,6 +52,7 @@ __all__ = [
     "MailSentLog",
     "MailState",
     "MyNumberRow",
+    "Reverification",
     "SignerIdentityRow",
     "StaffSession",
     "StaffUser",
@@ -80,6 +81,11 @@ class ApplicationState(enum.StrEnum):
 class VersionState(enum.StrEnum):
     CURRENT = "current"
     SUPERSEDED = "superseded"
+    #: kept and shown, changes nothing: not (yet) admitted to its chain (``hold_reason`` says why;
+    #: :mod:`intake.applications.admission`), 「本人確認要」 for staff
+    HELD = "held"
+    #: a held version staff rejected with a 処理事由: kept as evidence, changes nothing, ever
+    REJECTED = "rejected"
 
 
 class LinkageState(enum.StrEnum):
@@ -117,8 +123,20 @@ class Delivery(Base):
     #: The intake's own scan (P11): scanner, flagged entry names, signature names.
     scan_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     malware_flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The latest verification left the revocation status unknown (INDETERMINATE / TRY_LATER): it
+    #: is verified again when other revocation data is in use (:mod:`intake.deliveries.reverify`).
+    awaiting_revocation: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    #: ``RevocationStoreStatus.digest`` of the CRL set the latest verification used.
+    judged_with: Mapped[str | None] = mapped_column(String(64))
 
     verification: Mapped[VerificationRecord] = relationship(back_populates="delivery", uselist=False)
+    reverifications: Mapped[list[Reverification]] = relationship(back_populates="delivery",
+                                                                  order_by="Reverification.id")
+
+    __table_args__ = (
+        Index("ix_deliveries_awaiting_revocation", "id", postgresql_where=text("awaiting_revocation"),
+              sqlite_where=text("awaiting_revocation")),
+    )
 
 
 class VerificationRecord(Base):
@@ -140,6 +158,34 @@ class VerificationRecord(Base):
     validation_time: Mapped[datetime] = mapped_column(UTCDateTime)
 
     delivery: Mapped[Delivery] = relationship(back_populates="verification")
+
+
+class Reverification(Base):
+    """A later verification of a stored delivery, from its stored bytes at the original processing
+    time, beside the first one (``verification_reports``), never replacing it. No personal data."""
+
+    __tablename__ = "reverifications"
+
+    id: Mapped[IntPK]
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    made_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: ``revocation`` (other CRLs in use) or ``operator`` (``python -m intake reverify``)
+    trigger: Mapped[str] = mapped_column(String(16))
+    #: the operator's free-text reference for an ``operator`` run (a ticket id; no personal data)
+    reference: Mapped[str | None] = mapped_column(String(128))
+    previous_indication: Mapped[str] = mapped_column(String(16))
+    previous_sub_indication: Mapped[str | None] = mapped_column(String(48))
+    indication: Mapped[str] = mapped_column(String(16))
+    sub_indication: Mapped[str | None] = mapped_column(String(48))
+    reason_code: Mapped[str | None] = mapped_column(String(48))
+    reason_en: Mapped[str] = mapped_column(Text)
+    reason_ja: Mapped[str] = mapped_column(Text)
+    checks: Mapped[list[str]] = mapped_column(JSON)
+    revocation_checked: Mapped[bool] = mapped_column(Boolean)
+    validation_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    crl_set: Mapped[str | None] = mapped_column(String(64))
+
+    delivery: Mapped[Delivery] = relationship(back_populates="reverifications")
 
 
 class Application(Base):
@@ -206,6 +252,19 @@ class ApplicationVersion(Base):
     form_file: Mapped[str] = mapped_column(String(255))
     #: 申請者情報 as the applicant typed it (personal data), in document order.
     applicant: Mapped[list[list[str]]] = mapped_column(JSON)
+    #: the 手続ID the version's own manifest names (its chain's may differ: then it is held)
+    procedure_id: Mapped[str | None] = mapped_column(String(128))
+    #: when the version was admitted to its chain and its effects applied (supersede, 取下げ,
+    #: status, linkage, forwarding) — exactly once; None while held or awaiting verification
+    admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: how the signer was found to be the chain's applicant (a rule name, or ``staff``); no personal data
+    admitted_by: Mapped[str | None] = mapped_column(String(64))
+    #: why a HELD version is held (:class:`intake.applications.admission.HoldReason`)
+    hold_reason: Mapped[str | None] = mapped_column(String(32))
+    #: staff's decision on a held version: who, when and their 処理事由
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_application_versions_arrived_at", "arrived_at"),  # today's arrivals, the 14-day chart
@@ -216,6 +275,8 @@ class ApplicationVersion(Base):
         Index("ix_application_versions_current_not_passed", "application_id",  # 署名エラー
               postgresql_where=text("state = 'current' AND indication <> 'PASSED'"),
               sqlite_where=text("state = 'current' AND indication <> 'PASSED'")),
+        Index("ix_application_versions_held", "application_id",  # 本人確認要
+              postgresql_where=text("state = 'held'"), sqlite_where=text("state = 'held'")),
     )
 
     application: Mapped[Application] = relationship(back_populates="versions")

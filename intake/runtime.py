@@ -64,6 +64,11 @@ class Runtime:
     def scanner_name(self) -> str:
         return "none" if isinstance(self.scanner, NullScanner) else "clamd"
 
+    def crl_set(self) -> str | None:
+        """The digest of the CRL set in use (``RevocationStoreStatus.digest``); None without a store."""
+        store = self.trust.revocation
+        return store.status().digest if store is not None else None
+
     @classmethod
     def from_settings(cls, settings: IntakeSettings, *, clock: Clock | None = None) -> Runtime:
         trust = TrustConfig.load(

@@ -1,19 +1,18 @@
-"""Arrivals: a verified package becomes a version of its chain — the one place that decides.
+"""Arrivals: a verified package becomes a version of the chain it names.
 
 :func:`add_version` finds or opens the chain (初回受付番号), stores the version with its masked form,
-My Numbers (sealed, apart), attachments (sealed) and the signer's 基本4情報, and decides in one place
-what the arrival does to the chain:
+My Numbers (sealed, apart), attachments (sealed) and the signer's 基本4情報, and hands the version to
+:mod:`intake.applications.admission`, which alone decides what it may do to the chain:
 
-* **supersede**: the newest version by the portal's 到達日時 is CURRENT; an older one arriving late is
-  stored SUPERSEDED and changes nothing else (``Arrival.current`` is False);
-* **withdraw**: a 取下げ marks the chain WITHDRAWN and, if its status is still open, moves it to
-  取下げ through the workflow (portal notice, event);
-* **review**: a 再申請/補正 during 審査中 or 補正依頼 puts the status back to 審査中 (``NEW_VERSION``), and
-  every new version puts the chain back in the reviewer's queue (``needs_review``).
+* the chain's **first application** (its 新規申請) is the current version from its arrival; its
+  linkage and forwarding follow once its signature PASSED;
+* any **other version** takes effect — supersede (the newest admitted version by the portal's
+  到達日時 is CURRENT; an older one arriving late is SUPERSEDED), 取下げ, back to 審査中, linkage,
+  forwarding — only when admitted: its signature PASSED, its signer is the chain's applicant, the
+  procedure is the chain's; else it is HELD (「本人確認要」) and changes nothing.
 
-The same 受付番号 with other bytes is never a second version (``None``, and an event for staff).
-Linkage and forwarding are the caller's next steps (:mod:`intake.deliveries.service`). Services never
-commit.
+Every arrival puts the chain back in the reviewer's queue (``needs_review``). The same 受付番号 with
+other bytes is never a second version (``None``, and an event for staff). Services never commit.
 """
 
 from __future__ import annotations
@@ -26,13 +25,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from intake.applications.workflow import system_action
+from intake.applications.admission import Rules, hold, is_first, judge, lock_chain, settle
+from intake.applications.applicantkeys import index_applicant
 from intake.crypto import Sealer
 from intake.events import KIND_BY_APPLICATION_KIND, record_event
-from intake.kana import search_key
 from intake.models import (
     Application,
-    ApplicationState,
     ApplicationVersion,
     Attachment,
     Delivery,
@@ -42,27 +40,28 @@ from intake.models import (
 from intake.mynumbers.service import extract_my_numbers, store_my_numbers
 from intake.sealing import seal_attachment
 from signature.report import FileRole, VerificationReport
-from status import FINAL_STATUSES, Action, Status
 
 __all__ = ["Arrival", "add_version"]
-
-_BACK_TO_REVIEW = frozenset({Status.IN_REVIEW, Status.CORRECTION_REQUESTED})
 
 
 @dataclass(frozen=True)
 class Arrival:
     application: Application
     version: ApplicationVersion
-    #: False: an older version that arrived after a newer one (stored SUPERSEDED, changes nothing)
+    #: the version is its chain's current one after this arrival (admitted and newest, or the
+    #: first application)
     current: bool
+    #: the versions this arrival admitted (itself; held versions that waited for the first application)
+    admitted: tuple[ApplicationVersion, ...] = ()
 
 
 def add_version(
     session: Session, delivery: Delivery, report: VerificationReport, *, at: datetime, flagged_files: Collection[str],
-    package_sealer: Sealer, my_number_sealer: Sealer,
+    package_sealer: Sealer, my_number_sealer: Sealer, rules: Rules,
 ) -> Arrival | None:
-    """Add the verified ``report`` of ``delivery`` to its chain; ``None`` if the 受付番号 is already
-    stored (with other bytes). ``report`` must have a manifest and an arrival record."""
+    """Add the verified ``report`` of ``delivery`` to the chain it names and admit what may be
+    admitted; ``None`` if the 受付番号 is already stored (with other bytes). ``report`` must have a
+    manifest and an arrival record."""
     manifest, arrival = report.manifest, report.arrival
     if manifest is None or arrival is None:
         raise ValueError("add_version needs a readable, portal-attested package")
@@ -75,44 +74,54 @@ def add_version(
                      first_receipt_number=first, procedure_id=manifest.procedure_id)
         return None
     app = _chain(session, first, manifest.procedure_id, manifest.procedure_name, at=at)
+    lock_chain(session, app)  # versions of one chain arriving at once see each other's admission
     masked_form, numbers = extract_my_numbers(report.file(FileRole.FORM).data)
-    current = not any(v.arrived_at > arrival.arrived_at for v in app.versions)
     version = ApplicationVersion(
-        application_id=app.id, delivery_id=delivery.id, receipt_number=arrival.receipt_number,
+        application=app, delivery_id=delivery.id, receipt_number=arrival.receipt_number,
         kind=manifest.application_kind, arrived_at=arrival.arrived_at, stored_at=at,
-        state=VersionState.CURRENT if current else VersionState.SUPERSEDED,
-        superseded_at=None if current else at, indication=report.indication.value,
+        state=VersionState.HELD, indication=report.indication.value, procedure_id=manifest.procedure_id,
         user_cert_serial=arrival.user_cert_serial, form_xml=masked_form, form_file=manifest.form_file,
         applicant=[list(pair) for pair in manifest.applicant],
     )
     session.add(version)
     session.flush()
+    if is_first(app, version):
+        # The first application defines the chain: its procedure, and the current version from its
+        # arrival (older only than versions admitted before it came, from before the rule existed).
+        app.procedure_id, app.procedure_name = manifest.procedure_id, manifest.procedure_name
+        newer = any(v.arrived_at > version.arrived_at and v.admitted_at is not None for v in app.versions
+                    if v.state is VersionState.CURRENT)
+        version.state = VersionState.SUPERSEDED if newer else VersionState.CURRENT
+        version.superseded_at = at if newer else None
+        if not newer:
+            for old in app.versions:
+                if old.id != version.id and old.state is VersionState.CURRENT:
+                    old.state, old.superseded_at = VersionState.SUPERSEDED, at
     record_event(session, KIND_BY_APPLICATION_KIND[manifest.application_kind], at=at,
                  receipt_number=arrival.receipt_number, first_receipt_number=first,
-                 procedure_id=manifest.procedure_id, indication=report.indication.value, out_of_order=not current)
-    if current:
-        _supersede_others(session, app, version, at=at)
-    if manifest.application_kind == "取下げ" and app.state is not ApplicationState.WITHDRAWN:
-        app.state = ApplicationState.WITHDRAWN
-        record_event(session, "application.withdrawn", at=at, receipt_number=arrival.receipt_number,
-                     first_receipt_number=first, procedure_id=app.procedure_id)
+                 procedure_id=manifest.procedure_id, indication=report.indication.value,
+                 out_of_order=version.state is VersionState.SUPERSEDED)
+    if not rules.procedures.knows(manifest.procedure_id):
+        record_event(session, "application.unknown_procedure", at=at, receipt_number=arrival.receipt_number,
+                     first_receipt_number=first, procedure_id=manifest.procedure_id)
     app.needs_review = True  # a new version puts the chain back in the reviewer's queue
     app.updated_at = at
-    if current:
-        kana = dict(manifest.applicant).get("氏名フリガナ")
-        app.applicant_kana = search_key(kana) if kana else None
     store_my_numbers(session, version, numbers, my_number_sealer)
     _store_attachments(session, version, report, flagged_files, package_sealer)
     if report.signer is not None:
         s = report.signer
-        session.add(SignerIdentityRow(
+        version.signer = SignerIdentityRow(
             version_id=version.id, name=s.name, name_alt=s.name_alt, sex=s.sex, birth_date=s.birth_date,
             address=s.address, address_alt=s.address_alt, cert_serial=s.cert_serial, issuer=s.issuer,
             not_before=s.not_before, not_after=s.not_after,
-        ))
-    if current:
-        _move_status(session, app, version, at=at)
-    return Arrival(app, version, current)
+        )
+    if is_first(app, version) and version.state is VersionState.CURRENT:
+        index_applicant(session, app, version)  # the chain's own applicant, from the first application
+    verdict = judge(session, app, version, rules.procedures)
+    if not verdict.admit and not is_first(app, version) and verdict.reason is not None:
+        hold(session, app, version, verdict.reason, at=at)
+    admitted = settle(session, app, rules, at=at, locked=True)
+    return Arrival(app, version, version.state is VersionState.CURRENT, tuple(admitted))
 
 
 def _chain(session: Session, first: str, procedure_id: str, procedure_name: str, *, at: datetime) -> Application:
@@ -136,15 +145,6 @@ def _chain(session: Session, first: str, procedure_id: str, procedure_name: str,
     return app
 
 
-def _supersede_others(session: Session, app: Application, version: ApplicationVersion, *, at: datetime) -> None:
-    for old in app.versions:
-        if old.id != version.id and old.state is VersionState.CURRENT:
-            old.state, old.superseded_at = VersionState.SUPERSEDED, at
-            record_event(session, "version.superseded", at=at, receipt_number=old.receipt_number,
-                         first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id,
-                         superseded_by=version.receipt_number)
-
-
 def _store_attachments(session: Session, version: ApplicationVersion, report: VerificationReport,
                        flagged_files: Collection[str], sealer: Sealer) -> None:
     """Attachments only: the original form carries the My Numbers, which live in my_numbers alone;
@@ -156,13 +156,3 @@ def _store_attachments(session: Session, version: ApplicationVersion, report: Ve
             session.add(att)
             session.flush()
             att.data = seal_attachment(sealer, att.id, f.data)
-
-
-def _move_status(session: Session, app: Application, version: ApplicationVersion, *, at: datetime) -> None:
-    """The workflow's part of an arrival of the chain's (new) current version."""
-    status = Status(app.status)
-    if version.kind == "取下げ":
-        if status not in FINAL_STATUSES:
-            system_action(session, app, Action.WITHDRAW, comment=f"{version.receipt_number} 取下げ", at=at)
-    elif version.kind in {"再申請", "補正"} and status in _BACK_TO_REVIEW:
-        system_action(session, app, Action.NEW_VERSION, comment=f"{version.receipt_number} {version.kind}", at=at)

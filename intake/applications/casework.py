@@ -1,5 +1,5 @@
 """Casework beyond one status change: hand-over to a colleague, internal notes, bulk status changes,
-and what an arrival does to a case's due date and search keys.
+and notes.
 
 * **Hand-over** (:func:`hand_over`): a reviewer or department admin gives a case to an active
   colleague who works cases of the case's department; the colleague then finds it under 自分の担当.
@@ -12,8 +12,10 @@ and what an arrival does to a case's due date and search keys.
   :func:`intake.applications.workflow.change_status` as one by one — scope, roles, the transition
   table, the comment rule, one access-log row and one portal notice each — in its own savepoint, so a
   refused case is reported and the others go on.
-* **On arrival** (:func:`on_arrival`): the due date (:mod:`intake.applications.deadlines`) and the
-  person search keys (:mod:`intake.personkeys`) of the chain.
+
+What an arrival does to a case's due date (:mod:`intake.applications.deadlines`) and search keys
+(:mod:`intake.applications.applicantkeys`) is decided where versions are admitted
+(:mod:`intake.applications.admission`).
 
 Services never commit.
 """
@@ -25,19 +27,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.accesslog.service import append_access
-from intake.applications.arrivals import Arrival
-from intake.applications.deadlines import settle
 from intake.applications.errors import BulkTooLarge, NotAColleague, NoteInvalid
 from intake.applications.workflow import change_status
 from intake.authz import CHANGE_ROLES, Principal, department_of, load_for
 from intake.errors import IntakeError
-from intake.models import ApplicantKey, Application, ApplicationVersion, CaseNote, StaffUser, VersionState
-from intake.personkeys import keys_for
-from intake.procedures import ProcedureCatalogue
+from intake.models import Application, ApplicationVersion, CaseNote, StaffUser, VersionState
 from status import Action, StatusError
 
 __all__ = [
@@ -49,32 +47,12 @@ __all__ = [
     "bulk_change",
     "colleagues_for",
     "hand_over",
-    "index_applicant",
     "notes_of",
-    "on_arrival",
 ]
 
 NOTE_MAX_CHARS = 2000
 #: The list's page size bounds what can be ticked; this bounds one request whatever is sent.
 BULK_LIMIT = 100
-
-
-def on_arrival(session: Session, arrival: Arrival, *, catalogue: ProcedureCatalogue, at: datetime) -> None:
-    """A version was stored: settle the chain's due date and, for its current version, its search keys."""
-    settle(session, arrival.application, catalogue, at=at)
-    if arrival.current:
-        index_applicant(session, arrival.application, arrival.version)
-
-
-def index_applicant(session: Session, app: Application, version: ApplicationVersion) -> None:
-    """Replace the chain's search keys by those of ``version`` (typed 氏名/フリガナ/電話番号 and the
-    certificate's name and birth date)."""
-    signer = version.signer
-    keys = keys_for(version.applicant, signer_names=(signer.name, signer.name_alt) if signer else (),
-                    birth_date=signer.birth_date if signer else None)
-    session.execute(delete(ApplicantKey).where(ApplicantKey.application_id == app.id))
-    session.add_all(ApplicantKey(application_id=app.id, kind=kind, key=key) for kind, key in sorted(keys))
-    session.flush()
 
 
 def colleagues_for(session: Session, principal: Principal, app: Application | None = None) -> list[StaffUser]:

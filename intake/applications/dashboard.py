@@ -47,6 +47,8 @@ class Dashboard:
     unlinked: int
     signature_errors: int
     failed_forwards: int
+    #: versions held for staff (「本人確認要」): they change nothing until accepted
+    held: int
     days: list[date]
     trends: list[ProcedureTrend]
     overdue: int = 0
@@ -80,6 +82,7 @@ def dashboard(session: Session, principal: Principal, *, at: datetime) -> Dashbo
         unlinked=work.unlinked,
         signature_errors=work.signature_errors,
         failed_forwards=work.failed_forwards,
+        held=work.held,
         days=days,
         trends=trends,
         overdue=work.overdue,

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from intake.jst import jst_day
-from intake.models import Application, ApplicationVersion
+from intake.models import Application, ApplicationVersion, VersionState
 from intake.procedures import ProcedureCatalogue
 from intake.workdays import WardCalendar
 from status import FINAL_STATUSES, Status
@@ -40,12 +40,14 @@ def due_date(arrived: datetime, standard_days: int, calendar: WardCalendar) -> d
 
 
 def settle(session: Session, app: Application, catalogue: ProcedureCatalogue, *, at: datetime) -> None:
-    """After an arrival: give a new chain its due date, and restart a clock that a 補正 (or any move
-    out of 補正依頼 by the system) has released."""
+    """After an arrival or an admission (:func:`intake.applications.admission.settle`): give a new
+    chain its due date (from its first admitted or current version: never a held one), and restart a
+    clock that a 補正 (or any move out of 補正依頼 by the system) has released."""
     procedure = catalogue.procedures.get(app.procedure_id)
     if app.due_on is None and procedure is not None and procedure.standard_days:
-        first = session.scalar(select(func.min(ApplicationVersion.arrived_at))
-                               .where(ApplicationVersion.application_id == app.id))
+        first = session.scalar(select(func.min(ApplicationVersion.arrived_at)).where(  # never a held version's
+            ApplicationVersion.application_id == app.id,
+            ApplicationVersion.state.in_([VersionState.CURRENT, VersionState.SUPERSEDED])))
         if first is not None:
             app.due_on = due_date(first, procedure.standard_days, catalogue.calendar)
     if app.clock_stopped_at is not None and app.status != Status.CORRECTION_REQUESTED.value:

@@ -52,6 +52,8 @@ class ListFilters:
     linkage: LinkageState | None = None
     needs_review: bool = False
     signature_errors: bool = False
+    #: chains with a version held for staff (「本人確認要」, :mod:`intake.applications.admission`)
+    held: bool = False
     #: 受付番号 (any version of the chain) or 宛名番号, exact
     query: str | None = None
     #: a prefix of the applicant's フリガナ, compared as :func:`intake.kana.search_key`
@@ -147,6 +149,9 @@ def _list_conditions(principal: Principal, filters: ListFilters, current: type[A
         conditions.extend([Application.needs_review.is_(True), Application.status.not_in(_FINAL)])
     if filters.signature_errors:
         conditions.extend([current.indication != "PASSED", Application.status.not_in(_FINAL)])
+    if filters.held:
+        conditions.append(Application.id.in_(select(ApplicationVersion.application_id)
+                                             .where(ApplicationVersion.state == VersionState.HELD)))
     query = (filters.query or "").strip()
     if query:
         # A UNION of three index lookups: an OR across them makes PostgreSQL scan every chain.
@@ -271,6 +276,7 @@ def export_summary(filters: ListFilters) -> str:
         f"from={filters.date_from or '*'}", f"to={filters.date_to or '*'}",
         f"linkage={filters.linkage.value if filters.linkage else '*'}",
         f"queue={int(filters.needs_review)}", f"sigerr={int(filters.signature_errors)}",
+        f"held={int(filters.held)}",
         f"search={'yes' if (filters.query or '').strip() else 'no'}",
         f"kana={'yes' if search_key(filters.kana or '') else 'no'}",
         f"version={filters.version.value if filters.version else '*'}",

@@ -6,6 +6,8 @@ Per procedure, as the rows say now:
 * 宛名番号待ち (``unlinked``): linkage UNRESOLVED or CONFLICT, not final;
 * 署名検証エラー (``signature_errors``): the current version's signature did not pass, not final;
 * 転送失敗 (``failed_forwards``): forwarding items FAILED (whatever the chain's status);
+* 本人確認要 (``held``): versions held for a staff decision (:mod:`intake.applications.admission`),
+  whatever the chain's status — they change nothing until someone decides;
 * 処理期限超過 (``overdue``): :func:`intake.applications.deadlines.overdue_clause`.
 
 "Final" is 完了・却下・取下げ (:data:`status.FINAL_STATUSES`). ``tests/intake/test_open_work.py``
@@ -37,10 +39,11 @@ class OpenWork:
     signature_errors: int = 0
     failed_forwards: int = 0
     overdue: int = 0
+    held: int = 0
 
     @property
     def total(self) -> int:
-        return self.unreviewed + self.unlinked + self.signature_errors + self.failed_forwards
+        return self.unreviewed + self.unlinked + self.signature_errors + self.failed_forwards + self.held
 
     def __add__(self, other: OpenWork) -> OpenWork:
         return OpenWork(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -63,6 +66,8 @@ def open_work(session: Session, *, today: date, scope: ColumnElement[bool] | Non
         .join(ApplicationVersion, ApplicationVersion.id == ForwardItem.version_id).join(Application, chain)
         .where(where, ForwardItem.state == ForwardState.FAILED),
         "overdue": select(by, func.count()).where(where, overdue_clause(today)),
+        "held": select(by, func.count()).select_from(ApplicationVersion).join(Application, chain)
+        .where(where, ApplicationVersion.state == VersionState.HELD),
     }
     acc: dict[str, dict[str, int]] = defaultdict(dict)
     for name, query in queries.items():

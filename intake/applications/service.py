@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from intake.accesslog.service import append_access
+from intake.applications.admission import ACCEPTABLE_HOLDS
 from intake.applications.workflow import history_of
 from intake.authz import CHANGE_ROLES, REVEAL_PERMISSION, Principal, load_for
 from intake.crypto import Sealer
@@ -24,8 +25,10 @@ from intake.models import (
     Application,
     ApplicationVersion,
     Attachment,
+    Delivery,
     LinkageDecision,
     MyNumberRow,
+    Reverification,
     SignerIdentityRow,
     VerificationRecord,
     VersionState,
@@ -117,6 +120,34 @@ class IdentityCheck:
 
 
 @dataclass(frozen=True)
+class VerificationResult:
+    """One verification of a version's package, as staff read it (no personal data)."""
+
+    made_at: datetime
+    trigger: str  # arrival | revocation | operator
+    indication: str
+    sub_indication: str | None
+    reason_ja: str
+    revocation_checked: bool
+    validation_time: datetime
+
+
+def verification_results(session: Session, delivery_id: int) -> list[VerificationResult]:
+    """The first result and every re-verification of a delivery, oldest first."""
+    results = []
+    first = session.scalar(select(VerificationRecord).where(VerificationRecord.delivery_id == delivery_id))
+    delivery = session.get(Delivery, delivery_id)
+    if first is not None and delivery is not None:
+        results.append(VerificationResult(delivery.received_at, "arrival", first.indication, first.sub_indication,
+                                          first.reason_ja, first.revocation_checked, first.validation_time))
+    for r in session.scalars(select(Reverification).where(Reverification.delivery_id == delivery_id)
+                             .order_by(Reverification.id)):
+        results.append(VerificationResult(r.made_at, r.trigger, r.indication, r.sub_indication, r.reason_ja,
+                                          r.revocation_checked, r.validation_time))
+    return results
+
+
+@dataclass(frozen=True)
 class ApplicationDetail:
     app: Application
     versions: list[ApplicationVersion]
@@ -134,6 +165,12 @@ class ApplicationDetail:
     may_set_atena: bool
     may_reveal: bool
     decisions: list[LinkageDecision] = field(default_factory=list)
+    #: the shown version's verification results, first (on arrival) to latest (re-verifications)
+    results: list[VerificationResult] = field(default_factory=list)
+    #: versions of the chain that are held (「本人確認要」), oldest first
+    held: list[ApplicationVersion] = field(default_factory=list)
+    #: hold reasons staff may accept (the others wait for facts)
+    acceptable_holds: frozenset[str] = frozenset()
 
 
 def application_detail(
@@ -179,7 +216,8 @@ def application_detail(
         my_number_positions=positions, history=history,
         actions=allowed_actions(history.current, principal.roles) if may_change else [],
         may_change=may_change, may_set_atena=may_change, may_reveal=REVEAL_PERMISSION in principal.permissions,
-        decisions=decisions,
+        decisions=decisions, results=verification_results(session, shown.delivery_id),
+        held=[v for v in versions if v.state is VersionState.HELD], acceptable_holds=frozenset(ACCEPTABLE_HOLDS),
     )
 
 

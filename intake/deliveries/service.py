@@ -1,8 +1,9 @@
 """Store one delivery exactly once: the orchestration from the relay's bytes to a stored version.
 
-key → verify (with our own trust, never the relay's word alone) → delivery and its report →
-:func:`intake.applications.arrivals.add_version` → 宛名番号 linkage → forwarding, all in the
-request's one transaction. :func:`store_once` owns the idempotency: the idempotency key is the
+key → verify (with our own trust, never the relay's word alone) → scan → delivery and its report →
+:func:`intake.applications.arrivals.add_version` (which admits what may change its chain: linkage
+and forwarding follow admission, :mod:`intake.applications.admission`), all in the request's one
+transaction. :func:`store_once` owns the idempotency: the idempotency key is the
 body's SHA-256 and unique in the database, so a second identical delivery finds the first one
 instead of storing twice, whichever process it reaches.
 """
@@ -20,14 +21,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from handover import RelayReport
+from intake.applications.admission import Rules
 from intake.applications.arrivals import add_version
-from intake.applications.casework import on_arrival
 from intake.deliveries.admission import check_values
 from intake.deliveries.errors import DeliveryRefused
 from intake.deliveries.scanning import scan_delivery
 from intake.events import record_event
-from intake.forwarding.service import enqueue_forwarding
-from intake.linkage.service import resolve_on_arrival
 from intake.models import Delivery, VerificationRecord
 from intake.relayreports.service import resolve_stored
 from intake.runtime import Runtime
@@ -35,8 +34,8 @@ from intake.sealing import open_package, seal_package
 from signature.report import VerificationReport
 from signature.verify import verify_package
 
-__all__ = ["DeliveryRequest", "Receipt", "expected_key", "find_delivery", "package_bytes", "receipt_for",
-           "store_delivery", "store_once"]
+__all__ = ["DeliveryRequest", "Receipt", "awaiting_revocation", "expected_key", "find_delivery", "package_bytes",
+           "receipt_for", "store_delivery", "store_once"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +112,7 @@ def store_delivery(
     if key != expected_key(body):
         raise DeliveryRefused(422, "IDEMPOTENCY_KEY_MISMATCH", "Idempotency-Key is not sha256 of the body")
     now = runtime.clock()
+    crl_set = runtime.crl_set()  # read before verifying: a swap meanwhile only means one more re-verification
     started = time.perf_counter()  # a measurement for the metric, not a decision input
     report = verify_package(body, runtime.trust, at=now, policy=runtime.policy)
     runtime.observe_verification(time.perf_counter() - started)
@@ -126,6 +126,7 @@ def store_delivery(
         package=b"", received_at=now, client_id=client_id,
         relay_report=relay_report.to_json() if relay_report is not None else None,
         scan_report=scanned.report, malware_flagged=bool(flagged),
+        awaiting_revocation=awaiting_revocation(report), judged_with=crl_set,
     )
     session.add(delivery)
     session.flush()  # the unique key is claimed here; a concurrent twin fails on it
@@ -144,20 +145,17 @@ def store_delivery(
     if report.manifest is None or report.arrival is None:
         return receipt_for(delivery, duplicate=False)
     arrival = add_version(session, delivery, report, at=now, flagged_files=flagged,
-                          package_sealer=runtime.package_sealer, my_number_sealer=runtime.my_number_sealer)
-    if arrival is None:
-        return receipt_for(delivery, duplicate=False)
-    app, version = arrival.application, arrival.version
-    resolve_stored(session, version.receipt_number, at=now)
-    resolve_on_arrival(session, app, version, at=now)
-    on_arrival(session, arrival, catalogue=runtime.procedures, at=now)  # due date, person search keys
-    known = runtime.procedures.knows(app.procedure_id)
-    if not known:
-        record_event(session, "application.unknown_procedure", at=now, receipt_number=version.receipt_number,
-                     first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id)
-    if report.passed and known and arrival.current:
-        enqueue_forwarding(session, version, at=now, routes=runtime.routes)
+                          package_sealer=runtime.package_sealer, my_number_sealer=runtime.my_number_sealer,
+                          rules=Rules(runtime.routes, runtime.procedures))
+    if arrival is not None:
+        resolve_stored(session, arrival.version.receipt_number, at=now)
     return receipt_for(delivery, duplicate=False)
+
+
+def awaiting_revocation(report: VerificationReport) -> bool:
+    """The result waits for revocation data (INDETERMINATE / TRY_LATER): verified again when the
+    CRL set in use changes (:mod:`intake.deliveries.reverify`)."""
+    return report.sub_indication is not None and report.sub_indication.value == "TRY_LATER"
 
 
 def delivery_reason(report: VerificationReport) -> str | None:

@@ -37,6 +37,7 @@ __all__ = [
     "Outcome",
     "QueueItem",
     "apply_outcome",
+    "atena_numbers_for",
     "evaluate_chains",
     "list_unresolved",
     "resolve_on_arrival",
@@ -87,8 +88,11 @@ def evaluate_chains(session: Session, app_ids: Collection[int]) -> dict[int, Out
     versions: dict[int, list[tuple[str | None, date]]] = defaultdict(list)
     for batch in chunks(sorted(app_ids)):
         for app_id, serial, arrived_at in session.execute(
+            # Only admitted versions speak for the chain: a held version's serial (someone else's
+            # card, an unverified signature) never takes part (intake.applications.admission).
             select(ApplicationVersion.application_id, ApplicationVersion.user_cert_serial,
-                   ApplicationVersion.arrived_at).where(ApplicationVersion.application_id.in_(batch))
+                   ApplicationVersion.arrived_at).where(ApplicationVersion.application_id.in_(batch),
+                                                        ApplicationVersion.admitted_at.is_not(None))
         ):
             versions[app_id].append((serial, arrival_day(arrived_at)))
     serials = {s for vs in versions.values() for s, _ in vs if s}
@@ -101,6 +105,16 @@ def evaluate_chains(session: Session, app_ids: Collection[int]) -> dict[int, Out
         ):
             entries[serial].append(_Entry(number, valid_from, valid_to, import_id))
     return {app_id: _outcome(versions.get(app_id, []), entries) for app_id in app_ids}
+
+
+def atena_numbers_for(session: Session, serial: str | None, day: date) -> set[str]:
+    """The 宛名番号 the active linkage entries give ``serial`` on ``day`` (empty: none known)."""
+    if not serial:
+        return set()
+    rows = session.execute(
+        select(LinkageEntry.atena_number, LinkageEntry.valid_from, LinkageEntry.valid_to, LinkageEntry.import_id)
+        .where(LinkageEntry.cert_serial == serial, LinkageEntry.active.is_(True)))
+    return {entry.atena_number for entry in (_Entry(*row) for row in rows) if entry.valid_on(day)}
 
 
 def _outcome(versions: Sequence[tuple[str | None, date]], entries: dict[str, list[_Entry]]) -> Outcome:
@@ -159,7 +173,7 @@ def _has_decision(session: Session, app_id: int) -> bool:
 
 
 def resolve_on_arrival(session: Session, app: Application, version: ApplicationVersion, *, at: datetime) -> None:
-    """Re-evaluate ``app``'s 宛名番号 now that ``version`` (already flushed) belongs to it.
+    """Re-evaluate ``app``'s 宛名番号 now that ``version`` (already flushed) is admitted to it.
 
     The first evaluation of a chain is always recorded, also when it leaves the chain waiting.
     """

@@ -42,6 +42,7 @@ STATUS_KEYS: tuple[tuple[str, dict[str, str] | None, str], ...] = (
     ("unlinked", {"linkage": "unresolved"}, "宛名番号待ち"),
     ("signature_errors", {"sigerr": "1"}, "署名検証エラー"),
     ("failed_forwards", None, "業務システムへの転送失敗"),
+    ("held", {"held": "1"}, "本人確認要（署名者が申請者と確認できない版）"),
     ("overdue", {"overdue": "1", "sort": "due"}, "処理期限（標準処理期間）超過"),
 )
 _WEEKDAYS = "月火水木金土日"

@@ -19,9 +19,10 @@ from typing import Any
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from intake.applications.admission import HOLD_LABELS
 from intake.authz import ROLE_LABELS
 from intake.jst import JST
-from intake.models import LinkageState
+from intake.models import LinkageState, VersionState
 from intake.wareki import format_date, format_datetime, format_with_western
 from status import Action, Role
 
@@ -32,6 +33,7 @@ __all__ = [
     "INDICATION_LABELS",
     "LABELS",
     "LINKAGE_LABELS",
+    "VERSION_STATE_LABELS",
     "Renderer",
     "access_action_label",
     "csv_download",
@@ -53,8 +55,13 @@ INDICATION_LABELS = {"PASSED": "有効", "FAILED": "無効", "INDETERMINATE": "�
 #: The departments that are not in the catalogue, as staff read them.
 DEPARTMENT_LABELS = {"all": "全部署（開発用）", "unassigned": "所管未設定", "system": "システム"}
 NOTICE_LABELS = {"delivered": "届きました", "refused": "ポータルが受け付けませんでした", None: "送信待ち"}
+VERSION_STATE_LABELS = {VersionState.CURRENT: "最新", VersionState.SUPERSEDED: "旧版",
+                        VersionState.HELD: "本人確認要", VersionState.REJECTED: "不採用"}
+#: Why a verification was made: on arrival, or again (new revocation data; an operator's request).
+VERIFICATION_TRIGGER_LABELS = {"arrival": "到達時", "revocation": "失効情報の更新後", "operator": "運用者の再検証"}
 LABELS = {"action": ACTION_LABELS, "linkage": LINKAGE_LABELS, "indication": INDICATION_LABELS,
-          "notice": NOTICE_LABELS}
+          "notice": NOTICE_LABELS, "version_state": VERSION_STATE_LABELS, "hold": HOLD_LABELS,
+          "trigger": VERIFICATION_TRIGGER_LABELS}
 
 #: Access-log actions as an auditor reads them (the code is shown beside: the search filters by it).
 ACCESS_ACTION_LABELS = {
@@ -73,6 +80,7 @@ ACCESS_ACTION_LABELS = {
     "admin.user.deactivate": "職員アカウントの停止", "admin.user.reactivate": "職員アカウントの再開",
     "admin.user.unlock": "ロックの解除", "admin.user.totp_reset": "確認コードの再設定",
     "admin.user.password_set": "パスワードの設定",
+    "version.accept": "本人確認要の版を反映", "version.reject": "本人確認要の版を不採用",
 }
 
 

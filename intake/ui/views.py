@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from handover import COMMENT_MAX_CHARS
 from intake.applications import listing
 from intake.applications import service as apps
+from intake.applications.admission import Decision, Rules, decide
 from intake.applications.dashboard import dashboard
 from intake.applications.errors import CommentTooLong
 from intake.applications.workflow import change_status, mark_reviewed
@@ -141,7 +142,7 @@ def _filters(request: Request, ctx: Ctx) -> listing.ListFilters:
         procedure=q.get("procedure") or None, status=parse_enum(Status, q.get("status")),
         date_from=parse_date(q.get("from")), date_to=parse_date(q.get("to")),
         linkage=parse_enum(LinkageState, q.get("linkage")),
-        needs_review=q.get("queue") == "1", signature_errors=q.get("sigerr") == "1",
+        needs_review=q.get("queue") == "1", signature_errors=q.get("sigerr") == "1", held=q.get("held") == "1",
         version=parse_enum(listing.VersionFilter, q.get("version")), assigned=(q.get("assigned") or "")[:64] or None,
         page=parse_int(q.get("page")), overdue=q.get("overdue") == "1",
         sort=listing.SORT_DUE if q.get("sort") == listing.SORT_DUE else None, **person,
@@ -261,6 +262,26 @@ def post_atena(app_id: int, ctx: Staff, form: Form) -> Response:
             (InvalidAtenaNumber, 400, "宛名番号は10桁の数字で入力してください。"),
             (ReasonRequired, 400, "処理事由を入力してください。"),
         ]))
+
+
+@router.post("/applications/{app_id}/versions/{version_id}/decision", response_model=None)
+def post_version_decision(app_id: int, version_id: int, ctx: Staff, form: Form) -> Response:
+    """Accept or reject a held version (「本人確認要」) with a 処理事由."""
+    def act() -> object:
+        decision = parse_enum(Decision, form.get("decision"))
+        if decision is None:
+            raise InvalidRequest("unknown decision", code="UNKNOWN_DECISION")
+        runtime = ctx.state.runtime
+        return decide(ctx.session, ctx.principal, Rules(runtime.routes, runtime.procedures),
+                      application_id=app_id, version_id=version_id, decision=decision,
+                      reason=form.get("reason", "")[:2000], at=ctx.now())
+
+    return _on_detail(ctx, app_id, form, act, Refusals([
+        (ReasonRequired, 400, "処理事由を入力してください。"),
+        (IllegalStateChange, 409, "この版はこの操作の対象ではありません（受け付けられるのは、署名者が申請者と同一人と"
+                                  "確認できない版だけです）。"),
+        (InvalidRequest, 400, "操作が正しくありません。"),
+    ]), version=version_id)
 
 
 @router.post("/applications/{app_id}/assign", response_model=None)

@@ -22,7 +22,8 @@ from tests.conftest import NOW
 @pytest.fixture
 def env(empty_database: str, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
-    env.update({"SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"), "SHINSEI_INTAKE_DATABASE_URL": empty_database})
+    env.update({"SHINSEI_INTAKE_ENVIRONMENT": "development", "SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"),
+                "SHINSEI_INTAKE_DATABASE_URL": empty_database})
     upgrade(empty_database)
     return env
 

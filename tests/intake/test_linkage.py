@@ -35,7 +35,7 @@ from intake.runtime import Runtime
 from portal_sim import linkage as sim
 from portal_sim.datadir import ResidentRecord, UserCert
 from signature.testing.builder import ApplicationSpec
-from tests.conftest import JST, NOW, PackageFactory
+from tests.conftest import JST, NOW, PackageFactory, World
 from tests.intake.conftest import Clock
 
 SERIAL = "1A2B3C4D5E6F"  # the spec fixture's user_cert_serial
@@ -349,11 +349,14 @@ def test_serial_known_but_not_valid_on_arrival_waits_with_that_reason(
 
 def test_renewed_card_old_and_new_serial_resolve_one_chain(
     session: Session, runtime: Runtime, clock: Clock, make_package: PackageFactory, spec: ApplicationSpec,
+    world: World,
 ) -> None:
     renewed = datetime(2026, 11, 20, 10, 0, tzinfo=JST)
     old = replace(spec, arrived_at=datetime(2026, 11, 19, 15, 0, tzinfo=JST), user_cert_serial=OTHER)
     new = replace(spec, receipt_number="20261125-0000000002", kind="再申請", first_receipt_number=spec.receipt_number)
-    app = deliver(session, runtime, make_package(spec=old))
+    # The old card, valid when the first application arrived (it is judged at its 到達日時).
+    old_card = world.pki.issue_signer(world.residents[0], not_before=datetime(2021, 6, 1, tzinfo=JST))
+    app = deliver(session, runtime, make_package(spec=old, signer=old_card))
     deliver(session, runtime, make_package(spec=new))
     assert app.linkage_state is LinkageState.UNRESOLVED
     result = run_import(

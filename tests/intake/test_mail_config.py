@@ -121,7 +121,8 @@ def test_mail_command_dry_run_send_and_status(tmp_path: Path) -> None:
     is Tuesday, whose business-day mail covers it alone, whatever day the suite runs on."""
     procedures, departments = write_world(tmp_path / "config")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
-    env.update({"SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"), "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures),
+    env.update({"SHINSEI_INTAKE_ENVIRONMENT": "development", "SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"),
+                "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures),
                 "SHINSEI_INTAKE_MAIL__DEPARTMENTS_FILE": str(departments),
                 "SHINSEI_INTAKE_MAIL__SENDER": "intake@ward.example.lg.jp",
                 "SHINSEI_INTAKE_DEV_CLOCK": "2026-11-25T12:00:00+09:00"})

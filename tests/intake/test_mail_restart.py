@@ -65,6 +65,7 @@ def env(engine: Engine, tmp_path: Path, smtp: SmtpSink) -> dict[str, str]:
     procedures, departments = write_world(tmp_path / "config")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
     env.update({
+        "SHINSEI_INTAKE_ENVIRONMENT": "development",
         "SHINSEI_INTAKE_DATABASE_URL": engine.url.render_as_string(hide_password=False),
         "SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"),
         "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures),

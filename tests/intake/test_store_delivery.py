@@ -71,7 +71,8 @@ def test_passed_package_is_stored_with_my_numbers_apart(
     assert {a.name for a in attachments} == {a.file_name for a in spec.attachments}
     assert all(a.data and a.sha256 for a in attachments)
     kinds = session.scalars(select(Event.kind).order_by(Event.id)).all()
-    assert kinds == ["delivery.stored", "application.new"]
+    assert kinds == ["delivery.stored", "application.new", "version.admitted"]
+    assert version.admitted_by == "first-application"
 
 
 def test_key_must_be_the_body_hash(session: Session, runtime: Runtime, make_package: PackageFactory) -> None:
@@ -119,8 +120,10 @@ def test_reapplication_supersedes_and_withdrawal_withdraws(
     assert app.state is ApplicationState.WITHDRAWN
     assert session.scalar(select(func.count()).select_from(Application)) == 1
     kinds = [k for k in session.scalars(select(Event.kind).order_by(Event.id)) if k != "delivery.stored"]
-    assert kinds == ["application.new", "application.reapplication", "version.superseded",
-                     "application.withdrawal", "version.superseded", "application.withdrawn", "status.changed"]
+    assert kinds == ["application.new", "version.admitted",
+                     "application.reapplication", "version.superseded", "version.admitted",
+                     "application.withdrawal", "version.superseded", "application.withdrawn", "status.changed",
+                     "version.admitted"]
 
 
 def test_out_of_order_original_arrives_after_its_reapplication(

@@ -40,7 +40,8 @@ def _post(path: str, **data: str) -> Callable[[httpx.Client, UIWorld, str, bool]
     def call(c: httpx.Client, w: UIWorld, csrf: str, own: bool) -> httpx.Response:
         values = {k: v.format(version=w.own_version if own else w.other_version, app=_app(w, own))
                   for k, v in data.items()}
-        return c.post(path.format(app=_app(w, own)), data={"csrf": csrf, **values})
+        target = path.format(app=_app(w, own), version=w.own_version if own else w.other_version)
+        return c.post(target, data={"csrf": csrf, **values})
     return call
 
 
@@ -78,6 +79,10 @@ ROUTES = [
     Route("assign", _post("/staff/applications/{app}/assign", to="me"), "POST", "/applications/{app_id}/assign"),
     Route("reveal", _post("/staff/applications/{app}/my-number", version_id="{version}", position="0",
                           reason="児童手当の審査"), "POST", "/applications/{app_id}/my-number"),
+    # The world's versions are admitted, not held: a role that may decide reaches the rule (409).
+    Route("decision", _post("/staff/applications/{app}/versions/{version}/decision", decision="accept",
+                            reason="窓口で同一人と確認"),
+          "POST", "/applications/{app_id}/versions/{version_id}/decision"),
     Route("export", lambda c, w, _s, _o: c.get("/staff/applications.csv"), "GET", "/applications.csv"),
     Route("outbox", lambda c, w, _s, _o: c.get("/staff/outbox"), "GET", "/outbox"),
     Route("retry", lambda c, w, csrf, own: c.post(f"/staff/outbox/{_item(w, own)}/retry", data={"csrf": csrf}),
@@ -158,6 +163,8 @@ def expected(route: str, user: str, own: bool) -> int:
         return 303 if user in CHANGERS else 403
     if route == "reveal":
         return 200 if user == "revealer" else 403
+    if route == "decision":
+        return 409 if user in CHANGERS else 403
     raise AssertionError(route)
 
 
