@@ -5,6 +5,7 @@ phone, birth date in 和暦) — access-logged without the search text."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -32,7 +33,7 @@ from intake.settings import IntakeSettings, MailSettings
 from intake.wareki import format_date
 from signature.testing.builder import ApplicationSpec
 from status import Action, Role
-from tests.conftest import NOW, PackageFactory
+from tests.conftest import NOW, PackageFactory, World
 from tests.intake.staffdata import OTHER_DEPT, OTHER_PROCEDURE, OWN_DEPT, OWN_PROCEDURE, deliver, principal
 
 #: the staff test catalogue with a 標準処理期間 of 10 business days for the own procedure
@@ -47,6 +48,28 @@ VIEWER = replace(principal(Role.VIEWER, login="viewer1"), catalogue=CATALOGUE)
 def _staff(session: Session, login: str, roles: list[str], dept: str, *, active: bool = True) -> None:
     session.add(StaffUser(login=login, display_name=login, roles=roles, departments=[dept], created_at=NOW,
                           active=active))
+
+
+@pytest.fixture
+def settings(world: World, tmp_path: Path) -> IntakeSettings:
+    """A CRL folder of the module's own: a test that runs a later day publishes that day's CRLs there."""
+    crl_dir = tmp_path / "crls"
+    shutil.copytree(world.crl_dir, crl_dir)
+    return IntakeSettings(var_dir=tmp_path / "var", jpki_roots=[world.jpki_roots], portal_roots=[world.portal_roots],
+                          crls=[crl_dir], jpki_intermediates=[world.intermediates])
+
+
+def _publish_crls(world: World, rt: Runtime, *, this_update: datetime, next_update: datetime) -> None:
+    """J-LIS's CRLs of a later day (nobody revoked), in use from ``this_update``."""
+    (crl_dir,) = rt.settings.crls
+    for i, root in enumerate(world.pki.jpki_roots):
+        (crl_dir / f"jpki-g{i + 1}.crl").write_bytes(
+            world.pki.issue_crl(root, [], this_update=this_update, next_update=next_update))
+    (crl_dir / "jpki-intermediate.crl").write_bytes(
+        world.pki.issue_crl(world.pki.jpki_intermediate, [], this_update=this_update, next_update=next_update))
+    store = rt.trust.revocation
+    assert store is not None
+    assert store.refresh(at=this_update) is True
 
 
 @pytest.fixture
@@ -176,7 +199,7 @@ def test_bulk_change_is_each_case_as_one_by_one(
 
 
 def test_due_date_stops_during_a_correction_and_overdue_is_the_same_everywhere(
-    session: Session, rt: Runtime, make_package: PackageFactory, spec: ApplicationSpec
+    session: Session, rt: Runtime, make_package: PackageFactory, spec: ApplicationSpec, world: World
 ) -> None:
     app_id = _deliver(session, rt, make_package, spec, 1)  # arrived Wed 2026-11-25 11:30 JST
     app = session.get(Application, app_id)
@@ -193,6 +216,9 @@ def test_due_date_stops_during_a_correction_and_overdue_is_the_same_everywhere(
     assert app.clock_stopped_at is not None
     fix = replace(spec, receipt_number="20261202-0000000002", kind="補正", first_receipt_number=spec.receipt_number,
                   arrived_at=datetime(2026, 12, 2, 9, tzinfo=JST))
+    # The 補正 is admitted (its signature passes with the CRLs of its day), so the clock runs again.
+    _publish_crls(world, rt, this_update=datetime(2026, 12, 2, 8, tzinfo=JST),
+                  next_update=datetime(2026, 12, 4, 8, tzinfo=JST))
     deliver(session, replace(rt, clock=lambda: datetime(2026, 12, 2, 9, 5, tzinfo=JST)), make_package(spec=fix))
     session.refresh(app)
     assert (app.status, app.clock_stopped_at, app.due_on) == ("審査中", None, date(2026, 12, 15))
