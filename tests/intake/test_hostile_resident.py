@@ -31,6 +31,7 @@ from intake.errors import IllegalStateChange, ReasonRequired
 from intake.forwarding.routes import Route
 from intake.models import (
     AccessLogRow,
+    ApplicantKey,
     Application,
     ApplicationState,
     ApplicationVersion,
@@ -133,9 +134,11 @@ def link(s: Session, *pairs: tuple[str, str]) -> None:
 def snapshot(s: Session) -> tuple[object, ...]:
     app = chain(s)
     current = [v.receipt_number for v in app.versions if v.state is VersionState.CURRENT]
+    # ...and how staff find it: a held version's signer (another name) must not make A's chain findable.
+    keys = sorted(s.execute(select(ApplicantKey.kind, ApplicantKey.key).where(ApplicantKey.application_id == app.id)))
     return (app.status, app.state, current, app.atena_number, app.linkage_state,
             s.scalar(select(func.count()).select_from(StatusNotice)),
-            sorted(s.scalars(select(ForwardItem.idempotency_key))))
+            sorted(s.scalars(select(ForwardItem.idempotency_key))), app.applicant_kana, keys, app.due_on)
 
 
 def test_another_resident_changes_nothing_and_staff_decide(
@@ -149,6 +152,7 @@ def test_another_resident_changes_nothing_and_staff_decide(
         assert before[2] == [FIRST]
         assert before[3:5] == ("0000000001", LinkageState.AUTO)
         assert before[6] == [f"{FIRST}:kodomo-system"]
+        assert {kind for kind, _key in before[8]} >= {"name", "birth"}  # A's chain is findable by A
         assert version(s, FIRST).admitted_by == "first-application"
 
     b_withdraw = spec_of(spec, 2, "取下げ", serial=B_SERIAL, minutes=5)
