@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-from dmz_relay.scan import NullScanner
 from sqlalchemy import select
 
 from dmz_relay.runtime import Relay
@@ -35,6 +34,7 @@ from intake.models import AccessLogRow, Application, Event, StatusNotice
 from intake.procedures import Procedure, ProcedureCatalogue
 from intake.runtime import Runtime
 from intake.settings import IntakeSettings
+from malware import NullScanner
 from portal_sim.api import ApiSettings, FixedClock, create_app
 from signature.testing.builder import ApplicationSpec, build_package
 from signature.testing.samples import sample_spec
