@@ -165,7 +165,7 @@ def _serve(args: argparse.Namespace, relay: object) -> int:
     from dmz_relay.ops import create_ops_app
     from dmz_relay.push import create_app
     from dmz_relay.runtime import Relay
-    from dmz_relay.tlsreload import TlsReloader
+    from tlsreload import TlsReloader
 
     assert isinstance(relay, Relay)  # noqa: S101 - narrows the type for mypy
     s = relay.settings

@@ -22,7 +22,7 @@ from intake.api import Role, create_app, create_ops_app, make_metrics, make_read
 from intake.runtime import Runtime
 from intake.settings import IntakeSettings
 from intake.startup import refuse
-from intake.tlsreload import TlsReloader
+from tlsreload import TlsReloader
 
 __all__ = ["listener_problem", "serve"]
 

@@ -40,7 +40,7 @@ COMPOSE = "/usr/bin/docker-compose"
 PROJECT = "shzdeploy"
 APP_UID, POSTGRES_UID, PROXY_UID, MAIL_UID = 10001, 10002, 10004, 10005
 
-_SOURCES = ("signature", "status", "handover", "malware", "intake", "dmz_relay", "portal_sim")
+_SOURCES = ("signature", "status", "handover", "malware", "tlsreload", "intake", "dmz_relay", "portal_sim")
 
 
 def _digest(paths: Iterable[Path]) -> str:
