@@ -5,7 +5,9 @@ offers the first part of a period and the relay hands it over; ``intake backup``
 intake serves; the portal offers the rest and the relay hands that over too; the intake's database
 is destroyed; ``intake restore`` brings back the backup (and only it: what came later is really
 gone); ``dmz_relay replay --since`` asks the portal again for everything offered since the backup
-and the intake's idempotency drops what it has — so every application is there again, once.
+and the intake's idempotency drops what it has — so every application is there again, once. The
+relay's own state (``dmz_relay backup`` / ``restore``) is put back too: its next pull fetches again
+what came after the saved cursor, and still nothing is stored twice.
 
 The portal's clock is simulated (fixed), so "since the backup" is the portal time at which the
 backup was taken, with an hour's overlap on purpose: packages the restored intake already holds
@@ -71,6 +73,10 @@ def test_restore_then_replay_brings_back_every_application_once(
         manifest = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
         assert manifest["deliveries"] == len(before_backup)
         assert manifest["key_ids"]  # the ids of the keys it needs; the keys themselves are not in it
+        relay_backup = tmp_path / "relay-state.db"
+        made = _cli(chain.relay.env, chain.work, "-m", "dmz_relay", "backup", "--out", str(relay_backup))
+        assert made.returncode == 0, made.stdout + made.stderr
+        stones_at_backup = len(chain.tombstones())
 
         chain.portal.terminate()
         chain.start_portal()  # the rest of the period arrives and is handed over
@@ -92,7 +98,21 @@ def test_restore_then_replay_brings_back_every_application_once(
         result = json.loads(replayed.stdout.strip().splitlines()[-1])
         after = sorted(chain.intake_deliveries())
 
+        # The relay's state, restored from its own backup (refused over an existing one without --force):
+        # the pull resumes from the saved cursor, fetches what came after it again, and the intake keeps one copy.
+        refused = _cli(chain.relay.env, chain.work, "-m", "dmz_relay", "restore", str(relay_backup))
+        assert refused.returncode != 0
+        assert "--force" in refused.stdout
+        put_back = _cli(chain.relay.env, chain.work, "-m", "dmz_relay", "restore", str(relay_backup), "--force")
+        assert put_back.returncode == 0, put_back.stdout + put_back.stderr
+        assert len(chain.tombstones()) == stones_at_backup
+        code, resumed = chain.pull_once()
+        assert code == 0, resumed
+        assert sum(resumed["outcomes"].values()) >= len(everything) - len(before_backup), resumed  # fetched again
+        after_relay_restore = sorted(chain.intake_deliveries())
+
     assert after == everything  # nothing lost, nothing twice
+    assert after_relay_restore == everything
     assert result["unfinished"] == []
     assert result["listed"] > len(everything) - len(before_backup)  # the overlap was offered again …
     assert sum(Counter(result["outcomes"]).values()) == result["listed"]
