@@ -120,9 +120,15 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.fixture(scope="module")
+def demo_var(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``SHINSEI_VAR_DIR`` for both runs: the demo starts afresh each time but keeps its key cache."""
+    return tmp_path_factory.mktemp("demo") / "var"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_make_demo_stops_every_child_on_a_signal(sig: signal.Signals, tmp_path: Path) -> None:
-    env = {**_clean_env(), "SHINSEI_VAR_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"}
+def test_make_demo_stops_every_child_on_a_signal(sig: signal.Signals, demo_var: Path) -> None:
+    env = {**_clean_env(), "SHINSEI_VAR_DIR": str(demo_var), "PYTHONUNBUFFERED": "1"}
     demo_proc = subprocess.Popen([sys.executable, "-m", "demo", "--residents", "4", "--applications", "8"],
                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  start_new_session=True)  # its own group: a failed test can still clean up
