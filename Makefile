@@ -89,7 +89,7 @@ wheelhouse: install
 
 # The container deployment, built and run for real (tests/deploy/): starts its own dockerd, leaves nothing behind.
 deploy-check: install wheelhouse
-	$(VENV)/bin/pytest tests/deploy -p no:randomly
+	SHINSEI_SCREENSHOT_DIR=docs/screenshots $(VENV)/bin/pytest tests/deploy
 
 demo: install
 	SHINSEI_VAR_DIR=$(SHINSEI_VAR_DIR) $(PY) -m demo

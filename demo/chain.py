@@ -102,12 +102,41 @@ def _base_env(var: Path) -> dict[str, str]:
     return env
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m demo")
+def parser() -> argparse.ArgumentParser:
+    """``python -m demo`` (tests check that every option has a help text)."""
+    from intake import __version__
+
+    ap = argparse.ArgumentParser(prog="python -m demo", description="the whole chain on this machine (make demo); "
+                                 "SIGTERM or Ctrl-C stops every process it started")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     ap.add_argument("--headless", action="store_true", help="run, check, exit 0/1 (make smoke)")
-    ap.add_argument("--residents", type=int, default=40)
-    ap.add_argument("--applications", type=int, default=120)
-    args = ap.parse_args(argv)
+    ap.add_argument("--residents", type=int, default=40, help="residents the portal simulator makes (default 40)")
+    ap.add_argument("--applications", type=int, default=120, help="applications of one day (default 120)")
+    return ap
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGINT: unwind, so that every child process is stopped on the way out."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the clean-up short
+    raise Stopped(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    try:
+        return _main(args)
+    except Stopped as stopped:
+        print(f"\nstopped ({stopped}); every process the demo started has been stopped", flush=True)
+        return 0
+
+
+def _main(args: argparse.Namespace) -> int:
     var = Path(os.environ.get("SHINSEI_VAR_DIR", "var")).resolve()
     for sub in ("intake", "relay", "mail", "log", "portal/data"):
         shutil.rmtree(var / sub, ignore_errors=True)  # a fresh run each time; the key cache is kept
@@ -213,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\nsmoke:", "OK" if ok else "FAILED")
             return 0 if ok else 1
         ui_port = free_port()
-        ui = _start([PY, "-m", "intake", "serve", "--port", str(ui_port)], intake_env,
+        ui = _start([PY, "-m", "intake", "serve", "--only", "ui", "--port", str(ui_port)], intake_env,
                     lay.var / "log" / "intake-ui.log", stack)
         _wait_ready(f"http://127.0.0.1:{ui_port}/healthz", ui)
         print(f"\nstaff UI (職員画面): http://127.0.0.1:{ui_port}/staff/  (this terminal is on the allowlist)")
@@ -221,12 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         for login in logins:
             print(f"  {login}")
         print(f"relay API for the intake: https://127.0.0.1:{intake_port} (mTLS)  portal_sim: http://127.0.0.1:{portal_port}")
-        print("Ctrl-C stops everything.")
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            print("\nstopping …")
-    return 0
+        print("Ctrl-C (or SIGTERM) stops everything.", flush=True)
+        while True:
+            signal.pause()  # until _stop raises Stopped, which unwinds the stack and stops every child
 
 
 DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - development only, printed on the terminal

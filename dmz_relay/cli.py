@@ -39,14 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     statuses = sub.add_parser("statuses", help="relay status notices from the intake to the portal")
     statuses.add_argument("--once", action="store_true", help="one round, then exit")
     push = sub.add_parser("push", help="LGWAN terminal: upload ZIP files or folders to the relay")
-    push.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    push.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="ZIP files, or folders of them, to upload")
     push.add_argument("--url", required=True, help="the relay's base URL, e.g. https://relay.example.lg.jp:8500")
     push.add_argument("--ca", type=Path, help="CA bundle that verifies the relay (https)")
     push.add_argument("--cert", type=Path, help="client certificate (PEM), if the relay requires one")
     push.add_argument("--key", type=Path, help="client key (PEM)")
     push.add_argument("--retries", type=int, default=3, help="retries per file on 503 / connection errors")
     push.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
-    push.add_argument("--no-progress", action="store_true")
+    push.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway off a terminal)")
     sub.add_parser("check", help="configuration and readiness self-test (exit 1 when not ready)")
     sub.add_parser("status", help="reconciliation: listed items by state, set-aside items, the last rounds (JSON)")
     retry = sub.add_parser("retry", help="retry a set-aside 受付番号 now, with a fresh attempt budget")
@@ -204,7 +204,7 @@ def _serve(args: argparse.Namespace, relay: object) -> int:
     from dmz_relay.ops import create_ops_app
     from dmz_relay.push import create_app
     from dmz_relay.runtime import Relay
-    from dmz_relay.tlsreload import TlsReloader
+    from tlsreload import TlsReloader
 
     assert isinstance(relay, Relay)  # noqa: S101 - narrows the type for mypy
     s = relay.settings

@@ -13,7 +13,9 @@ RUN groupadd --system --gid 10003 clamav \
  && rm -rf /var/lib/apt/lists/* /var/lib/clamav/* \
  && install -d -o 10003 -g 10010 -m 0750 /run/clamav
 COPY docker/clamd/clamd.conf /etc/clamav/clamd.conf
-USER 10003:10003
+# The socket group as primary group: clamd can hand the socket to it without supplementary groups
+# (a numeric USER gets none).
+USER 10003:10010
 HEALTHCHECK --interval=5s --timeout=3s --retries=3 \
   CMD ["python3", "-c", "import socket; s = socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect('/run/clamav/clamd.ctl'); s.sendall(b'zPING\\0'); assert s.recv(16).startswith(b'PONG')"]
 ENTRYPOINT ["clamd", "--config-file=/etc/clamav/clamd.conf"]

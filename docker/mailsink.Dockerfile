@@ -8,7 +8,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10005 mailsink \
  && useradd --system --uid 10005 --gid mailsink --home-dir /nonexistent --shell /usr/sbin/nologin mailsink \
- && install -d -o 10005 -g 10005 -m 0700 /var/mail/sink
+ && install -d -o 10005 -g 10005 -m 0700 /var/mail/sink /var/mail/sink/tmp /var/mail/sink/new /var/mail/sink/cur
+# A maildir (tmp/, new/, cur/): the volume is filled from the image on first use.
 USER 10005:10005
 EXPOSE 2525
 # Options before -c: everything after the handler class is its arguments (the maildir).

@@ -38,6 +38,7 @@ COPY signature /opt/shinsei/app/signature
 COPY status /opt/shinsei/app/status
 COPY handover /opt/shinsei/app/handover
 COPY malware /opt/shinsei/app/malware
+COPY tlsreload /opt/shinsei/app/tlsreload
 COPY intake /opt/shinsei/app/intake
 COPY dmz_relay /opt/shinsei/app/dmz_relay
 COPY portal_sim /opt/shinsei/app/portal_sim

@@ -16,7 +16,8 @@ media, access-controlled, logged.
 configured (the blobs would never open again), refuses to overwrite a database that holds
 deliveries unless ``--force``, restores, then migrates to the newest revision. Applications that
 arrived after the backup are then brought back by the relay: ``python -m dmz_relay replay --since``
-the backup's time (docs/relay.md "Replay"); the intake's idempotency drops the ones it has.
+the backup's time (docs/operations.md "Backups and restore"); the intake's idempotency drops the
+ones it has.
 """
 
 from __future__ import annotations

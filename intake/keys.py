@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker, undefer
 
 from intake.crypto import CryptoError, Sealer
@@ -45,29 +45,30 @@ class _Table:
     purpose: str  # "my_number" or "package": which key family seals it
     model: type
     column: str
-    reseal: Callable[[Sealer, object, bytes], bytes]
+    #: The row's new column values: the blob re-sealed under the active key (and what names the key).
+    reseal: Callable[[Sealer, object, bytes], dict[str, object]]
 
 
-def _reseal_package(sealer: Sealer, row: object, blob: bytes) -> bytes:
+def _reseal_package(sealer: Sealer, row: object, blob: bytes) -> dict[str, object]:
     assert isinstance(row, Delivery)  # noqa: S101 - narrows for mypy
-    return seal_package(sealer, row.id, open_package(sealer, row.id, blob))
+    return {"package": seal_package(sealer, row.id, open_package(sealer, row.id, blob))}
 
 
-def _reseal_attachment(sealer: Sealer, row: object, blob: bytes) -> bytes:
+def _reseal_attachment(sealer: Sealer, row: object, blob: bytes) -> dict[str, object]:
     assert isinstance(row, Attachment)  # noqa: S101
-    return seal_attachment(sealer, row.id, open_attachment(sealer, row.id, blob))
+    return {"data": seal_attachment(sealer, row.id, open_attachment(sealer, row.id, blob))}
 
 
-def _reseal_my_number(sealer: Sealer, row: object, blob: bytes) -> bytes:
+def _reseal_my_number(sealer: Sealer, row: object, blob: bytes) -> dict[str, object]:
     assert isinstance(row, MyNumberRow)  # noqa: S101
     value = open_my_number(sealer, row.version_id, row.position, blob)
-    row.key_id = sealer.active_key_id
-    return seal_my_number(sealer, row.version_id, row.position, value)
+    return {"ciphertext": seal_my_number(sealer, row.version_id, row.position, value),
+            "key_id": sealer.active_key_id}
 
 
-def _reseal_totp(sealer: Sealer, row: object, blob: bytes) -> bytes:
+def _reseal_totp(sealer: Sealer, row: object, blob: bytes) -> dict[str, object]:
     assert isinstance(row, StaffUser)  # noqa: S101
-    return seal_totp(sealer, row.id, open_totp(sealer, row.id, blob))
+    return {"totp_secret": seal_totp(sealer, row.id, open_totp(sealer, row.id, blob))}
 
 
 TABLES = (
@@ -87,28 +88,32 @@ def sealers(settings: IntakeSettings) -> dict[str, Sealer]:
     }
 
 
-def _rows(session: Session, table: _Table, after: int, batch: int) -> list[object]:
-    model = table.model
-    query: Any = (select(model).where(model.id > after).order_by(model.id).limit(batch)  # type: ignore[attr-defined]
-             .options(undefer(getattr(model, table.column))))
-    return list(session.scalars(query))
+#: Enough of a blob to read its key id: magic (2), id length (1), id (at most 255).
+_HEADER = 3 + 255
 
 
-def key_counts(sessions: sessionmaker[Session], batch: int = 500) -> dict[str, dict[str, int]]:
+def _headers(session: Session, table: _Table, after: int, batch: int) -> list[tuple[int, bytes | None]]:
+    """(id, the blob's first bytes) of the next ``batch`` rows after ``after``: a key id is read
+    without loading a (possibly large) package."""
+    model: Any = table.model
+    head = func.substr(getattr(model, table.column), 1, _HEADER)
+    query = select(model.id, head).where(model.id > after).order_by(model.id).limit(batch)
+    return [(int(row_id), bytes(value) if value is not None else None) for row_id, value in session.execute(query)]
+
+
+def key_counts(sessions: sessionmaker[Session], batch: int = 2000) -> dict[str, dict[str, int]]:
     """Table → key id → blobs sealed with it."""
     counts: dict[str, dict[str, int]] = {}
     for table in TABLES:
         per: dict[str, int] = {}
         last = 0
         with sessions() as session:
-            while rows := _rows(session, table, last, batch):
-                for row in rows:
-                    blob = getattr(row, table.column)
-                    if blob:
-                        kid = Sealer.key_id_of(blob)
+            while heads := _headers(session, table, last, batch):
+                for _row_id, head in heads:
+                    if head:
+                        kid = Sealer.key_id_of(head)
                         per[kid] = per.get(kid, 0) + 1
-                last = rows[-1].id  # type: ignore[attr-defined]
-                session.expunge_all()
+                last = heads[-1][0]
         counts[table.name] = per
     return counts
 
@@ -123,28 +128,47 @@ class RotationProgress:
 def rotate(sessions: sessionmaker[Session], keys: dict[str, Sealer], *, batch: int = 200,
            limit: int | None = None) -> Iterator[RotationProgress]:
     """Re-seal, table by table, every blob not under its family's active key; one committed
-    transaction per batch (short: the services keep serving). Yields progress after each batch."""
+    transaction per batch (short: the services keep serving). Yields progress after each batch.
+
+    Rows are found by their blobs' key ids (headers only), then the stale ones are loaded and
+    locked (``SELECT … FOR UPDATE`` on PostgreSQL) and checked again; each is written back only
+    if its blob is still the one that was re-sealed (``UPDATE … WHERE column = old blob``; SQLite
+    has no row locks), so a row the service changes meanwhile (a staff member's new TOTP secret)
+    is never overwritten with an old value: it is skipped, already under the active key. Killed at
+    any point, a run loses at most its open batch (rolled back); the next run starts over and skips
+    what is done."""
     budget = limit
     for table in TABLES:
         sealer = keys[table.purpose]
+        model: Any = table.model
+        column = getattr(model, table.column)
         last, examined, resealed = 0, 0, 0
         while budget is None or budget > 0:
             with sessions() as session:
-                rows = _rows(session, table, last, batch)
-                if not rows:
+                heads = _headers(session, table, last, batch)
+                if not heads:
                     break
-                for row in rows:
-                    examined += 1
-                    blob = getattr(row, table.column)
-                    if not blob or Sealer.key_id_of(blob) == sealer.active_key_id:
-                        continue
-                    setattr(row, table.column, table.reseal(sealer, row, blob))
-                    resealed += 1
-                    if budget is not None:
-                        budget -= 1
-                        if budget == 0:
-                            break
-                last = rows[-1].id  # type: ignore[attr-defined]
+                examined += len(heads)
+                last = heads[-1][0]
+                stale = [row_id for row_id, head in heads if head and Sealer.key_id_of(head) != sealer.active_key_id]
+                if budget is not None and len(stale) >= budget:
+                    stale, last = stale[:budget], stale[budget - 1]
+                if stale:
+                    rows = list(session.scalars(select(model).where(model.id.in_(stale)).order_by(model.id)
+                                                .options(undefer(column)).with_for_update()))
+                    for row in rows:
+                        blob = getattr(row, table.column)
+                        if not blob or Sealer.key_id_of(blob) == sealer.active_key_id:
+                            continue  # changed since the headers were read
+                        written = session.execute(
+                            update(model).where(model.id == row.id, column == blob)
+                            .values(table.reseal(sealer, row, blob))
+                            .execution_options(synchronize_session=False))
+                        if not written.rowcount:  # type: ignore[attr-defined]
+                            continue  # changed after it was loaded: the service's value stands
+                        resealed += 1
+                        if budget is not None:
+                            budget -= 1
                 session.commit()
             yield RotationProgress(table.name, examined, resealed)
 
@@ -163,10 +187,13 @@ def run_keys(args: argparse.Namespace, settings: IntakeSettings, sessions: sessi
         return 0
     if args.action == "rotate":
         total = 0
+        with sessions() as session:
+            rows = {t.name: session.scalar(select(func.count()).select_from(t.model)) or 0 for t in TABLES}
         try:
             for step in rotate(sessions, keys, batch=args.batch, limit=args.limit):
                 total += step.resealed
-                print(f"{step.table}: examined {step.examined}, re-sealed {step.resealed}", flush=True)
+                print(f"{step.table}: examined {step.examined} of {rows[step.table]}, re-sealed {step.resealed}",
+                      flush=True)
         except CryptoError as exc:
             print(f"NG  a blob does not open with the configured keys ({exc}); nothing after it was changed")
             return 1

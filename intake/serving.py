@@ -23,7 +23,7 @@ from intake.crls.watcher import watcher_of
 from intake.runtime import Runtime
 from intake.settings import IntakeSettings
 from intake.startup import refuse
-from intake.tlsreload import TlsReloader
+from tlsreload import TlsReloader
 
 __all__ = ["listener_problem", "serve"]
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 
+from portal_sim import __version__
 from portal_sim.api.serve import add_serve_parser
 from portal_sim.datadir import JST, DataDir
 from portal_sim.errors import PortalSimError
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m portal_sim`` parser; every subcommand sets ``handler``."""
     parser = argparse.ArgumentParser(prog="python -m portal_sim",
                                      description="A stand-in for the national portal (マイナポータル).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     common.add_argument("-v", "--verbose", action="store_true", help="log what is done (no personal data)")

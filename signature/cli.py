@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from signature import __version__
 from signature.errors import SignatureError
 from signature.policy import RevocationMode, VerificationPolicy
 from signature.report import Indication, VerificationReport
@@ -52,10 +53,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m signature", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("verify", help="verify one application package")
-    v.add_argument("package", type=Path)
+    v.add_argument("package", type=Path, help="the package (ZIP) to verify")
     v.add_argument("--jpki-roots", type=Path, action="append", required=True,
                    help="JPKI trust anchors: a PEM/DER file or a directory of them (repeatable)")
     v.add_argument("--portal-roots", type=Path, action="append", required=True,
@@ -68,27 +70,29 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--at", type=_moment, default=None,
                    help="time of processing, ISO 8601 with offset (default: now); the portal certificate is "
                         "validated at it, the applicant's certificate at the package's 到達日時")
-    v.add_argument("--revocation", choices=[m.value for m in RevocationMode], default=RevocationMode.REQUIRE.value)
+    v.add_argument("--revocation", choices=[m.value for m in RevocationMode], default=RevocationMode.REQUIRE.value,
+                   help="require (default): no current CRL means TRY_LATER; soft-fail is lenient (recovery only)")
     v.add_argument("--json", action="store_true", help="print one JSON object")
 
     t = sub.add_parser("testpki", help="generate a test PKI (JPKI-TEST and PORTAL-TEST)")
-    t.add_argument("out", type=Path)
-    t.add_argument("--now", type=_moment, default=None)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("out", type=Path, help="directory to write the PKI into")
+    t.add_argument("--now", type=_moment, default=None, help="valid around this moment, ISO 8601 (default: now)")
+    t.add_argument("--seed", type=int, default=0, help="seeds names, serials and residents, not keys (default 0)")
 
     b = sub.add_parser("build", help="build a test package from a test PKI")
     b.add_argument("--pki", type=Path, required=True, help="directory written by `testpki`")
-    b.add_argument("--out", type=Path, required=True)
-    b.add_argument("--receipt", default="20261125-0000000001")
+    b.add_argument("--out", type=Path, required=True, help="the package file to write")
+    b.add_argument("--receipt", default="20261125-0000000001", help="受付番号 of the package")
     b.add_argument("--seed", type=int, default=0, help="chooses the resident and the form")
-    b.add_argument("--tool", choices=["python", "xmlsec1"], default="python")
-    b.add_argument("--uri-style", choices=["raw", "percent"], default="raw")
+    b.add_argument("--tool", choices=["python", "xmlsec1"], default="python", help="which signer signs it")
+    b.add_argument("--uri-style", choices=["raw", "percent"], default="raw",
+                   help="same-document references as written or percent-encoded")
     b.add_argument("--folder", default=None, help="put the files under one top-level folder")
     b.add_argument("--cp932", action="store_true", help="CP932 entry names without the UTF-8 flag")
-    b.add_argument("--now", type=_moment, default=None)
+    b.add_argument("--now", type=_moment, default=None, help="signing time, ISO 8601 with offset (default: now)")
 
     d = sub.add_parser("demo", help="generate a PKI and sample packages and print their reports")
-    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--out", type=Path, required=True, help="directory for the PKI and the packages")
     return parser
 
 

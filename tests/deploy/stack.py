@@ -32,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support.chain import PortalData
 from tests.support.clamd import BODY_SIGNATURE, EICAR, HASH_SIGNATURE
-from tests.support.dockerd import DockerEngine
+from tests.support.dockerd import AddressClash, DockerEngine, clashes
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = ROOT / "docker"
@@ -40,7 +40,7 @@ COMPOSE = "/usr/bin/docker-compose"
 PROJECT = "shzdeploy"
 APP_UID, POSTGRES_UID, PROXY_UID, MAIL_UID = 10001, 10002, 10004, 10005
 
-_SOURCES = ("signature", "status", "handover", "malware", "intake", "dmz_relay", "portal_sim")
+_SOURCES = ("signature", "status", "handover", "malware", "tlsreload", "intake", "dmz_relay", "portal_sim")
 
 
 def _digest(paths: Iterable[Path]) -> str:
@@ -81,11 +81,14 @@ def _exists(engine: DockerEngine, tag: str) -> bool:
     return engine.docker("image", "inspect", tag, check=False, timeout=30).returncode == 0
 
 
+_KEEP = 3  # tags per image kept in the cache: worktrees that differ a little stay warm in turn
+
+
 def _drop_old(engine: DockerEngine, repo: str, keep: str) -> None:
+    """Remove all but the newest few tags of ``repo`` (``docker images`` lists newest first)."""
     tags = engine.docker("images", repo, "--format", "{{.Repository}}:{{.Tag}}", timeout=30).stdout.split()
-    for tag in tags:
-        if tag != keep:
-            engine.docker("rmi", tag, check=False, timeout=60)
+    for tag in [t for t in tags if t != keep][_KEEP - 1:]:
+        engine.docker("rmi", tag, check=False, timeout=60)
 
 
 def build_images(engine: DockerEngine, timings: dict[str, float]) -> Images:
@@ -121,7 +124,8 @@ def build_images(engine: DockerEngine, timings: dict[str, float]) -> Images:
             _drop_old(engine, f"shinsei-{name}", tag)
         tags[name] = tag
         timings[f"image {name}"] = time.monotonic() - started
-    engine.docker("image", "prune", "-f", check=False, timeout=120)
+    # Dangling images older than a week only: the build stage's untagged image is the layer cache.
+    engine.docker("image", "prune", "-f", "--filter", "until=168h", check=False, timeout=120)
     return Images(base=base_tag, **tags)
 
 
@@ -310,6 +314,20 @@ class Stack:
 
     def logs(self, services: Iterable[str] = ()) -> str:
         return self.compose("logs", "--no-color", "--tail", "60", *services, check=False, timeout=120).stdout[-12000:]
+
+
+def compose_subnets() -> list[str]:
+    import yaml
+
+    loaded = yaml.safe_load((DOCKER_DIR / "compose.yaml").read_text(encoding="utf-8"))
+    return [pool["subnet"] for network in loaded["networks"].values() for pool in network["ipam"]["config"]]
+
+
+def check_addresses() -> None:
+    """Refuse to bring the stack up where its networks would cut the host off (tests/support/dockerd.py)."""
+    clash = clashes(compose_subnets())
+    if clash:
+        raise AddressClash("docker/compose.yaml's subnets would cut the host off: " + "; ".join(clash))
 
 
 def ours(engine: DockerEngine) -> Mapping[str, list[str]]:

@@ -1,5 +1,5 @@
-"""docker/ is validated here because no Docker engine runs on these machines: hadolint on every
-Dockerfile, `docker-compose config` on the compose file, and the zone rules read from the file."""
+"""docker/ read without an engine (fast, everywhere): hadolint on every Dockerfile, `docker-compose
+config` on the compose file, and the zone rules read from the file. tests/deploy/ builds and runs it."""
 
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ def test_zones_hold_in_the_compose_file(compose: dict[str, Any]) -> None:
     assert "dmz-mynumber" not in nets["intake-ui"]
     assert nets["postgres"] == {"mynumber"}
     assert services["clamd"]["network_mode"] == "none"  # reached through its socket only
+    assert services["clamd-intake"]["network_mode"] == "none"
+    # Each zone scans with its own clamd (P11): no socket volume is shared across the zones.
+    assert any(v.startswith("clamd-socket:") for v in services["relay"]["volumes"])
+    assert any(v.startswith("clamd-intake-socket:") for v in services["intake-api"]["volumes"])
+    assert not any(v.startswith("clamd-socket:") for v in services["intake-api"]["volumes"])
     for internal in ("dmz-mynumber", "mynumber", "staff-ui", "lgwan-portal"):
         assert networks[internal]["internal"] is True
     for name, service in services.items():
