@@ -39,7 +39,13 @@ from intake.models import (
     SignerIdentityRow,
     VersionState,
 )
-from intake.mynumbers.service import extract_my_numbers, store_my_numbers
+from intake.mynumbers.service import (
+    NO_PATHS,
+    MyNumberPaths,
+    extract_applicant_numbers,
+    extract_my_numbers,
+    store_my_numbers,
+)
 from intake.sealing import seal_attachment
 from signature.report import FileRole, VerificationReport
 from status import FINAL_STATUSES, Action, Status
@@ -59,10 +65,11 @@ class Arrival:
 
 def add_version(
     session: Session, delivery: Delivery, report: VerificationReport, *, at: datetime, flagged_files: Collection[str],
-    package_sealer: Sealer, my_number_sealer: Sealer,
+    package_sealer: Sealer, my_number_sealer: Sealer, my_number_paths: MyNumberPaths = NO_PATHS,
 ) -> Arrival | None:
     """Add the verified ``report`` of ``delivery`` to its chain; ``None`` if the 受付番号 is already
-    stored (with other bytes). ``report`` must have a manifest and an arrival record."""
+    stored (with other bytes). ``report`` must have a manifest and an arrival record.
+    ``my_number_paths``: the procedure's declared My Number fields (the catalogue's)."""
     manifest, arrival = report.manifest, report.arrival
     if manifest is None or arrival is None:
         raise ValueError("add_version needs a readable, portal-attested package")
@@ -75,7 +82,9 @@ def add_version(
                      first_receipt_number=first, procedure_id=manifest.procedure_id)
         return None
     app = _chain(session, first, manifest.procedure_id, manifest.procedure_name, at=at)
-    masked_form, numbers = extract_my_numbers(report.file(FileRole.FORM).data)
+    # Every My Number (form and 申請者情報, any namespace, declared paths) sealed apart, emptied here.
+    masked_form, numbers = extract_my_numbers(report.file(FileRole.FORM).data, my_number_paths)
+    applicant, applicant_numbers = extract_applicant_numbers(manifest.applicant, first_position=len(numbers))
     current = not any(v.arrived_at > arrival.arrived_at for v in app.versions)
     version = ApplicationVersion(
         application_id=app.id, delivery_id=delivery.id, receipt_number=arrival.receipt_number,
@@ -83,7 +92,7 @@ def add_version(
         state=VersionState.CURRENT if current else VersionState.SUPERSEDED,
         superseded_at=None if current else at, indication=report.indication.value,
         user_cert_serial=arrival.user_cert_serial, form_xml=masked_form, form_file=manifest.form_file,
-        applicant=[list(pair) for pair in manifest.applicant],
+        applicant=applicant,
     )
     session.add(version)
     session.flush()
@@ -101,7 +110,7 @@ def add_version(
     if current:
         kana = dict(manifest.applicant).get("氏名フリガナ")
         app.applicant_kana = search_key(kana) if kana else None
-    store_my_numbers(session, version, numbers, my_number_sealer)
+    store_my_numbers(session, version, [*numbers, *applicant_numbers], my_number_sealer)
     _store_attachments(session, version, report, flagged_files, package_sealer)
     if report.signer is not None:
         s = report.signer

@@ -143,7 +143,8 @@ def store_delivery(
     if report.manifest is None or report.arrival is None:
         return receipt_for(delivery, duplicate=False)
     arrival = add_version(session, delivery, report, at=now, flagged_files=flagged,
-                          package_sealer=runtime.package_sealer, my_number_sealer=runtime.my_number_sealer)
+                          package_sealer=runtime.package_sealer, my_number_sealer=runtime.my_number_sealer,
+                          my_number_paths=runtime.procedures.my_number_paths(report.manifest.procedure_id))
     if arrival is None:
         return receipt_for(delivery, duplicate=False)
     app, version = arrival.application, arrival.version
