@@ -17,12 +17,14 @@ from intake.db import make_engine, make_session_factory
 from intake.migrate import upgrade
 from intake.models import AccessLogRow
 from tests.conftest import NOW
+from tests.intake.accessrows import committed_ids
 
 
 @pytest.fixture
 def env(empty_database: str, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
-    env.update({"SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"), "SHINSEI_INTAKE_DATABASE_URL": empty_database})
+    env.update({"SHINSEI_INTAKE_ENVIRONMENT": "development", "SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var"),
+                "SHINSEI_INTAKE_DATABASE_URL": empty_database})
     upgrade(empty_database)
     return env
 
@@ -37,10 +39,10 @@ def _rows(url: str, n: int) -> list[int]:
     try:
         with make_session_factory(engine)() as s:
             actor = Actor(staff_id="tanaka", department="kodomo", terminal="ip:10.1.2.3")
-            ids = [append_access(s, actor=actor, at=NOW + timedelta(minutes=i), action="application.view",
-                                 subject=f"application:{i}", atena_number="1234567890").id for i in range(n)]
-            s.commit()
-            return ids
+            for i in range(n):
+                append_access(s, actor=actor, at=NOW + timedelta(minutes=i), action="application.view",
+                              subject=f"application:{i}", atena_number="1234567890")
+            return committed_ids(s, n)
     finally:
         engine.dispose()
 
