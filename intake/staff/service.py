@@ -25,7 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.accesslog.service import append_access
+from intake.accesslog.service import access_log_keys, append_access
 from intake.authz import STAFF_ROLES, Actor, Principal
 from intake.crypto import Sealer
 from intake.errors import InvalidRequest
@@ -121,7 +121,10 @@ def _audit(session: Session, *, login: str, terminal: str, at: datetime, action:
 def _fail(session: Session, user: StaffUser | None, login: str, *, terminal: str, at: datetime,
           settings: StaffUISettings, why: str) -> LoginFailed | AccountLocked:
     if user is None:
-        _audit(session, login=login, terminal=terminal, at=at, action="login.failed", reason=why)
+        # Not an account: what was typed may be a password in the wrong field. Only a keyed
+        # fingerprint is kept (the same text gives the same value; the value reveals nothing).
+        _audit(session, login=access_log_keys(session).fingerprint("login", login), terminal=terminal, at=at,
+               action="login.failed", reason=why)
         return LoginFailed(why)
     user.failed_logins += 1
     _audit(session, login=user.login, terminal=terminal, at=at, action="login.failed", reason=why)
@@ -161,7 +164,11 @@ def login_with_password(
     user = session.scalar(select(StaffUser).where(StaffUser.login == login).with_for_update())
     if user is None or not user.active or user.password_hash is None:
         _verify_quietly(_DUMMY_HASH, password)
-        raise _fail(session, None, login, terminal=terminal, at=at, settings=settings, why="unknown or inactive")
+        if user is not None:  # a real account: its login id is a staff id, not typed text
+            _audit(session, login=user.login, terminal=terminal, at=at, action="login.failed",
+                   reason="inactive" if not user.active else "no password login")
+            raise LoginFailed("inactive or no password")
+        raise _fail(session, None, login, terminal=terminal, at=at, settings=settings, why="unknown login id")
     if _locked(user, at):
         _audit(session, login=user.login, terminal=terminal, at=at, action="login.refused", reason="locked")
         assert user.locked_until is not None  # noqa: S101 - narrowed by _locked
@@ -206,12 +213,13 @@ def login_with_certificate(
     try:
         fp = _fingerprint(fingerprint)
     except InvalidRequest as exc:
-        raise _fail(session, None, "certificate", terminal=terminal, at=at, settings=settings,
-                    why="bad fingerprint") from exc
+        _audit(session, login="certificate", terminal=terminal, at=at, action="login.failed", reason="bad fingerprint")
+        raise LoginFailed("bad fingerprint") from exc
     user = session.scalar(select(StaffUser).where(StaffUser.client_cert_sha256 == fp).with_for_update())
     if user is None or not user.active:
-        raise _fail(session, None, "certificate", terminal=terminal, at=at, settings=settings,
-                    why=f"unknown certificate {fp[:16]}")
+        _audit(session, login="certificate", terminal=terminal, at=at, action="login.failed",
+               reason=f"unknown certificate {fp[:16]}")
+        raise LoginFailed("unknown or inactive certificate")
     if _locked(user, at):
         assert user.locked_until is not None  # noqa: S101 - narrowed by _locked
         raise AccountLocked(user.locked_until)
