@@ -99,9 +99,12 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--role", action="append", required=True,
                      help="viewer | reviewer | department_admin | system_admin | auditor (repeatable)")
     add.add_argument("--department", action="append", required=True, help="department id (repeatable)")
-    add.add_argument("--reveal-my-number", action="store_true", help="grant the separate My Number reveal permission")
+    add.add_argument("--reveal-my-number", action="store_true",
+                     help="the separate My Number reveal permission (once an administrator exists: a request)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else: none)")
     add.add_argument("--cert-sha256", help="SHA-256 fingerprint of the staff IC-card certificate")
+    add.add_argument("--reason", default="python -m intake staff add",
+                     help="処理事由 for the access log (default: the command's name)")
 
     keys = sub.add_parser("keys", help="encryption keys: which key seals what, rotation")
     keyss = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -405,27 +408,43 @@ def _audit_purge(args: argparse.Namespace, settings: IntakeSettings, sessions: s
 
 
 def _staff_add(args: argparse.Namespace, settings: IntakeSettings, sessions: sessionmaker[Session]) -> int:
-    """Create a staff account; prints the TOTP secret and otpauth URI once (for the authenticator app)."""
+    """Create a staff account under the admin pages' rules (known roles and departments, an
+    access-log row; once an administrator exists, reveal / system_admin / an IC card are requests for
+    an administrator to approve). Prints the TOTP secret and otpauth URI once."""
+    import getpass
+    from datetime import timedelta
+
     from sqlalchemy.exc import IntegrityError
 
     from intake.crypto import Sealer
-    from intake.errors import InvalidRequest
-    from intake.staff.service import create_user
+    from intake.errors import IntakeError
+    from intake.procedures import load_procedures
+    from intake.staff.admin import create_from_command_line
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     sealer = Sealer({k: v.get_secret_value() for k, v in settings.package_keys.items()}, settings.package_active_key)
     try:
+        catalogue = load_procedures(settings.procedures_file)
+    except (OSError, ValueError) as exc:
+        refuse(f"the procedure catalogue cannot be read ({type(exc).__name__})")
+    try:
         with sessions() as session:
-            new = create_user(session, login=args.login, display_name=args.name, roles=args.role,
-                              departments=args.department, at=system_clock(), sealer=sealer, password=password,
-                              may_reveal_my_number=args.reveal_my_number, client_cert_sha256=args.cert_sha256)
+            made = create_from_command_line(
+                session, operator=getpass.getuser(), login=args.login, display_name=args.name, roles=args.role,
+                departments=args.department, may_reveal_my_number=args.reveal_my_number, password=password,
+                client_cert_sha256=args.cert_sha256, reason=args.reason, at=system_clock(), catalogue=catalogue,
+                sealer=sealer, issuer=settings.ui.totp_issuer, ttl=timedelta(hours=settings.ui.approval_hours))
             session.commit()
-    except (InvalidRequest, IntegrityError) as exc:
-        why = exc if isinstance(exc, InvalidRequest) else "login or certificate already in use"
-        print(f"refused: {type(exc).__name__}: {why}", file=sys.stderr)
+    except (IntakeError, IntegrityError) as exc:
+        why = f"{exc.code}: {exc}" if isinstance(exc, IntakeError) else "login or certificate already in use"
+        print(f"refused: {why}", file=sys.stderr)
         return 2
-    print(f"created staff user {args.login}")
-    if new.totp_secret:
-        print(f"TOTP secret: {new.totp_secret}")
-        print(f"otpauth URI: {new.provisioning_uri(settings.ui.totp_issuer)}")
+    print(f"created staff user {args.login}" + (" (bootstrap: no system administrator existed)" if made.bootstrap
+                                                 else ""))
+    for filed in made.requests:
+        print(f"request {filed.request_id} ({filed.kind.value}) waits for a system administrator's approval "
+              "(/staff/admin/requests)")
+    if made.totp is not None:
+        print(f"TOTP secret: {made.totp.secret}")
+        print(f"otpauth URI: {made.totp.provisioning_uri}")
     return 0

@@ -143,6 +143,9 @@ class StaffUISettings(BaseModel):
     #: (nothing is uploaded through a browser). ``None``: the page says imports are not set up.
     linkage_inbox: Path | None = None
     totp_issuer: str = "申請管理システム"
+    #: How long a privileged change request (reveal permission, system_admin, IC card, another's
+    #: password or TOTP) waits for a second system administrator before it expires (issue 15 §3).
+    approval_hours: int = Field(default=24, ge=1, le=24 * 14)
 
     def production_problems(self) -> list[str]:
         problems = []

@@ -69,15 +69,16 @@ class NewUser:
 def create_user(
     session: Session, *, login: str, display_name: str, roles: list[str], departments: list[str], at: datetime,
     sealer: Sealer, password: str | None = None, may_reveal_my_number: bool = False,
-    client_cert_sha256: str | None = None, totp_secret: str | None = None,
+    client_cert_sha256: str | None = None, totp_secret: str | None = None, allow_no_role: bool = False,
 ) -> NewUser:
-    """Create an account. A password login always gets a TOTP secret (generated unless given)."""
+    """Create an account. A password login always gets a TOTP secret (generated unless given).
+    ``allow_no_role``: the account's only role waits for a second administrator (system_admin)."""
     require_aware(at)
     try:
         parsed = sorted({Role(r) for r in roles})
     except ValueError as exc:
-        raise UnknownRole(f"unknown role in {roles!r}") from exc
-    if not parsed or not set(parsed) <= STAFF_ROLES:
+        raise UnknownRole("unknown role") from exc
+    if (not parsed and not allow_no_role) or not set(parsed) <= STAFF_ROLES:
         raise UnknownRole("at least one staff role is required")
     if not departments:
         raise InvalidRequest("at least one department is required", code="NO_DEPARTMENT")

@@ -85,7 +85,7 @@ ROUTES = [
           "POST", "/outbox/{item_id}/retry"),
     Route("admin", lambda c, w, _s, _o: c.get("/staff/admin"), "GET", "/admin"),
     *(Route(f"admin_{page}", lambda c, w, _s, _o, page=page: c.get(f"/staff/admin/{page}"), "GET", f"/admin/{page}")
-      for page in ("users", "users/new", "roles", "departments", "procedures", "routes")),
+      for page in ("users", "users/new", "requests", "roles", "departments", "procedures", "routes")),
     Route("linkage", lambda c, w, _s, _o: c.get("/staff/linkage"), "GET", "/linkage"),
 ]
 
@@ -99,7 +99,8 @@ COVERED_ELSEWHERE = {
     **{("POST", path): "test_admin.py::test_admin_route_matrix" for path in (
         "/admin/users", "/admin/users/{user_id}", "/admin/users/{user_id}/deactivate",
         "/admin/users/{user_id}/reactivate", "/admin/users/{user_id}/unlock", "/admin/users/{user_id}/totp",
-        "/admin/users/{user_id}/password")},
+        "/admin/users/{user_id}/password", "/admin/requests/{request_id}/approve",
+        "/admin/requests/{request_id}/deny")},
     ("GET", "/admin/users/{user_id}"): "test_admin.py::test_admin_route_matrix",
     ("POST", "/linkage/preview"): "test_linkage_page.py::test_every_route_for_every_role",
     ("POST", "/linkage/run"): "test_linkage_page.py::test_every_route_for_every_role",
