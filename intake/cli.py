@@ -85,7 +85,10 @@ def parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="access log (P13)")
     audits = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
-    audits.add_parser("verify", help="check the hash chain and record the result (exit 1: broken)")
+    audits.add_parser("verify", help="check the hash chain (keys) and the seals outside the database, record the "
+                                     "result (exit 1: broken)")
+    audits.add_parser("seal", help="seal the head of an intact chain outside the database (audit_seal_dir: "
+                                   "signature and/or RFC 3161 time stamp); exit 1: chain broken, 2: cannot seal")
     purge = audits.add_parser("purge", help="delete rows older than access_log_retention_years (after checking them)")
     purge.add_argument("--dry-run", action="store_true", help="check and count only, delete nothing")
 
@@ -97,9 +100,12 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--role", action="append", required=True,
                      help="viewer | reviewer | department_admin | system_admin | auditor (repeatable)")
     add.add_argument("--department", action="append", required=True, help="department id (repeatable)")
-    add.add_argument("--reveal-my-number", action="store_true", help="grant the separate My Number reveal permission")
+    add.add_argument("--reveal-my-number", action="store_true",
+                     help="the separate My Number reveal permission (once an administrator exists: a request)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else: none)")
     add.add_argument("--cert-sha256", help="SHA-256 fingerprint of the staff IC-card certificate")
+    add.add_argument("--reason", default="python -m intake staff add",
+                     help="処理事由 for the access log (default: the command's name)")
 
     keys = sub.add_parser("keys", help="encryption keys: which key seals what, rotation")
     keyss = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -178,9 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem:
             refuse(f"{problem}")
     engine = make_engine(url)
-    sessions = make_session_factory(engine)
+    # Every command writes and checks the access log with the configured keys (never the development key
+    # in production: the settings refuse it).
+    sessions = make_session_factory(engine, access_log_keys=settings.access_log_keyring())
     if args.command == "audit":
-        return _audit_purge(args, settings, sessions) if args.action == "purge" else _audit_verify(sessions)
+        if args.action == "purge":
+            return _audit_purge(args, settings, sessions)
+        return _audit_seal(settings, sessions) if args.action == "seal" else _audit_verify(settings, sessions)
     if args.command == "staff":
         return _staff_add(args, settings, sessions)
     if args.command == "backup":
@@ -353,14 +363,28 @@ def _check(settings: IntakeSettings) -> int:
     return 0 if not problems else 1
 
 
-def _audit_verify(sessions: sessionmaker[Session]) -> int:
-    """Exit 0 when the access log's hash chain is intact, else 1 and the ids where it breaks. The
-    result is recorded (the auditor's page shows the latest check)."""
+def _audit_verify(settings: IntakeSettings, sessions: sessionmaker[Session]) -> int:
+    """Exit 0 when the access log's hash chain (under its keys) and every seal outside the database
+    are intact, else 1 and what is wrong. The chain check is recorded (the auditor's page shows the
+    latest check)."""
     from intake.accesslog.checks import run_check
+    from intake.accesslog.seals import SealConfig, SealConfigError, check_seals
 
+    try:
+        config = SealConfig.from_settings(settings)
+    except SealConfigError as exc:
+        refuse(str(exc))
     with sessions() as session:
         check = run_check(session, at=system_clock())
+        seals = check_seals(session, config, require=settings.environment == "production")
         session.commit()
+    if seals.seals:
+        newest = seals.newest
+        print(f"..  {seals.seals} seal(s) checked" + (f"; newest seals row id {newest.head_id}" if newest else ""))
+    elif not config.configured:
+        print("..  seals not configured (audit_seal_dir with audit_seal_key_file or audit_tsa_url)")
+    for name, seal_problem in seals.problems:
+        print(f"NG  seal {name}: {seal_problem.value}")
     if check.anchor_through_id is not None:
         print(f"..  chain starts at the retention record: rows up to id {check.anchor_through_id} were purged")
     if not check.intact:
@@ -370,8 +394,30 @@ def _audit_verify(sessions: sessionmaker[Session]) -> int:
             print(f"NG  {check.broken_count} broken row(s), the first {len(check.broken)} listed")
         print(f"NG  access log chain broken at row id(s): {' '.join(str(i) for i in check.broken)}")
         return 1
+    if not seals.intact:
+        return 1
     head = f"; head id {check.last_id} hash {check.last_hash}" if check.last_id is not None else ""
     print(f"OK  access log chain intact ({check.rows} rows){head}")
+    return 0
+
+
+def _audit_seal(settings: IntakeSettings, sessions: sessionmaker[Session]) -> int:
+    """Seal the head of the (intact) access log outside the database. Exit 0 sealed, 1 the chain is
+    not intact (nothing sealed), 2 no configuration, the TSA failed or the seal could not be written."""
+    from intake.accesslog.seals import SealConfig, SealRefused, seal_head
+    from intake.errors import IntakeError
+
+    try:
+        config = SealConfig.from_settings(settings)
+        with sessions() as session:
+            seal = seal_head(session, config, at=system_clock(), key_id=settings.access_log_active_key)
+    except SealRefused as exc:
+        print(f"NG  {exc}")
+        return 1
+    except IntakeError as exc:
+        print(f"{exc.code}: {exc}", file=sys.stderr)
+        return 2
+    print(f"OK  sealed row id {seal.head_id} hash {seal.head_hash} ({seal.rows} rows): {seal.name}")
     return 0
 
 
@@ -415,27 +461,43 @@ def _audit_purge(args: argparse.Namespace, settings: IntakeSettings, sessions: s
 
 
 def _staff_add(args: argparse.Namespace, settings: IntakeSettings, sessions: sessionmaker[Session]) -> int:
-    """Create a staff account; prints the TOTP secret and otpauth URI once (for the authenticator app)."""
+    """Create a staff account under the admin pages' rules (known roles and departments, an
+    access-log row; once an administrator exists, reveal / system_admin / an IC card are requests for
+    an administrator to approve). Prints the TOTP secret and otpauth URI once."""
+    import getpass
+    from datetime import timedelta
+
     from sqlalchemy.exc import IntegrityError
 
     from intake.crypto import Sealer
-    from intake.errors import InvalidRequest
-    from intake.staff.service import create_user
+    from intake.errors import IntakeError
+    from intake.procedures import load_procedures
+    from intake.staff.admin import create_from_command_line
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     sealer = Sealer({k: v.get_secret_value() for k, v in settings.package_keys.items()}, settings.package_active_key)
     try:
+        catalogue = load_procedures(settings.procedures_file)
+    except (OSError, ValueError) as exc:
+        refuse(f"the procedure catalogue cannot be read ({type(exc).__name__})")
+    try:
         with sessions() as session:
-            new = create_user(session, login=args.login, display_name=args.name, roles=args.role,
-                              departments=args.department, at=system_clock(), sealer=sealer, password=password,
-                              may_reveal_my_number=args.reveal_my_number, client_cert_sha256=args.cert_sha256)
+            made = create_from_command_line(
+                session, operator=getpass.getuser(), login=args.login, display_name=args.name, roles=args.role,
+                departments=args.department, may_reveal_my_number=args.reveal_my_number, password=password,
+                client_cert_sha256=args.cert_sha256, reason=args.reason, at=system_clock(), catalogue=catalogue,
+                sealer=sealer, issuer=settings.ui.totp_issuer, ttl=timedelta(hours=settings.ui.approval_hours))
             session.commit()
-    except (InvalidRequest, IntegrityError) as exc:
-        why = exc if isinstance(exc, InvalidRequest) else "login or certificate already in use"
-        print(f"refused: {type(exc).__name__}: {why}", file=sys.stderr)
+    except (IntakeError, IntegrityError) as exc:
+        why = f"{exc.code}: {exc}" if isinstance(exc, IntakeError) else "login or certificate already in use"
+        print(f"refused: {why}", file=sys.stderr)
         return 2
-    print(f"created staff user {args.login}")
-    if new.totp_secret:
-        print(f"TOTP secret: {new.totp_secret}")
-        print(f"otpauth URI: {new.provisioning_uri(settings.ui.totp_issuer)}")
+    print(f"created staff user {args.login}" + (" (bootstrap: no system administrator existed)" if made.bootstrap
+                                                 else ""))
+    for filed in made.requests:
+        print(f"request {filed.request_id} ({filed.kind.value}) waits for a system administrator's approval "
+              "(/staff/admin/requests)")
+    if made.totp is not None:
+        print(f"TOTP secret: {made.totp.secret}")
+        print(f"otpauth URI: {made.totp.provisioning_uri}")
     return 0

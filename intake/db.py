@@ -14,6 +14,8 @@ from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, String, 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker
 
+from intake.auditkeys import AccessLogKeys
+
 __all__ = ["Base", "IntPK", "Str64", "UTCDateTime", "make_engine", "make_session_factory"]
 
 NAMING = {
@@ -70,5 +72,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Any]:
-    return sessionmaker(engine, expire_on_commit=False)
+#: ``Session.info`` key of the access log's keys (read by :func:`intake.accesslog.service.access_log_keys`).
+ACCESS_LOG_KEYS_INFO = "shinsei.access_log_keys"
+
+
+def make_session_factory(engine: Engine, *, access_log_keys: AccessLogKeys | None = None) -> sessionmaker[Any]:
+    """Sessions that write and check the access log with ``access_log_keys`` (the settings'
+    :meth:`~intake.settings.IntakeSettings.access_log_keyring`; every command of ``python -m intake``
+    passes them). Without keys: the public development key, for tests and tools only."""
+    keys = access_log_keys or AccessLogKeys.for_development()
+    return sessionmaker(engine, expire_on_commit=False, info={ACCESS_LOG_KEYS_INFO: keys})

@@ -20,9 +20,10 @@ __all__ = ["PUBLIC_KEY_DIGESTS", "key_problem", "public_key_digest", "token_prob
 
 #: SHA-256 (hex) of the raw bytes of every key value that is public because it is in this repository.
 PUBLIC_KEY_DIGESTS = frozenset({
-    # intake.settings development keys: "my-number", "package"
+    # intake.settings development keys: "my-number", "package", "access-log"
     "209d0d2734f432efe977a63cfe9dae7e753c5e29717732a8e94b99cb97240ec2",
     "4c1e7ccd40b40763b50767a0b7edd7292f5af2e1f5ffbf1dc0c970a733737e42",
+    "e95565bf010ed87558c2a8bc643eb4d8ce4ca434fb3fdc4bd55740dc0037379d",
 })
 
 _MIN_DISTINCT_BYTES = 16

@@ -54,6 +54,7 @@ __all__ = [
     "MyNumberRow",
     "Reverification",
     "SignerIdentityRow",
+    "StaffChangeRequest",
     "StaffSession",
     "StaffUser",
     "StatusNotice",
@@ -325,15 +326,20 @@ class Attachment(Base):
 
 
 class MyNumberRow(Base):
-    """特定個人情報: one 個人番号 of a form, encrypted with the My Number key. Read only through
-    :func:`intake.mynumbers.service.reveal_my_number`, which checks permission and logs."""
+    """特定個人情報: one 個人番号 of a version (its form or kousei.xml's 申請者情報), encrypted with
+    the My Number key. Read only through :func:`intake.mynumbers.service.reveal_my_number`, which
+    checks permission and logs."""
 
     __tablename__ = "my_numbers"
 
     id: Mapped[IntPK]
     version_id: Mapped[int] = mapped_column(ForeignKey("application_versions.id"), index=True)
-    position: Mapped[int] = mapped_column(Integer)  # n-th 個人番号 element of the form, from 0
-    path: Mapped[str] = mapped_column(String(512))  # element path in the form, e.g. /DataRoot/…/個人番号
+    #: n-th My Number field of the form, from 0; those of 申請者情報 follow the form's
+    position: Mapped[int] = mapped_column(Integer)
+    #: element path (local names), e.g. /DataRoot/…/個人番号, in the form or in kousei.xml
+    path: Mapped[str] = mapped_column(String(512))
+    #: where it was: ``form`` or ``kousei`` (the manifest's 申請者情報)
+    source: Mapped[str] = mapped_column(String(8), default="form", server_default="form")
     valid_check_digit: Mapped[bool] = mapped_column(Boolean)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     key_id: Mapped[str] = mapped_column(String(64))
@@ -464,7 +470,8 @@ class ForwardItem(Base):
 
 
 class AccessLogRow(Base):
-    """P13: every view and update of personal data. Append-only and hash-chained."""
+    """P13: every view and update of personal data, and every refused attempt. Append-only and
+    hash-chained under a key the database does not hold (:mod:`intake.accesslog.service`)."""
 
     __tablename__ = "access_log"
 
@@ -478,6 +485,9 @@ class AccessLogRow(Base):
     atena_number: Mapped[str | None] = mapped_column(String(32), index=True)
     subject: Mapped[str] = mapped_column(String(128))  # e.g. "version:12", never the data itself
     prev_hash: Mapped[str] = mapped_column(String(64))
+    #: the id of the HMAC key (:mod:`intake.auditkeys`) the hash was made with; NULL: a row from
+    #: before the keys (plain SHA-256), accepted only at the start of the chain
+    key_id: Mapped[str | None] = mapped_column(String(32))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
@@ -567,6 +577,35 @@ class StaffUser(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: who chose the current password and who saw the current TOTP secret (a staff login, or
+    #: ``cli:<user>``): no single administrator may know both factors of an account that can reach
+    #: My Numbers (:mod:`intake.staff.approvals`). NULL: not known (set before issue 15).
+    password_set_by: Mapped[str | None] = mapped_column(String(64))
+    totp_set_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class StaffChangeRequest(Base):
+    """A privileged change to a staff account, waiting for a second system administrator (issue 15
+    §3): granting the My Number reveal or the system_admin role, binding an IC-card certificate,
+    setting another's password, re-issuing another's TOTP. It takes effect only when approved by
+    another administrator than the one who asked, before ``expires_at``. ``payload`` holds what the
+    change needs (a fingerprint, a new password's argon2 hash) — never a password or a secret."""
+
+    __tablename__ = "staff_change_requests"
+
+    id: Mapped[IntPK]
+    kind: Mapped[str] = mapped_column(String(32))
+    target_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: pending | approved | denied (an expired request stays pending and is shown as expired)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class StaffSession(Base):

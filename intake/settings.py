@@ -25,6 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, mod
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handover import CRL_DEFAULT_MAX_BYTES
+from intake.auditkeys import DEVELOPMENT_KEY_ID, AccessLogKeys, development_access_log_key
 from intake.keypolicy import key_problem, token_problem
 from signature.policy import RevocationMode
 
@@ -40,7 +41,7 @@ def _dev_key(label: str) -> SecretStr:
 
 def development_keys() -> dict[str, str]:
     """The public development keys by purpose (for :mod:`intake.keypolicy` and its test)."""
-    return {label: _dev_key(label).get_secret_value() for label in ("my-number", "package")}
+    return {label: _dev_key(label).get_secret_value() for label in ("my-number", "package", "access-log")}
 
 
 _KEY_FIELDS = ("my_number_keys", "my_number_active_key", "package_keys", "package_active_key")
@@ -148,6 +149,9 @@ class StaffUISettings(BaseModel):
     #: (nothing is uploaded through a browser). ``None``: the page says imports are not set up.
     linkage_inbox: Path | None = None
     totp_issuer: str = "申請管理システム"
+    #: How long a privileged change request (reveal permission, system_admin, IC card, another's
+    #: password or TOTP) waits for a second system administrator before it expires (issue 15 §3).
+    approval_hours: int = Field(default=24, ge=1, le=24 * 14)
 
     def production_problems(self) -> list[str]:
         problems = []
@@ -186,6 +190,27 @@ class IntakeSettings(BaseSettings):
     readiness_interval: float = Field(default=10.0, gt=0, le=300)
     #: Seconds between checks of the TLS certificate and key files (changed files are reloaded).
     tls_reload_interval: float = Field(default=30.0, gt=0, le=3600)
+
+    #: HMAC keys of the access log's hash chain by key id (base64, 32 bytes) and the id that keys new
+    #: rows (issue 15 §4): a key the database does not hold, so an insider with database access alone
+    #: cannot rewrite the log. ``access_log_keys_file``: a JSON file ``{"keys": {...}, "active": ...}``
+    #: (exclusive with the two values). Development: the public development key; production: required.
+    access_log_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    access_log_active_key: str = ""
+    access_log_keys_file: Path | None = None
+    #: Rows up to this id were written before the keys (an installation upgraded to keyed hashes): they
+    #: keep their plain SHA-256 and verify as such; any other unkeyed row is a break. 0 (default): none.
+    access_log_unkeyed_through: int = Field(default=0, ge=0)
+    #: Seals of the access log's head outside the database (``python -m intake audit seal``): the
+    #: directory they are written to, an Ed25519 private key (PEM) that signs each seal, the public key
+    #: that verifies them (default: the private key's), and an RFC 3161 time-stamping authority (its
+    #: URL and the CA file that verifies its tokens). docs/operations.md, "Access log keys and seals".
+    audit_seal_dir: Path | None = None
+    audit_seal_key_file: Path | None = None
+    audit_seal_public_key_file: Path | None = None
+    audit_tsa_url: str | None = None
+    audit_tsa_ca_file: Path | None = None
+    audit_tsa_timeout: float = Field(default=30.0, gt=0, le=300)
 
     #: P13: access-log rows are kept this many years, then purged by ``python -m intake audit purge``
     #: (the ward's rule is 7 years; a shorter setting is refused).
@@ -253,6 +278,9 @@ class IntakeSettings(BaseSettings):
             if not (self.my_number_keys or self.package_keys):
                 self.my_number_keys, self.my_number_active_key = {"dev1": _dev_key("my-number")}, "dev1"
                 self.package_keys, self.package_active_key = {"dev1": _dev_key("package")}, "dev1"
+            if not self.access_log_keys:
+                self.access_log_keys = {DEVELOPMENT_KEY_ID: SecretStr(development_access_log_key())}
+                self.access_log_active_key = DEVELOPMENT_KEY_ID
             _log.warning("DEVELOPMENT MODE (SHINSEI_INTAKE_ENVIRONMENT=development): insecure defaults allowed; "
                          "never run a ward's data like this")
             if "dev1" in self.my_number_keys:
@@ -274,6 +302,16 @@ class IntakeSettings(BaseSettings):
         mine = {v.get_secret_value() for v in self.my_number_keys.values()}
         if mine & {v.get_secret_value() for v in self.package_keys.values()}:
             problems.append("My Number and package keys must differ")
+        if not self.access_log_keys:
+            problems.append("access_log_keys is required (or access_log_keys_file): the access log's HMAC key")
+        for kid, value in self.access_log_keys.items():
+            if why := key_problem(value.get_secret_value()):
+                problems.append(f"access_log_keys[{kid}] {why}")
+        if self.access_log_keys and self.access_log_active_key not in self.access_log_keys:
+            problems.append("access_log_active_key must name one of access_log_keys")
+        others = mine | {v.get_secret_value() for v in self.package_keys.values()}
+        if others & {v.get_secret_value() for v in self.access_log_keys.values()}:
+            problems.append("the access-log keys must differ from the My Number and package keys")
         if self.client_auth == "none":
             problems.append("client_auth must be proxy-header or dedicated-ca")
         if self.client_auth == "proxy-header" and not (self.relay_client_fingerprints and self.trusted_proxies):
@@ -321,6 +359,20 @@ class IntakeSettings(BaseSettings):
                 setattr(self, name, {str(k): SecretStr(v) for k, v in data[name].items()})
             self.my_number_active_key = str(data["my_number_active_key"])
             self.package_active_key = str(data["package_active_key"])
+        if self.access_log_keys_file is not None:
+            if self.access_log_keys:
+                raise ValueError("access_log_keys_file and access_log_keys are exclusive")
+            try:
+                data = json.loads(self.access_log_keys_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"access_log_keys_file cannot be read: {type(exc).__name__}") from None
+            if (not isinstance(data, dict) or set(data) != {"keys", "active"} or not isinstance(data["keys"], dict)
+                    or not all(isinstance(v, str) for v in data["keys"].values())):
+                raise ValueError('access_log_keys_file must hold {"keys": {id: base64}, "active": id}')
+            self.access_log_keys = {str(k): SecretStr(v) for k, v in data["keys"].items()}
+            self.access_log_active_key = str(data["active"])
+        if self.audit_tsa_url is not None and self.audit_tsa_ca_file is None:
+            raise ValueError("audit_tsa_url needs audit_tsa_ca_file (the CA that verifies the TSA's tokens)")
         for field_name, file_field in (("database_url", "database_url_file"), ("metrics_token", "metrics_token_file")):
             path = getattr(self, file_field)
             if path is None:
@@ -332,6 +384,13 @@ class IntakeSettings(BaseSettings):
                 setattr(self, field_name, SecretStr(path.read_text(encoding="utf-8").strip()))
             except OSError as exc:
                 raise ValueError(f"{file_field} cannot be read: {type(exc).__name__}") from None
+
+    def access_log_keyring(self) -> AccessLogKeys:
+        """The access log's HMAC keys (:class:`intake.auditkeys.AccessLogKeys`)."""
+        return AccessLogKeys.from_base64({k: v.get_secret_value() for k, v in self.access_log_keys.items()},
+                                         self.access_log_active_key,
+                                         development=self.environment != "production",
+                                         unkeyed_through=self.access_log_unkeyed_through)
 
     @cached_property
     def effective_database_url(self) -> str:

@@ -4,7 +4,7 @@ per request, the relay's authentication, and one JSON error shape for machine cl
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -52,14 +52,21 @@ class Recorded(Protocol):
     def record_after_rollback(self, session: Session) -> None: ...
 
 
-def unit_of_work(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+#: For a failure that carries no ``record_after_rollback`` of its own: what to record for it (a
+#: function of the session), or ``None``. The staff UI's refused attempts (issue 15 §5).
+RefusalRecorder = Callable[[BaseException], Callable[[Session], None] | None]
+
+
+def unit_of_work(session_factory: sessionmaker[Session], *, refused: RefusalRecorder | None = None
+                 ) -> Iterator[Session]:
     """One transaction per request — the only place a request's work is committed.
 
     Commits when the handler returns (before the response is sent: the dependency is declared with
     ``scope="function"``), rolls back when anything raises. An exception with a
     ``record_after_rollback(session)`` method (:class:`Recorded`: a refused terminal's access-log
     row, the end of an expired staff session) has it run after the rollback and committed on its
-    own, so what must be written even for a failed request is written here and nowhere else.
+    own, so what must be written even for a failed request is written here and nowhere else. For any
+    other exception, ``refused`` may name what to record (the staff UI logs every refused attempt).
     """
     session = session_factory()
     try:
@@ -68,6 +75,8 @@ def unit_of_work(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     except BaseException as exc:
         session.rollback()
         record = getattr(exc, "record_after_rollback", None)
+        if not callable(record) and refused is not None:
+            record = refused(exc)
         if callable(record):
             try:
                 record(session)

@@ -24,6 +24,7 @@ from intake.accesslog.service import (
     MAX_REPORTED,
     PURGE_ACTION,
     ChainWalker,
+    access_log_keys,
     append_access,
     newest_retention,
     witness_subject,
@@ -93,7 +94,7 @@ def purge_expired(
         raise PurgeRefused((after,), why="the last retention record has no audit.purge row")
     # The newest row is never purged: SQLite would hand its id out again to the next row.
     newest = session.scalar(select(func.max(AccessLogRow.id))) or 0
-    walker = ChainWalker(anchor.last_hash if anchor is not None else GENESIS)
+    walker = ChainWalker(anchor.last_hash if anchor is not None else GENESIS, access_log_keys(session))
     first_id: int | None = None
     through_id: int | None = None
     last_hash: str | None = None

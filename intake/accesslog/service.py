@@ -1,8 +1,18 @@
 """Append to and verify the hash-chained access log.
 
 Each row's hash covers its own fields and the previous row's hash, so deleting or altering a row
-breaks the chain at that point (:func:`check_chain`). Appends are serialised per database
-(PostgreSQL: a transaction-scoped advisory lock; SQLite: its single writer).
+breaks the chain at that point (:func:`check_chain`). The hash is an HMAC under a key the database
+does not hold (:mod:`intake.auditkeys`, the row's ``key_id``): someone with write access to the
+database alone cannot recompute a chain that verifies. Rows from before the keys (``key_id`` NULL,
+plain SHA-256) are accepted only up to ``access_log_unkeyed_through``, a setting outside the
+database (:data:`ChainProblem.UNKEYED_ROW`).
+
+**Appends wait for the commit.** :func:`append_access` only notes the row in the session; the rows
+are chained and inserted in the session's ``before_commit`` (:func:`_write_pending`), under the lock
+that serialises appends (PostgreSQL: a transaction-scoped advisory lock; SQLite: its single writer).
+So the lock is held for the append and the commit alone, never while a page's long query runs
+(issue 15 §7). A rolled-back transaction (or savepoint) takes its noted rows with it, as it would
+have taken inserted ones.
 
 A retention purge (:mod:`intake.accesslog.retention`) deletes the oldest rows and leaves an
 :class:`~intake.models.AccessLogRetention` record holding the hash of the last deleted row: the check
@@ -19,24 +29,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session, SessionTransaction
 
+from intake.auditkeys import AccessLogKeyError, AccessLogKeys
 from intake.authz import Actor
+from intake.db import ACCESS_LOG_KEYS_INFO
+from intake.jst import require_aware
 from intake.models import AccessLogRetention, AccessLogRow
 
 __all__ = [
     "CHAIN_COLUMNS",
     "GENESIS",
+    "KEYS_INFO",
     "MAX_REPORTED",
     "PURGE_ACTION",
     "ChainCheck",
     "ChainProblem",
     "ChainWalker",
+    "access_log_keys",
     "append_access",
     "chain_rows",
     "check_chain",
     "newest_retention",
+    "pending_rows",
     "verify_chain",
     "witness_subject",
 ]
@@ -50,8 +66,10 @@ PURGE_ACTION = "audit.purge"
 #: The columns the hash covers, selected as plain rows: no ORM objects for a whole-table walk.
 CHAIN_COLUMNS = (AccessLogRow.id, AccessLogRow.at, AccessLogRow.staff_id, AccessLogRow.department,
                   AccessLogRow.terminal, AccessLogRow.action, AccessLogRow.reason, AccessLogRow.atena_number,
-                  AccessLogRow.subject, AccessLogRow.prev_hash, AccessLogRow.hash)
-
+                  AccessLogRow.subject, AccessLogRow.prev_hash, AccessLogRow.key_id, AccessLogRow.hash)
+#: ``Session.info`` key of the :class:`AccessLogKeys` (set by :func:`intake.db.make_session_factory`).
+KEYS_INFO = ACCESS_LOG_KEYS_INFO
+_PENDING_INFO = "shinsei.access_log_pending"
 
 
 class ChainProblem(enum.StrEnum):
@@ -65,6 +83,11 @@ class ChainProblem(enum.StrEnum):
     HEAD_MISSING = "head_missing"
     #: The last row the previous recorded check saw now has another hash (rewritten).
     HEAD_CHANGED = "head_changed"
+    #: A row without a key (plain SHA-256) beyond ``access_log_unkeyed_through`` (the rows written
+    #: before the keys, a setting outside the database): a rewrite by someone without the key.
+    UNKEYED_ROW = "unkeyed_row"
+    #: A row names a key id that is not configured: its hash cannot be checked.
+    UNKNOWN_KEY = "unknown_key"
 
 
 @dataclass(frozen=True)
@@ -93,49 +116,120 @@ def witness_subject(record: AccessLogRetention) -> str:
     return f"retention:{record.id}:{record.purged_through_id}:{record.last_hash}"
 
 
-def _digest_of(at: datetime, staff_id: str, department: str, terminal: str, action: str, reason: str | None,
-               atena_number: str | None, subject: str, prev_hash: str) -> str:
-    body = json.dumps(
+def _body(at: datetime, staff_id: str, department: str, terminal: str, action: str, reason: str | None,
+          atena_number: str | None, subject: str, prev_hash: str) -> bytes:
+    return json.dumps(
         [at.astimezone(UTC).isoformat(), staff_id, department, terminal, action, reason, atena_number, subject,
          prev_hash],
         ensure_ascii=False, separators=(",", ":"),
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
+    ).encode()
 
 
-def _digest(row: Any) -> str:
-    """The hash of an :class:`AccessLogRow` or of a row of :data:`CHAIN_COLUMNS`."""
-    return _digest_of(row.at, row.staff_id, row.department, row.terminal, row.action, row.reason,
-                      row.atena_number, row.subject, row.prev_hash)
+def _digest(row: Any, keys: AccessLogKeys) -> str:
+    """The hash of an :class:`AccessLogRow` or of a row of :data:`CHAIN_COLUMNS`: the HMAC under the
+    row's key, or plain SHA-256 for a row from before the keys (``key_id`` NULL)."""
+    body = _body(row.at, row.staff_id, row.department, row.terminal, row.action, row.reason, row.atena_number,
+                 row.subject, row.prev_hash)
+    if row.key_id is None:
+        return hashlib.sha256(body).hexdigest()
+    return keys.mac(row.key_id, body)
+
+
+def access_log_keys(session: Session) -> AccessLogKeys:
+    """The keys this session's rows are made and checked with (``Session.info``, set by the session
+    factory from the settings); the public development key when the factory was given none."""
+    keys = session.info.get(KEYS_INFO)
+    return keys if isinstance(keys, AccessLogKeys) else AccessLogKeys.for_development()
+
+
+@dataclass(frozen=True)
+class _Pending:
+    at: datetime
+    actor: Actor
+    action: str
+    subject: str
+    reason: str | None
+    atena_number: str | None
+    #: the innermost transaction it was noted in: rolled back with it
+    transaction: SessionTransaction | None
 
 
 def append_access(
     session: Session, *, actor: Actor, at: datetime, action: str, subject: str,
     reason: str | None = None, atena_number: str | None = None,
-) -> AccessLogRow:
-    """Add one access-log row chained to the last one (committed with the caller's transaction)."""
+) -> None:
+    """Note one access-log row; it is chained and inserted when the session commits (with the
+    caller's transaction, never without it)."""
+    require_aware(at)
+    if session.get_transaction() is None:
+        session.begin()
+    innermost = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_PENDING_INFO, []).append(
+        _Pending(at, actor, action, subject, reason, atena_number, innermost))
+
+
+def pending_rows(session: Session) -> int:
+    """How many noted rows this session will write at its commit."""
+    return len(session.info.get(_PENDING_INFO, ()))
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    """Chain and insert the noted rows: the only place an access-log row is written."""
+    if session.in_nested_transaction():
+        return  # a savepoint's rows belong to the enclosing transaction now
+    pending: list[_Pending] = session.info.pop(_PENDING_INFO, [])
+    if not pending:
+        return
+    keys = access_log_keys(session)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
     last = session.scalar(select(AccessLogRow.hash).order_by(AccessLogRow.id.desc()).limit(1))
     if last is None:  # empty: a purge may have taken every row; the chain goes on from its record
         anchor = newest_retention(session)
         last = anchor.last_hash if anchor is not None else GENESIS
-    row = AccessLogRow(at=at, staff_id=actor.staff_id, department=actor.department, terminal=actor.terminal,
-                       action=action, reason=reason, atena_number=atena_number, subject=subject, prev_hash=last)
-    row.hash = _digest(row)
-    session.add(row)
+    for p in pending:
+        row = AccessLogRow(at=p.at, staff_id=p.actor.staff_id[:64], department=p.actor.department[:128],
+                           terminal=p.actor.terminal[:128], action=p.action[:64], reason=p.reason,
+                           atena_number=p.atena_number, subject=p.subject[:128], prev_hash=last, key_id=keys.active)
+        row.hash = _digest(row, keys)
+        session.add(row)
+        last = row.hash
     session.flush()
-    return row
+
+
+def _within(transaction: SessionTransaction | None, ended: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is ended:
+            return True
+        transaction = transaction.parent
+    return False
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    pending: list[_Pending] | None = session.info.get(_PENDING_INFO)
+    if pending:
+        session.info[_PENDING_INFO] = [p for p in pending if not _within(p.transaction, previous_transaction)]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_at_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the whole transaction is over: whatever was not written is void
+        session.info.pop(_PENDING_INFO, None)
 
 
 class ChainWalker:
     """Follows the chain row by row from a starting hash; shared by the check and the purge."""
 
-    def __init__(self, start_hash: str) -> None:
+    def __init__(self, start_hash: str, keys: AccessLogKeys) -> None:
         self.prev = start_hash
+        self.keys = keys
         self.rows = 0
         self.broken: list[int] = []
         self.broken_count = 0
+        self.unkeyed_beyond = False
+        self.unknown_key = False
 
     def mark(self, row_id: int) -> None:
         self.broken_count += 1
@@ -145,7 +239,17 @@ class ChainWalker:
     def step(self, row: Any) -> bool:
         """Take the next row (by id); ``False`` when the chain breaks at it."""
         self.rows += 1
-        ok = bool(row.prev_hash == self.prev and _digest(row) == row.hash)
+        if row.key_id is None and row.id > self.keys.unkeyed_through:
+            self.unkeyed_beyond = True
+            ok = False
+        elif row.key_id is not None and not self.keys.knows(row.key_id):
+            self.unknown_key = True
+            ok = False
+        else:
+            try:
+                ok = bool(row.prev_hash == self.prev and _digest(row, self.keys) == row.hash)
+            except AccessLogKeyError:  # pragma: no cover - knows() was checked
+                ok = False
         if not ok:
             self.mark(row.id)
         self.prev = row.hash  # a single altered row is reported once, not every row after it
@@ -189,7 +293,7 @@ def _anchor_id(anchor: AccessLogRetention | None) -> int | None:
 def _walk(session: Session, anchor: AccessLogRetention | None, expected_head: tuple[int, str] | None,
           batch_size: int) -> ChainCheck:
     through = anchor.purged_through_id if anchor is not None else 0
-    walker = ChainWalker(anchor.last_hash if anchor is not None else GENESIS)
+    walker = ChainWalker(anchor.last_hash if anchor is not None else GENESIS, access_log_keys(session))
     problems: list[ChainProblem] = []
     left_behind = list(session.scalars(select(AccessLogRow.id).where(AccessLogRow.id <= through)
                                        .order_by(AccessLogRow.id).limit(MAX_REPORTED)))
@@ -209,6 +313,10 @@ def _walk(session: Session, anchor: AccessLogRetention | None, expected_head: tu
         last_id, head_hash = row.id, row.hash
         if witness is not None and not witnessed and row.action == PURGE_ACTION and row.subject == witness:
             witnessed = True
+    if walker.unkeyed_beyond:
+        problems.append(ChainProblem.UNKEYED_ROW)
+    if walker.unknown_key:
+        problems.append(ChainProblem.UNKNOWN_KEY)
     if anchor is not None and not witnessed:
         # A retention record anyone could insert; only the purge's own chained row vouches for it.
         problems.append(ChainProblem.ANCHOR_UNWITNESSED)

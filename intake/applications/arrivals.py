@@ -37,7 +37,13 @@ from intake.models import (
     SignerIdentityRow,
     VersionState,
 )
-from intake.mynumbers.service import extract_my_numbers, store_my_numbers
+from intake.mynumbers.service import (
+    NO_PATHS,
+    MyNumberPaths,
+    extract_applicant_numbers,
+    extract_my_numbers,
+    store_my_numbers,
+)
 from intake.sealing import seal_attachment
 from signature.report import FileRole, VerificationReport
 
@@ -57,11 +63,12 @@ class Arrival:
 
 def add_version(
     session: Session, delivery: Delivery, report: VerificationReport, *, at: datetime, flagged_files: Collection[str],
-    package_sealer: Sealer, my_number_sealer: Sealer, rules: Rules,
+    package_sealer: Sealer, my_number_sealer: Sealer, rules: Rules, my_number_paths: MyNumberPaths = NO_PATHS,
 ) -> Arrival | None:
     """Add the verified ``report`` of ``delivery`` to the chain it names and admit what may be
     admitted; ``None`` if the 受付番号 is already stored (with other bytes). ``report`` must have a
-    manifest and an arrival record."""
+    manifest and an arrival record. ``my_number_paths``: the procedure's declared My Number fields
+    (the catalogue's)."""
     manifest, arrival = report.manifest, report.arrival
     if manifest is None or arrival is None:
         raise ValueError("add_version needs a readable, portal-attested package")
@@ -75,13 +82,15 @@ def add_version(
         return None
     app = _chain(session, first, manifest.procedure_id, manifest.procedure_name, at=at)
     lock_chain(session, app)  # versions of one chain arriving at once see each other's admission
-    masked_form, numbers = extract_my_numbers(report.file(FileRole.FORM).data)
+    # Every My Number (form and 申請者情報, any namespace, declared paths) sealed apart, emptied here.
+    masked_form, numbers = extract_my_numbers(report.file(FileRole.FORM).data, my_number_paths)
+    applicant, applicant_numbers = extract_applicant_numbers(manifest.applicant, first_position=len(numbers))
     version = ApplicationVersion(
         application=app, delivery_id=delivery.id, receipt_number=arrival.receipt_number,
         kind=manifest.application_kind, arrived_at=arrival.arrived_at, stored_at=at,
         state=VersionState.HELD, indication=report.indication.value, procedure_id=manifest.procedure_id,
         user_cert_serial=arrival.user_cert_serial, form_xml=masked_form, form_file=manifest.form_file,
-        applicant=[list(pair) for pair in manifest.applicant],
+        applicant=applicant,
     )
     session.add(version)
     session.flush()
@@ -106,7 +115,7 @@ def add_version(
                      first_receipt_number=first, procedure_id=manifest.procedure_id)
     app.needs_review = True  # a new version puts the chain back in the reviewer's queue
     app.updated_at = at
-    store_my_numbers(session, version, numbers, my_number_sealer)
+    store_my_numbers(session, version, [*numbers, *applicant_numbers], my_number_sealer)
     _store_attachments(session, version, report, flagged_files, package_sealer)
     if report.signer is not None:
         s = report.signer

@@ -8,6 +8,7 @@ writes an access-log row (P13). Services never commit.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -33,7 +34,15 @@ from intake.models import (
     VerificationRecord,
     VersionState,
 )
-from intake.mynumbers.service import reveal_my_number
+from intake.mynumbers.service import (
+    APPLICANT_PATH,
+    FORM,
+    KOUSEI,
+    element_path,
+    is_my_number_name,
+    local_name,
+    reveal_my_number,
+)
 from intake.sealing import open_attachment
 from signature.xmlparse import parse_xml
 from status import Action, Role, StatusHistory, allowed_actions
@@ -54,8 +63,6 @@ __all__ = [
     "version_of",
 ]
 
-_MY_NUMBER = "個人番号"
-
 
 @dataclass(frozen=True)
 class FormField:
@@ -72,22 +79,25 @@ class FieldChange:
     after: str | None
 
 
-def flatten_form(form_xml: str) -> list[FormField]:
-    """The leaves of a (masked) form in document order, labelled by their element path."""
+def flatten_form(form_xml: str, my_numbers: Mapping[str, int] | None = None) -> list[FormField]:
+    """The leaves of a (masked) form in document order, labelled by their local names.
+
+    ``my_numbers``: element path → position of the version's sealed My Numbers of the form (their
+    fields show masked, with the reveal). Any element whose local name is 個人番号 shows empty
+    whatever it holds, as a second line of defence (issue 15 §2)."""
+    numbers = my_numbers or {}
     root = parse_xml(form_xml.encode())
-    tree = root.getroottree()
     fields: list[FormField] = []
-    position = 0
     for el in root.iter():
         if not isinstance(el.tag, str) or len(el):
             continue
-        names = [str(a.tag) for a in reversed(list(el.iterancestors())) if a is not root] + [str(el.tag)]
+        names = [local_name(a.tag) for a in reversed(list(el.iterancestors())) if a is not root] + [local_name(el.tag)]
+        key = element_path(el)
         value = (el.text or "").strip()
-        number = None
-        if el.tag == _MY_NUMBER:
-            number, value = position, ""
-            position += 1
-        fields.append(FormField(tree.getpath(el), " / ".join(names), value, number))
+        number = numbers.get(key)
+        if number is not None or is_my_number_name(el.tag):
+            value = ""
+        fields.append(FormField(key, " / ".join(names), value, number))
     return fields
 
 
@@ -117,6 +127,31 @@ class IdentityCheck:
     applicant: list[tuple[str, str]]
     name_matches: bool | None
     address_matches: bool | None
+    #: index in ``applicant`` → position of a 個人番号 sealed from 申請者情報 (shown masked, revealable)
+    applicant_my_numbers: dict[int, int] = field(default_factory=dict)
+
+
+def _my_numbers(session: Session, version_ids: list[int]) -> dict[tuple[int, str], dict[str, int]]:
+    """(version, source) → element path → position of the sealed My Numbers (never their values)."""
+    found: dict[tuple[int, str], dict[str, int]] = {}
+    for version_id, source, path, position in session.execute(
+            select(MyNumberRow.version_id, MyNumberRow.source, MyNumberRow.path, MyNumberRow.position)
+            .where(MyNumberRow.version_id.in_(version_ids))):
+        found.setdefault((version_id, source), {})[path] = position
+    return found
+
+
+def _applicant_positions(applicant: list[tuple[str, str]], by_path: Mapping[str, int]) -> dict[int, int]:
+    names = [local_name(tag) for tag, _ in applicant]
+    found: dict[int, int] = {}
+    for index, name in enumerate(names):
+        if not is_my_number_name(name):
+            continue
+        step = name if names.count(name) == 1 else f"{name}[{names[:index + 1].count(name)}]"
+        position = by_path.get(f"{APPLICANT_PATH}/{step}")
+        if position is not None:
+            found[index] = position
+    return found
 
 
 @dataclass(frozen=True)
@@ -191,19 +226,22 @@ def application_detail(
     compare = by_id.get(compare_id) if compare_id is not None else (versions[index - 1] if index > 0 else None)
     if compare_id is not None and compare is None:
         raise NotFound("no such version")
-    fields = flatten_form(shown.form_xml)
-    changes = form_diff(flatten_form(compare.form_xml), fields) if compare is not None else []
+    sealed = _my_numbers(session, [shown.id] if compare is None else [shown.id, compare.id])
+    fields = flatten_form(shown.form_xml, sealed.get((shown.id, FORM), {}))
+    changes = (form_diff(flatten_form(compare.form_xml, sealed.get((compare.id, FORM), {})), fields)
+               if compare is not None else [])
     verification = session.scalar(select(VerificationRecord).where(VerificationRecord.delivery_id == shown.delivery_id))
     applicant = [(str(k), str(v)) for k, v in shown.applicant]
     typed = dict(applicant)
     signer = shown.signer
+    in_manifest = sealed.get((shown.id, KOUSEI), {})
     identity = IdentityCheck(
         signer, applicant,
         _norm(signer.name) == _norm(typed["氏名"]) if signer and "氏名" in typed else None,
         _norm(signer.address) == _norm(typed["住所"]) if signer and "住所" in typed else None,
+        applicant_my_numbers=_applicant_positions(applicant, in_manifest),
     )
-    positions = list(session.scalars(select(MyNumberRow.position).where(MyNumberRow.version_id == shown.id)
-                                     .order_by(MyNumberRow.position)))
+    positions = sorted(p for (vid, _source), by_path in sealed.items() if vid == shown.id for p in by_path.values())
     history = history_of(session, app)
     decisions = list(session.scalars(select(LinkageDecision).where(LinkageDecision.application_id == app.id)
                                      .order_by(LinkageDecision.id)))

@@ -146,7 +146,8 @@ def store_delivery(
         return receipt_for(delivery, duplicate=False)
     arrival = add_version(session, delivery, report, at=now, flagged_files=flagged,
                           package_sealer=runtime.package_sealer, my_number_sealer=runtime.my_number_sealer,
-                          rules=Rules(runtime.routes, runtime.procedures))
+                          rules=Rules(runtime.routes, runtime.procedures),
+                          my_number_paths=runtime.procedures.my_number_paths(report.manifest.procedure_id))
     if arrival is not None:
         resolve_stored(session, arrival.version.receipt_number, at=now)
     return receipt_for(delivery, duplicate=False)

@@ -125,7 +125,7 @@ def build_payload(
             except CryptoError as exc:
                 raise PayloadError(f"My Number {row.position} of version {version.id} cannot be opened",
                                    code="MY_NUMBER_UNREADABLE") from exc
-            my_numbers.append({"position": row.position, "path": row.path,
+            my_numbers.append({"position": row.position, "source": row.source, "path": row.path,
                                "valid_check_digit": row.valid_check_digit, "value": value})
     meta = {
         "receipt_number": version.receipt_number,
@@ -184,7 +184,7 @@ def _xml_body(
     if my_numbers is not None:
         numbers_el = etree.SubElement(root, "my_numbers")
         for n in my_numbers:
-            etree.SubElement(numbers_el, "my_number", position=str(n["position"]), path=n["path"],
+            etree.SubElement(numbers_el, "my_number", position=str(n["position"]), source=n["source"], path=n["path"],
                              valid_check_digit="true" if n["valid_check_digit"] else "false").text = n["value"]
     atts_el = etree.SubElement(root, "attachments")
     for a in attachments:

@@ -31,7 +31,14 @@ Administration::
     ├── LoginTaken              the login id exists
     ├── FingerprintTaken        another account holds that IC-card certificate
     ├── AdminGuard              would lock the ward out of administration (``rule``)
-    └── AccountStateConflict    already active/inactive, not locked, no password login (``state``)
+    ├── AccountStateConflict    already active/inactive, not locked, no password login (``state``)
+    ├── RequestExpired          a change request past its ``expires_at``
+    └── RequestDecided          a change request already approved or denied
+
+Four eyes (:mod:`intake.staff.approvals`), refusals of the person, logged as refused attempts::
+
+    PermissionDenied
+    └── FourEyesRefused         ``rule``: own_request, own_account, both_factors
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ __all__ = [
     "AccountStateConflict",
     "AdminGuard",
     "FingerprintTaken",
+    "FourEyesRefused",
     "InvalidDepartments",
     "InvalidDisplayName",
     "InvalidFingerprint",
@@ -58,6 +66,8 @@ __all__ = [
     "LoginTaken",
     "NoChange",
     "PasswordMismatch",
+    "RequestDecided",
+    "RequestExpired",
     "SessionEnded",
     "StaffAuthError",
     "UnknownRole",
@@ -181,3 +191,27 @@ class AccountStateConflict(Conflict):
     def __init__(self, state: StateProblem) -> None:
         super().__init__(f"account state: {state}")
         self.state: StateProblem = state
+
+
+FourEyesRule = Literal["own_request", "own_account", "both_factors"]
+
+
+class FourEyesRefused(PermissionDenied):
+    """A privileged change needs a second administrator, and this one may not be it: ``own_request``
+    (nobody approves their own request), ``own_account`` (nobody approves a change to their own
+    account), ``both_factors`` (the change would leave one administrator knowing both the password
+    and the TOTP secret of another's account)."""
+
+    code = "FOUR_EYES"
+
+    def __init__(self, rule: FourEyesRule) -> None:
+        super().__init__(f"refused by the four-eyes rule: {rule}")
+        self.rule: FourEyesRule = rule
+
+
+class RequestExpired(Conflict):
+    code = "REQUEST_EXPIRED"
+
+
+class RequestDecided(Conflict):
+    code = "REQUEST_DECIDED"

@@ -25,7 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from intake.accesslog.service import append_access
+from intake.accesslog.service import access_log_keys, append_access
 from intake.authz import STAFF_ROLES, Actor, Principal
 from intake.crypto import Sealer
 from intake.errors import InvalidRequest
@@ -69,15 +69,16 @@ class NewUser:
 def create_user(
     session: Session, *, login: str, display_name: str, roles: list[str], departments: list[str], at: datetime,
     sealer: Sealer, password: str | None = None, may_reveal_my_number: bool = False,
-    client_cert_sha256: str | None = None, totp_secret: str | None = None,
+    client_cert_sha256: str | None = None, totp_secret: str | None = None, allow_no_role: bool = False,
 ) -> NewUser:
-    """Create an account. A password login always gets a TOTP secret (generated unless given)."""
+    """Create an account. A password login always gets a TOTP secret (generated unless given).
+    ``allow_no_role``: the account's only role waits for a second administrator (system_admin)."""
     require_aware(at)
     try:
         parsed = sorted({Role(r) for r in roles})
     except ValueError as exc:
-        raise UnknownRole(f"unknown role in {roles!r}") from exc
-    if not parsed or not set(parsed) <= STAFF_ROLES:
+        raise UnknownRole("unknown role") from exc
+    if (not parsed and not allow_no_role) or not set(parsed) <= STAFF_ROLES:
         raise UnknownRole("at least one staff role is required")
     if not departments:
         raise InvalidRequest("at least one department is required", code="NO_DEPARTMENT")
@@ -121,7 +122,10 @@ def _audit(session: Session, *, login: str, terminal: str, at: datetime, action:
 def _fail(session: Session, user: StaffUser | None, login: str, *, terminal: str, at: datetime,
           settings: StaffUISettings, why: str) -> LoginFailed | AccountLocked:
     if user is None:
-        _audit(session, login=login, terminal=terminal, at=at, action="login.failed", reason=why)
+        # Not an account: what was typed may be a password in the wrong field. Only a keyed
+        # fingerprint is kept (the same text gives the same value; the value reveals nothing).
+        _audit(session, login=access_log_keys(session).fingerprint("login", login), terminal=terminal, at=at,
+               action="login.failed", reason=why)
         return LoginFailed(why)
     user.failed_logins += 1
     _audit(session, login=user.login, terminal=terminal, at=at, action="login.failed", reason=why)
@@ -161,7 +165,11 @@ def login_with_password(
     user = session.scalar(select(StaffUser).where(StaffUser.login == login).with_for_update())
     if user is None or not user.active or user.password_hash is None:
         _verify_quietly(_DUMMY_HASH, password)
-        raise _fail(session, None, login, terminal=terminal, at=at, settings=settings, why="unknown or inactive")
+        if user is not None:  # a real account: its login id is a staff id, not typed text
+            _audit(session, login=user.login, terminal=terminal, at=at, action="login.failed",
+                   reason="inactive" if not user.active else "no password login")
+            raise LoginFailed("inactive or no password")
+        raise _fail(session, None, login, terminal=terminal, at=at, settings=settings, why="unknown login id")
     if _locked(user, at):
         _audit(session, login=user.login, terminal=terminal, at=at, action="login.refused", reason="locked")
         assert user.locked_until is not None  # noqa: S101 - narrowed by _locked
@@ -206,12 +214,13 @@ def login_with_certificate(
     try:
         fp = _fingerprint(fingerprint)
     except InvalidRequest as exc:
-        raise _fail(session, None, "certificate", terminal=terminal, at=at, settings=settings,
-                    why="bad fingerprint") from exc
+        _audit(session, login="certificate", terminal=terminal, at=at, action="login.failed", reason="bad fingerprint")
+        raise LoginFailed("bad fingerprint") from exc
     user = session.scalar(select(StaffUser).where(StaffUser.client_cert_sha256 == fp).with_for_update())
     if user is None or not user.active:
-        raise _fail(session, None, "certificate", terminal=terminal, at=at, settings=settings,
-                    why=f"unknown certificate {fp[:16]}")
+        _audit(session, login="certificate", terminal=terminal, at=at, action="login.failed",
+               reason=f"unknown certificate {fp[:16]}")
+        raise LoginFailed("unknown or inactive certificate")
     if _locked(user, at):
         assert user.locked_until is not None  # noqa: S101 - narrowed by _locked
         raise AccountLocked(user.locked_until)

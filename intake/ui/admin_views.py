@@ -2,13 +2,16 @@
 the roles, departments, procedures and forwarding routes.
 
 Thin, like every route module: :mod:`intake.staff.admin` checks the role (system_admin only), the
-処理事由 and the guards, and writes the access log. A new TOTP secret is shown once, in the answer
-to the POST that made it (never stored, never put in a redirect), so those POSTs answer 200.
+処理事由, the guards and the four eyes, and writes the access log. A new TOTP secret is shown once, in
+the answer to the POST that made it (never stored, never put in a redirect), so those POSTs answer
+200. A privileged change is filed as a request (承認待ちの申請) that another administrator approves
+or denies on ``/staff/admin/requests``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,6 +23,7 @@ from intake.staff.errors import (
     AccountStateConflict,
     AdminGuard,
     FingerprintTaken,
+    FourEyesRefused,
     InvalidDepartments,
     InvalidDisplayName,
     InvalidFingerprint,
@@ -28,8 +32,11 @@ from intake.staff.errors import (
     LoginTaken,
     NoChange,
     PasswordMismatch,
+    RequestDecided,
+    RequestExpired,
     WeakPassword,
 )
+from intake.staff.requests import KIND_LABELS, Filed
 from intake.ui.deps import Ctx, Form, Staff
 from intake.ui.forms import Refusals
 
@@ -55,7 +62,16 @@ _STATES = {
     "no_password": ("このアカウントにはパスワードによるログインが設定されていません。"
                     "先にパスワードを設定してください。"),
 }
+_FOUR_EYES = {
+    "own_request": "自分が申請した変更は承認・却下できません。他のシステム管理者に依頼してください。",
+    "own_account": "自分自身のアカウントについての申請は承認・却下できません。他のシステム管理者に依頼してください。",
+    "both_factors": ("この操作を行うと、一人の管理者がこの職員のパスワードと二要素認証の両方を知ることになるため、"
+                     "行えません。別のシステム管理者に依頼してください。"),
+}
 _REFUSALS = Refusals([
+    (FourEyesRefused, 403, lambda exc: _FOUR_EYES[exc.rule]),
+    (RequestExpired, 409, "この申請は承認の期限を過ぎています。必要であれば改めて申請してください。"),
+    (RequestDecided, 409, "この申請はすでに承認または却下されています。"),
     (AdminGuard, 409, lambda exc: _GUARDS[exc.rule]),
     (AccountStateConflict, 409, lambda exc: _STATES[exc.state]),
     (ReasonRequired, 400, "処理事由を入力してください。"),
@@ -77,6 +93,9 @@ _DONE = {
     "reactivate": "アカウントを有効にしました。",
     "unlock": "ロックを解除しました。",
     "password": "パスワードを設定しました。",
+    "requested": "承認の申請をしました。他のシステム管理者が承認すると反映されます。",
+    "approved": "申請を承認しました。",
+    "denied": "申請を却下しました。",
 }
 
 
@@ -95,7 +114,12 @@ def _departments(ctx: Ctx, held: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def _page(ctx: Ctx, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
-    return ctx.page(name, status_code, role_labels=ROLE_LABELS, role_order=ROLE_ORDER, **context)
+    return ctx.page(name, status_code, role_labels=ROLE_LABELS, role_order=ROLE_ORDER, kind_labels=KIND_LABELS,
+                    **context)
+
+
+def _ttl(ctx: Ctx) -> timedelta:
+    return timedelta(hours=ctx.state.settings.approval_hours)
 
 
 # --- accounts ---------------------------------------------------------------------------------------
@@ -136,19 +160,20 @@ def user_create(ctx: Staff, form: Form) -> Response:
         password_confirm=_text(form, "password_confirm", _MAX_PASSWORD),
         client_cert_sha256=_text(form, "cert", 128), reason=_text(form, "reason"), at=ctx.now(),
         catalogue=ctx.state.runtime.procedures, sealer=ctx.state.runtime.package_sealer,
-        issuer=ctx.state.settings.totp_issuer),
+        issuer=ctx.state.settings.totp_issuer, ttl=_ttl(ctx)),
         refusals=_REFUSALS,
         refused=lambda code, message: _new_form(ctx, status_code=code, error=message, values=kept),
         done=lambda created: _page(ctx, "admin_secret.html", totp=created.totp, user_id=created.user_id,
-                                   heading="アカウントを作成しました"))
+                                   heading="アカウントを作成しました", filed=created.requests))
 
 
 def _detail(ctx: Ctx, user_id: int, *, status_code: int = 200, error: str | None = None,
             done: str | None = None) -> HTMLResponse:
     user = admin.get_user(ctx.session, ctx.principal, user_id, at=ctx.now())
+    requests = admin.change_requests(ctx.session, ctx.principal, at=ctx.now(), user_id=user_id)
     return _page(ctx, "admin_user.html", status_code, u=user, error=error, done=_DONE.get(done or ""),
                  departments=_departments(ctx, user.departments), is_self=user.login == ctx.principal.login,
-                 min_password=admin.MIN_PASSWORD_LENGTH)
+                 min_password=admin.MIN_PASSWORD_LENGTH, requests=requests)
 
 
 @router.get("/users/{user_id}", response_class=HTMLResponse)
@@ -174,8 +199,9 @@ def user_update(user_id: int, ctx: Staff, form: Form) -> Response:
         ctx.session, ctx.principal, user_id, display_name=_text(form, "display_name", 256),
         roles=_checked(form, "role_"), departments=_checked(form, "dept_"),
         may_reveal_my_number=bool(form.get("reveal")), client_cert_sha256=_text(form, "cert", 128),
-        reason=_text(form, "reason"), at=ctx.now(), catalogue=ctx.state.runtime.procedures),
-        lambda _r: _back(user_id, "update"))
+        reason=_text(form, "reason"), at=ctx.now(), catalogue=ctx.state.runtime.procedures, ttl=_ttl(ctx)),
+        lambda updated: _back(user_id, "requested" if isinstance(updated, admin.Updated) and updated.requests
+                              else "update"))
 
 
 def _account_change(ctx: Ctx, user_id: int, form: dict[str, str], change: Callable[..., object], done: str
@@ -203,26 +229,70 @@ def user_unlock(user_id: int, ctx: Staff, form: Form) -> Response:
 
 @router.post("/users/{user_id}/totp", response_model=None)
 def user_totp_reset(user_id: int, ctx: Staff, form: Form) -> Response:
+    def done(result: object) -> Response:
+        if isinstance(result, Filed):  # another's account: a request for a second administrator
+            return _back(user_id, "requested")
+        return _page(ctx, "admin_secret.html", totp=result, user_id=user_id,
+                     heading="二要素認証（TOTP）を再設定しました")
+
     return _on_account(ctx, user_id, form, lambda: admin.reset_totp(
         ctx.session, ctx.principal, user_id, reason=_text(form, "reason"), at=ctx.now(),
-        sealer=ctx.state.runtime.package_sealer, issuer=ctx.state.settings.totp_issuer, current_session=ctx.row.id),
-        lambda totp: _page(ctx, "admin_secret.html", totp=totp, user_id=user_id,
-                           heading="二要素認証（TOTP）を再設定しました"))
+        sealer=ctx.state.runtime.package_sealer, issuer=ctx.state.settings.totp_issuer, current_session=ctx.row.id,
+        ttl=_ttl(ctx)), done)
 
 
 @router.post("/users/{user_id}/password", response_model=None)
 def user_password(user_id: int, ctx: Staff, form: Form) -> Response:
-    def done(totp: object) -> Response:
-        if totp is None:
+    def done(result: object) -> Response:
+        if isinstance(result, Filed):
+            return _back(user_id, "requested")
+        if result is None:
             return _back(user_id, "password")
-        return _page(ctx, "admin_secret.html", totp=totp, user_id=user_id,
+        return _page(ctx, "admin_secret.html", totp=result, user_id=user_id,
                      heading="パスワードを設定しました（二要素認証も設定しました）")
 
     return _on_account(ctx, user_id, form, lambda: admin.set_password(
         ctx.session, ctx.principal, user_id, password=_text(form, "password", _MAX_PASSWORD),
         password_confirm=_text(form, "password_confirm", _MAX_PASSWORD), reason=_text(form, "reason"),
         at=ctx.now(), sealer=ctx.state.runtime.package_sealer, issuer=ctx.state.settings.totp_issuer,
-        current_session=ctx.row.id), done)
+        current_session=ctx.row.id, ttl=_ttl(ctx)), done)
+
+
+# --- four eyes: change requests -------------------------------------------------------------------------
+
+
+def _requests(ctx: Ctx, *, status_code: int = 200, error: str | None = None, done: str | None = None
+              ) -> HTMLResponse:
+    rows = admin.change_requests(ctx.session, ctx.principal, at=ctx.now())
+    return _page(ctx, "admin_requests.html", status_code, requests=rows, error=error, done=_DONE.get(done or ""))
+
+
+@router.get("/requests", response_class=HTMLResponse)
+def request_list(ctx: Staff, done: str | None = None) -> HTMLResponse:
+    return _requests(ctx, done=done)
+
+
+@router.post("/requests/{request_id}/approve", response_model=None)
+def request_approve(request_id: int, ctx: Staff, form: Form) -> Response:
+    """Apply the request; a TOTP secret the approval made is shown here, once, to the approver."""
+    def done(approved: admin.Approved) -> Response:
+        if approved.totp is None:
+            return RedirectResponse("/staff/admin/requests?done=approved", status_code=303)
+        return _page(ctx, "admin_secret.html", totp=approved.totp, user_id=approved.user_id,
+                     heading="申請を承認し、二要素認証（TOTP）を発行しました")
+
+    return ctx.submit(form, lambda: admin.approve_request(
+        ctx.session, ctx.principal, request_id, reason=_text(form, "reason"), at=ctx.now(),
+        sealer=ctx.state.runtime.package_sealer, issuer=ctx.state.settings.totp_issuer, current_session=ctx.row.id),
+        refusals=_REFUSALS, refused=lambda code, message: _requests(ctx, status_code=code, error=message), done=done)
+
+
+@router.post("/requests/{request_id}/deny", response_model=None)
+def request_deny(request_id: int, ctx: Staff, form: Form) -> Response:
+    return ctx.submit(form, lambda: admin.deny_request(ctx.session, ctx.principal, request_id,
+                                                       reason=_text(form, "reason"), at=ctx.now()),
+                      refusals=_REFUSALS, refused=lambda code, message: _requests(ctx, status_code=code, error=message),
+                      done=lambda _uid: RedirectResponse("/staff/admin/requests?done=denied", status_code=303))
 
 
 # --- configuration (read-only) ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from intake.runtime import Runtime
 from intake.settings import StaffUISettings
 from intake.staff.errors import SessionEnded
 from intake.staff.service import principal_for, resume_session
+from intake.ui import attempts
 from intake.ui.errors import LoginRequired
 from intake.ui.forms import Refusals, read_form, submit
 from intake.ui.rendering import DEPARTMENT_LABELS, LABELS, Renderer
@@ -56,16 +57,20 @@ def ui_state(request: Request) -> UIState:
 
 
 def _db(request: Request) -> Iterator[Session]:
-    yield from unit_of_work(ui_state(request).session_factory)
+    # A refused attempt (404, 403, CSRF) leaves an access-log row after the rollback (issue 15 §5).
+    yield from unit_of_work(ui_state(request).session_factory, refused=attempts.refused_after_rollback)
 
 
 #: The request's unit of work; every other dependency that writes depends on it, so it is entered first.
 DB = Annotated[Session, Depends(_db, scope="function")]
 
 
-def _terminal(request: Request, _session: DB) -> str:
+def _terminal(request: Request, session: DB) -> str:
     state = ui_state(request)
-    return terminal_of(request, state.settings, at=state.runtime.clock())
+    at = state.runtime.clock()
+    terminal = terminal_of(request, state.settings, at=at)
+    attempts.begin(session, request, terminal=terminal, at=at)
+    return terminal
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -113,8 +118,9 @@ def _staff(request: Request, session: DB, terminal: Terminal) -> Ctx:
             raise SessionEnded("terminal", session_id=row.id, at=now)
     except SessionEnded as exc:
         raise LoginRequired(exc) from exc
-    return Ctx(state, session, principal_for(user, terminal=terminal, catalogue=state.runtime.procedures),
-               user, row)
+    principal = principal_for(user, terminal=terminal, catalogue=state.runtime.procedures)
+    attempts.identify(session, principal.access_actor())
+    return Ctx(state, session, principal, user, row)
 
 
 Staff = Annotated[Ctx, Depends(_staff)]

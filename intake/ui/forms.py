@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from intake.settings import StaffUISettings
+from intake.ui.attempts import record_refusal
 from intake.ui.errors import FormTooLarge
 from intake.ui.security import check_csrf
 
@@ -104,6 +105,7 @@ def handle(session: Session, action: Callable[[], T], *, refusals: Refusals,
         if explained is None:
             raise
         session.rollback()
+        record_refusal(session, exc)  # a forbidden action answered by the page is still an attempt
         return refused(*explained)
     return done(result)
 

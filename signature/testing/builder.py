@@ -92,6 +92,9 @@ class Applicant:
     address: str
     phone: str = ""
     email: str = ""
+    #: a 個人番号 in 申請者情報 too (some portals' manifests carry one), optionally in a namespace
+    my_number: str | None = field(default=None, repr=False)
+    my_number_namespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,12 @@ def manifest_document(spec: ApplicationSpec) -> etree._Element:
     for tag, value in (("氏名", a.name), ("氏名フリガナ", a.name_kana), ("郵便番号", a.postal_code),
                        ("住所", a.address), ("電話番号", a.phone), ("電子メールアドレス", a.email)):
         _sub(applicant, tag, value)
+    if a.my_number is not None:
+        if a.my_number_namespace is None:
+            _sub(applicant, "個人番号", a.my_number)
+        else:
+            etree.SubElement(applicant, f"{{{a.my_number_namespace}}}個人番号",
+                             nsmap={"a": a.my_number_namespace}).text = a.my_number
     form = _sub(m, "申請書属性情報")
     _sub(form, "申請書様式ID", spec.form_id)
     _sub(form, "申請書様式バージョン", "0001")

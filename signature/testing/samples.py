@@ -6,6 +6,7 @@ import random
 import struct
 import zlib
 from datetime import datetime
+from typing import Literal
 
 from lxml import etree
 
@@ -14,7 +15,31 @@ from signature.mynumber import check_digit
 from signature.testing.builder import Applicant, ApplicationSpec, Attachment
 from signature.testing.pki import Resident
 
-__all__ = ["make_my_number", "sample_form", "sample_pdf", "sample_png", "sample_spec"]
+__all__ = [
+    "FORM_NAMESPACE",
+    "FORM_STYLES",
+    "MY_NUMBER_NAMESPACE",
+    "FormStyle",
+    "make_my_number",
+    "namespaced_form",
+    "sample_form",
+    "sample_pdf",
+    "sample_png",
+    "sample_spec",
+]
+
+#: Namespaces the namespaced form styles use (e-Gov forms carry their own; these are examples).
+FORM_NAMESPACE = "urn:example:shinsei:form:jidoteate:1"
+MY_NUMBER_NAMESPACE = "urn:example:shinsei:mynumber:1"
+OTHER_NAMESPACE = "urn:example:shinsei:household:1"
+
+#: How a form writes its element names:
+#: ``none`` — no namespace; ``default`` — one default namespace on the document element;
+#: ``prefixed`` — every element with the prefix ``f:``; ``mixed`` — a default namespace, and every
+#: 個人番号 in a second namespace with the prefix ``mn:``; ``redeclared`` — a default namespace that
+#: each child group (児童) declares anew as another namespace.
+FormStyle = Literal["none", "default", "prefixed", "mixed", "redeclared"]
+FORM_STYLES: tuple[FormStyle, ...] = ("none", "default", "prefixed", "mixed", "redeclared")
 
 
 def make_my_number(rng: random.Random) -> str:
@@ -89,21 +114,62 @@ def sample_form(resident: Resident, rng: random.Random, *, children: int = 1) ->
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+def namespaced_form(form: bytes, style: FormStyle) -> bytes:
+    """``form`` (without namespaces) with its element names written in ``style`` (:data:`FormStyle`):
+    the same fields and values, as different portals and form generators write them."""
+    if style == "none":
+        return form
+    source = etree.fromstring(form, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+    maps: dict[str, dict[str | None, str]] = {
+        "default": {None: FORM_NAMESPACE}, "prefixed": {"f": FORM_NAMESPACE},
+        "mixed": {None: FORM_NAMESPACE, "mn": MY_NUMBER_NAMESPACE}, "redeclared": {None: FORM_NAMESPACE},
+    }
+    nsmap = maps[style]
+
+    def name(el: etree._Element, namespace: str) -> str:
+        local = str(el.tag)
+        if style == "mixed" and local == "個人番号":
+            namespace = MY_NUMBER_NAMESPACE
+        return f"{{{namespace}}}{local}"
+
+    def copy(el: etree._Element, parent: etree._Element | None, namespace: str) -> etree._Element:
+        if style == "redeclared" and el.tag == "児童":
+            namespace = OTHER_NAMESPACE
+            new = etree.SubElement(parent, name(el, namespace), nsmap={None: namespace}) if parent is not None \
+                else etree.Element(name(el, namespace))
+        elif parent is None:
+            new = etree.Element(name(el, namespace), nsmap=nsmap)
+        else:
+            new = etree.SubElement(parent, name(el, namespace))
+        new.text, new.tail = el.text, el.tail
+        for child in el:
+            if isinstance(child.tag, str):
+                copy(child, new, namespace)
+        return new
+
+    return etree.tostring(copy(source, None, FORM_NAMESPACE), xml_declaration=True, encoding="UTF-8")
+
+
 def sample_spec(
     resident: Resident, rng: random.Random, *, receipt_number: str, arrived_at: datetime,
     user_cert_serial: str, kind: str = "新規申請", first_receipt_number: str | None = None,
+    form_style: FormStyle = "none", applicant_my_number: str | None = None,
+    applicant_my_number_namespace: str | None = None,
 ) -> ApplicationSpec:
-    """A whole 児童手当 application with a PDF and a PNG attachment (Japanese file names)."""
+    """A whole 児童手当 application with a PDF and a PNG attachment (Japanese file names).
+    ``form_style``: how the form names its elements (:data:`FormStyle`); ``applicant_my_number``: a
+    個人番号 in kousei.xml's 申請者情報 too (in ``applicant_my_number_namespace`` if given)."""
     return ApplicationSpec(
         receipt_number=receipt_number,
         arrived_at=arrived_at,
         procedure_id="KOSODATE-JIDOTEATE-NINTEI",
         procedure_name="児童手当 認定請求",
         form_file="JIDOTEATE-01_01.xml",
-        form_xml=sample_form(resident, rng),
+        form_xml=namespaced_form(sample_form(resident, rng), form_style),
         applicant=Applicant(
             name=resident.name, name_kana=resident.name_kana, postal_code="1058511",
             address=resident.address, phone="03-3578-2111", email="resident@example.jp",
+            my_number=applicant_my_number, my_number_namespace=applicant_my_number_namespace,
         ),
         user_cert_serial=user_cert_serial,
         attachments=(

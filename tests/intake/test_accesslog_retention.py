@@ -22,6 +22,7 @@ from intake.errors import InvalidRequest
 from intake.models import AccessLogRetention, AccessLogRow
 from intake.settings import IntakeSettings
 from tests.conftest import JST, NOW
+from tests.intake.accessrows import committed_ids
 
 ACTOR = Actor(staff_id="tanaka", department="kodomo", terminal="ip:10.1.2.3")
 #: Seven years after NOW, at 08:00 JST: still the 24th in UTC, so a UTC day would be a day off.
@@ -31,10 +32,10 @@ TINY = timedelta(microseconds=1)
 
 
 def add(session: Session, *times: datetime, action: str = "application.view") -> list[int]:
-    ids = [append_access(session, actor=ACTOR, at=at, action=action, subject=f"application:{i}",
-                         atena_number="1234567890").id for i, at in enumerate(times)]
-    session.commit()
-    return ids
+    for i, at in enumerate(times):
+        append_access(session, actor=ACTOR, at=at, action=action, subject=f"application:{i}",
+                      atena_number="1234567890")
+    return committed_ids(session, len(times))
 
 
 def purge(session: Session, *, dry_run: bool = False, at: datetime = PURGE_AT, batch_size: int = 2) -> PurgeResult:

@@ -45,6 +45,7 @@ def test_detail_diffs_the_newest_version_against_the_previous(session: Session, 
     assert detail.my_number_positions == [0, 1]
     assert detail.actions == []  # a viewer gets no buttons
     assert detail.identity.name_matches is True
+    session.commit()  # access-log rows are written at commit
     rows = session.scalars(select(AccessLogRow)).all()
     assert [(r.action, r.staff_id, r.atena_number) for r in rows] == [("application.view", "staff1", None)]
     with pytest.raises(NotFound):

@@ -17,6 +17,7 @@ from intake.authz import Actor
 from intake.db import make_engine, make_session_factory
 from intake.migrate import upgrade
 from intake.models import AccessLogRetention, AccessLogRow
+from tests.intake.accessrows import committed_ids
 
 ACTOR = Actor(staff_id="tanaka", department="kodomo", terminal="ip:10.1.2.3")
 EIGHT_YEARS = timedelta(days=8 * 366)
@@ -43,10 +44,10 @@ def _add(url: str, old: int, young: int) -> list[int]:
     engine = make_engine(url)
     try:
         with make_session_factory(engine)() as s:
-            ids = [append_access(s, actor=ACTOR, at=at, action="application.view", subject=f"application:{i}",
-                                 atena_number="1234567890").id for i, at in enumerate(times)]
-            s.commit()
-            return ids
+            for i, at in enumerate(times):
+                append_access(s, actor=ACTOR, at=at, action="application.view", subject=f"application:{i}",
+                              atena_number="1234567890")
+            return committed_ids(s, len(times))
     finally:
         engine.dispose()
 

@@ -36,6 +36,7 @@ from intake.staff.errors import (
     PasswordMismatch,
     WeakPassword,
 )
+from intake.staff.requests import ChangeKind, Filed
 from intake.staff.service import create_user, login_with_password, resume_session, totp_secret_of
 from status import Role
 from tests.conftest import NOW
@@ -44,6 +45,8 @@ from tests.intake.staffdata import CATALOGUE, OTHER_DEPT, OTHER_PROCEDURE, OWN_D
 SEALER = Sealer({"t1": base64.b64encode(os.urandom(32)).decode()}, "t1")
 PASSWORD = "initial password 1"  # noqa: S105 - a test account
 ADMIN = principal(Role.SYSTEM_ADMIN, login="admin1")
+#: the second administrator of the four eyes (issue 15 §3)
+ADMIN2 = principal(Role.SYSTEM_ADMIN, login="admin2")
 UI = StaffUISettings()
 FP = "ab" * 32
 
@@ -74,13 +77,17 @@ def _create(session: Session, **overrides: Any) -> admin.CreatedAccount:
     return admin.create_account(session, ADMIN, **args)
 
 
-def _update(session: Session, user: StaffUser, who: Any = ADMIN, **overrides: Any) -> list[str]:
+def _update(session: Session, user: StaffUser, who: Any = ADMIN, **overrides: Any) -> admin.Updated:
     args: dict[str, Any] = {
         "display_name": user.display_name, "roles": list(user.roles), "departments": list(user.departments),
         "may_reveal_my_number": user.may_reveal_my_number, "client_cert_sha256": user.client_cert_sha256,
         "reason": "体制変更", "at": NOW, "catalogue": CATALOGUE}
     args.update(overrides)
     return admin.update_account(session, who, user.id, **args)
+
+
+def _approve(session: Session, request_id: int, who: Any = ADMIN2) -> admin.Approved:
+    return admin.approve_request(session, who, request_id, reason="確認済み", at=NOW, sealer=SEALER, issuer="i")
 
 
 def _rows(session: Session) -> list[AccessLogRow]:
@@ -153,8 +160,10 @@ def test_create_returns_a_working_totp_secret_and_logs_no_secret(session: Sessio
     session.commit()
     user = session.get(StaffUser, created.user_id)
     assert user is not None
+    # The reveal and the IC card wait for a second administrator (four eyes).
     assert (user.login, user.roles, user.departments, user.may_reveal_my_number, user.client_cert_sha256) == (
-        "tanaka.k", ["department_admin", "reviewer"], [OWN_DEPT], True, FP)
+        "tanaka.k", ["department_admin", "reviewer"], [OWN_DEPT], False, None)
+    assert [f.kind for f in created.requests] == [ChangeKind.GRANT_REVEAL, ChangeKind.BIND_IC_CARD]
     assert totp_secret_of(user, SEALER) == created.totp.secret
     assert created.totp.secret not in repr(created.totp)
     uri = created.totp.provisioning_uri
@@ -164,17 +173,21 @@ def test_create_returns_a_working_totp_secret_and_logs_no_secret(session: Sessio
                                    totp_code=pyotp.TOTP(created.totp.secret).at(NOW), terminal="ip:127.0.0.1",
                                    at=NOW, settings=UI, sealer=SEALER)
     assert token
-    [row] = _rows(session)
+    rows = _rows(session)
+    assert [r.action for r in rows] == ["admin.user.create", "admin.request.grant_reveal",
+                                        "admin.request.bind_ic_card"]
+    row = rows[0]
     assert (row.action, row.subject, row.staff_id) == ("admin.user.create", f"staff_user:{user.id}", "admin1")
     assert row.reason is not None
     assert row.reason.startswith("4月の異動 [")
     assert "roles=reviewer,department_admin" in row.reason
-    assert "reveal=yes" in row.reason
+    assert "reveal=no" in row.reason
     assert user.password_hash is not None
-    for value in (row.at.isoformat(), row.staff_id, row.department, row.terminal, row.action, row.reason,
-                  row.atena_number or "", row.subject):
-        for secret in (PASSWORD, created.totp.secret, user.password_hash, FP, FP.upper()):
-            assert secret not in value
+    for r in rows:
+        for value in (r.at.isoformat(), r.staff_id, r.department, r.terminal, r.action, r.reason or "",
+                      r.atena_number or "", r.subject):
+            for secret in (PASSWORD, created.totp.secret, user.password_hash, FP, FP.upper()):
+                assert secret not in value
 
 
 @pytest.mark.parametrize("login", ["ab", "a" * 65, "Tanaka", "tanaka k", "田中", "tanaka/k", "tanaka@ku", ""])
@@ -236,18 +249,27 @@ def test_departments_come_from_the_catalogue(session: Session, admin1: StaffUser
 
 def test_update_records_what_changed(session: Session, admin1: StaffUser) -> None:
     user = _user(session, "suzuki", ["viewer"])
-    changes = _update(session, user, roles=["reviewer", "viewer"], departments=[OTHER_DEPT, OWN_DEPT],
+    updated = _update(session, user, roles=["reviewer", "viewer"], departments=[OTHER_DEPT, OWN_DEPT],
                       may_reveal_my_number=True, client_cert_sha256=FP, display_name="鈴木 花子")
+    changes = updated.changes
     assert changes == ["display_name", "roles=viewer→viewer,reviewer",
-                       f"departments={OWN_DEPT}→{OWN_DEPT},{OTHER_DEPT}", "reveal=no→yes", "ic_card=set"]
+                       f"departments={OWN_DEPT}→{OWN_DEPT},{OTHER_DEPT}"]
+    assert [f.kind for f in updated.requests] == [ChangeKind.GRANT_REVEAL, ChangeKind.BIND_IC_CARD]
     session.commit()
     assert (user.roles, user.departments, user.may_reveal_my_number, user.client_cert_sha256, user.display_name) == (
-        ["reviewer", "viewer"], [OWN_DEPT, OTHER_DEPT], True, FP, "鈴木 花子")
-    [row] = _rows(session)
-    assert row.action == "admin.user.update"
-    assert row.reason == f"体制変更 [{'; '.join(changes)}]"
-    assert FP not in (row.reason or "")
-    assert _update(session, user, client_cert_sha256="") == ["ic_card=removed"]
+        ["reviewer", "viewer"], [OWN_DEPT, OTHER_DEPT], False, None, "鈴木 花子")
+    for filed in updated.requests:
+        _approve(session, filed.request_id)
+    session.commit()
+    assert (user.may_reveal_my_number, user.client_cert_sha256) == (True, FP)
+    rows = _rows(session)
+    assert [r.action for r in rows] == ["admin.user.update", "admin.request.grant_reveal",
+                                        "admin.request.bind_ic_card", "admin.request.approve",
+                                        "admin.request.approve"]
+    assert rows[0].reason == f"体制変更 [{'; '.join(changes)}]"
+    assert [r.staff_id for r in rows] == ["admin1"] * 3 + ["admin2"] * 2
+    assert all(FP not in (r.reason or "") for r in rows)
+    assert _update(session, user, client_cert_sha256="").changes == ["ic_card=removed"]
     with pytest.raises(NoChange):
         _update(session, user)
 
@@ -305,7 +327,7 @@ def test_an_admin_cannot_deactivate_or_demote_themselves(session: Session, admin
     assert admin1.roles == ["system_admin"]
     assert admin1.may_reveal_my_number is False
     # Their own display name is theirs to fix.
-    assert _update(session, admin1, display_name="管理 二郎") == ["display_name"]
+    assert _update(session, admin1, display_name="管理 二郎").changes == ["display_name"]
 
 
 def test_another_admin_can_be_demoted_while_one_remains(session: Session, admin1: StaffUser) -> None:
@@ -370,8 +392,14 @@ def test_totp_reset_replaces_the_secret_and_ends_sessions(session: Session, admi
     user = _user(session, "suzuki", ["reviewer"])
     old = totp_secret_of(user, SEALER)
     token = _session_of(session, "suzuki")
-    fresh = admin.reset_totp(session, ADMIN, user.id, reason="端末紛失", at=NOW, sealer=SEALER, issuer="i")
+    filed = admin.reset_totp(session, ADMIN, user.id, reason="端末紛失", at=NOW, sealer=SEALER, issuer="i")
+    assert isinstance(filed, Filed)  # another's account: a request, nothing changed yet
     session.commit()
+    assert totp_secret_of(user, SEALER) == old
+    resume_session(session, token=token, at=NOW, settings=UI)
+    fresh = _approve(session, filed.request_id).totp
+    session.commit()
+    assert fresh is not None
     assert fresh.secret != old
     assert totp_secret_of(user, SEALER) == fresh.secret
     with pytest.raises(Exception, match="no valid session"):
@@ -387,13 +415,18 @@ def test_set_password_gives_an_ic_card_account_its_first_totp(session: Session, 
     with pytest.raises(WeakPassword):
         admin.set_password(session, ADMIN, cert_only.id, password="short", password_confirm="short", reason="r",  # noqa: S106
                            at=NOW, sealer=SEALER, issuer="i")
-    totp = admin.set_password(session, ADMIN, cert_only.id, password=PASSWORD, password_confirm=PASSWORD,
-                              reason="窓口端末の追加", at=NOW, sealer=SEALER, issuer="i")
+    filed = admin.set_password(session, ADMIN, cert_only.id, password=PASSWORD, password_confirm=PASSWORD,
+                               reason="窓口端末の追加", at=NOW, sealer=SEALER, issuer="i")
+    assert isinstance(filed, Filed)
+    assert (cert_only.password_hash, cert_only.totp_secret) == (None, None)
+    totp = _approve(session, filed.request_id).totp  # the TOTP secret is shown to the approver
     assert totp is not None
     assert totp_secret_of(cert_only, SEALER) == totp.secret
+    assert (cert_only.password_set_by, cert_only.totp_set_by) == ("admin1", "admin2")
     again = admin.set_password(session, ADMIN, cert_only.id, password=PASSWORD + "2", password_confirm=PASSWORD + "2",
                                reason="再設定", at=NOW, sealer=SEALER, issuer="i")
-    assert again is None
+    assert isinstance(again, Filed)
+    assert _approve(session, again.request_id).totp is None
     assert totp_secret_of(cert_only, SEALER) == totp.secret
     for row in _rows(session):
         assert PASSWORD not in (row.reason or "")

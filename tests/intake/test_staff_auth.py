@@ -137,3 +137,23 @@ def test_accounts_are_validated(session: Session, runtime: Runtime) -> None:
     with pytest.raises(InvalidRequest):
         create_user(session, login="a", roles=["viewer"], **common)  # type: ignore[arg-type]
     assert session.scalars(select(StaffUser)).all() == []
+
+
+def test_an_unknown_login_id_is_logged_as_a_keyed_fingerprint_never_as_typed(
+        session: Session, runtime: Runtime, secret: str) -> None:
+    """Issue 15 §5: what was typed into the login field may be a password in the wrong field."""
+    typed = ["correct horse battery staple", "correct horse battery staple", "yamada.t"]
+    for text in typed:
+        with pytest.raises(LoginFailed):
+            login_with_password(session, login=text, password=WRONG, totp_code="000000", terminal="ip:127.0.0.1",
+                                at=NOW, settings=UI, sealer=runtime.package_sealer)
+        session.commit()
+    rows = session.scalars(select(AccessLogRow).where(AccessLogRow.action == "login.failed")
+                           .order_by(AccessLogRow.id)).all()
+    assert [(r.reason, r.terminal) for r in rows] == [("unknown login id", "ip:127.0.0.1")] * 3
+    ids = [r.staff_id for r in rows]
+    assert all(i.startswith("fp:") and len(i) == 19 for i in ids)
+    assert ids[0] == ids[1] != ids[2]  # the same text, the same fingerprint: repeated guesses show
+    for row in rows:
+        for column in (row.staff_id, row.department, row.subject, row.reason or ""):
+            assert all(text not in column for text in typed)

@@ -73,6 +73,7 @@ def test_staff_path_with_a_correction_round(
     assert (app.status, app.needs_review) == ("完了", False)
     events = session.scalars(select(Event).where(Event.kind == "status.changed").order_by(Event.id)).all()
     assert [e.detail["target"] for e in events] == ["受付", "審査中", "補正依頼", "審査中", "完了"]
+    session.commit()  # access-log rows are written at commit
     actions = session.scalars(select(AccessLogRow.action).order_by(AccessLogRow.id)).all()
     assert actions == ["status.accept", "status.start_review", "status.request_correction", "application.reviewed",
                        "status.complete"]

@@ -13,9 +13,11 @@ import pyotp
 import pytest
 from sqlalchemy import Engine, select, update
 
+from intake.authz import Actor
 from intake.forwarding.routes import Route
-from intake.models import AccessLogRow, StaffSession, StaffUser
+from intake.models import AccessLogRow, StaffChangeRequest, StaffSession, StaffUser
 from intake.runtime import Runtime
+from intake.staff.requests import ChangeKind, file_request
 from intake.staff.service import create_user
 from signature.testing.builder import ApplicationSpec
 from tests.conftest import NOW, PackageFactory
@@ -68,6 +70,23 @@ def add_target(w: UIWorld, login: str = "target", roles: list[str] | None = None
         return new.user.id
 
 
+def second_admin(w: UIWorld) -> int:
+    """The four eyes' second system administrator (issue 15 §3)."""
+    return add_target(w, "admin2", ["system_admin"])
+
+
+def pending(w: UIWorld) -> list[tuple[int, str]]:
+    with w.sessions() as s:
+        rows = s.scalars(select(StaffChangeRequest).where(StaffChangeRequest.state == "pending")
+                         .order_by(StaffChangeRequest.id))
+        return [(r.id, r.kind) for r in rows]
+
+
+def decide(w: UIWorld, client: httpx.Client, request_id: int, verb: str = "approve") -> httpx.Response:
+    return client.post(f"/staff/admin/requests/{request_id}/{verb}",
+                       data={"csrf": w.csrf(client), "reason": "本人確認済み"})
+
+
 def lock(w: UIWorld, uid: int) -> None:
     with w.sessions() as s:
         s.execute(update(StaffUser).where(StaffUser.id == uid).values(locked_until=w.clock.now + timedelta(minutes=15)))
@@ -95,8 +114,9 @@ class AdminRoute:
     #: the form of a POST (``None``: a GET), from the acting user's name and the CSRF token
     data: Callable[[str, str], dict[str, str]] | None = None
 
-    def call(self, client: httpx.Client, user: str, csrf: str, uid: int, **override: str) -> httpx.Response:
-        path = self.path.format(uid=uid)
+    def call(self, client: httpx.Client, user: str, csrf: str, uid: int, rid: int = 0, **override: str
+             ) -> httpx.Response:
+        path = self.path.format(uid=uid, rid=rid)
         if self.data is None:
             return client.get(path)
         return client.post(path, data={**self.data(user, csrf), **override})
@@ -123,21 +143,38 @@ ADMIN_ROUTES = [
     _get("/staff/admin/departments"),
     _get("/staff/admin/procedures"),
     _get("/staff/admin/routes"),
+    _get("/staff/admin/requests"),
     _post("create", "/staff/admin/users", 200, lambda user, csrf: new_user_form(csrf, f"matrix-{user}")),
     _post("update", "/staff/admin/users/{uid}", 303,
           lambda user, csrf: edit_form(csrf, display_name=f"対象 {user}")),
     _post("deactivate", "/staff/admin/users/{uid}/deactivate", 303, _reason),
     _post("reactivate", "/staff/admin/users/{uid}/reactivate", 303, _reason),
     _post("unlock", "/staff/admin/users/{uid}/unlock", 303, _reason),
-    _post("totp", "/staff/admin/users/{uid}/totp", 200, _reason),
+    # another's TOTP and password: requests for a second administrator (four eyes), nothing shown yet
+    _post("totp", "/staff/admin/users/{uid}/totp", 303, _reason),
     _post("password", "/staff/admin/users/{uid}/password", 303,
           lambda _u, csrf: {"csrf": csrf, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD,
                             "reason": "再設定"}),
+    # a request filed at the command line (cli:ops): the admin approves it, then it is decided (409)
+    _post("approve", "/staff/admin/requests/{rid}/approve", 303, _reason),
+    _post("deny", "/staff/admin/requests/{rid}/deny", 409, _reason),
 ]
+
+
+def cli_request(w: UIWorld, uid: int) -> int:
+    """A pending grant of the reveal for ``uid``, filed by an operator at the command line."""
+    with w.sessions() as s:
+        user = s.get(StaffUser, uid)
+        assert user is not None
+        filed = file_request(s, Actor(staff_id="cli:ops", department="-", terminal="cli"), user,
+                             ChangeKind.GRANT_REVEAL, reason="新任", at=w.clock.now, ttl=timedelta(hours=24))
+        s.commit()
+        return filed.request_id
 
 
 def test_admin_route_matrix(ui_world: UIWorld) -> None:
     uid = add_target(ui_world)
+    rid = cli_request(ui_world, uid)
     got: dict[tuple[str, str], int] = {}
     want: dict[tuple[str, str], int] = {}
     for user in USERS:
@@ -145,7 +182,7 @@ def test_admin_route_matrix(ui_world: UIWorld) -> None:
             csrf = ui_world.csrf(client)
             for route in ADMIN_ROUTES:
                 lock(ui_world, uid)  # so that "unlock" has something to do
-                answer = route.call(client, user, csrf, uid)
+                answer = route.call(client, user, csrf, uid, rid)
                 got[(route.name, user)] = answer.status_code
                 want[(route.name, user)] = route.admin_status if user == "sysadmin" else 403
                 if answer.status_code == 403:
@@ -156,9 +193,11 @@ def test_admin_route_matrix(ui_world: UIWorld) -> None:
     assert len(got) == len(USERS) * len(ADMIN_ROUTES)
     # Only the admin's calls left a trace, one row per change.
     assert [r.action for r in admin_rows(ui_world)] == [
-        "admin.user.create", "admin.user.update", "admin.user.deactivate", "admin.user.reactivate",
-        "admin.user.unlock", "admin.user.totp_reset", "admin.user.password_set"]
-    assert {r.staff_id for r in admin_rows(ui_world)} == {"sysadmin"}
+        "admin.request.grant_reveal", "admin.user.create", "admin.user.update", "admin.user.deactivate",
+        "admin.user.reactivate", "admin.user.unlock", "admin.request.reset_totp", "admin.request.set_password",
+        "admin.request.approve"]
+    assert {r.staff_id for r in admin_rows(ui_world)} == {"cli:ops", "sysadmin"}
+    assert account(ui_world, "target").may_reveal_my_number is True  # approved by the second person
     assert account(ui_world, "target").display_name == "対象 sysadmin"
 
 
@@ -222,25 +261,58 @@ def test_create_a_user_and_log_in_with_the_shown_secret(ui_world: UIWorld) -> No
         assert uri.group(1).startswith("otpauth://totp/")
         assert f"secret={secret}" in uri.group(1)
         assert PASSWORD not in answer.text
+        assert "承認待ちとして申請しました" in answer.text  # the reveal and the IC card wait (four eyes)
         listing = client.get("/staff/admin/users").text
         assert "tanaka.k" in listing
         assert "パスワード＋TOTP" in listing
-        assert "ICカード" in listing
+        assert "ICカード" not in listing
         assert secret not in listing
         detail = client.get(f"/staff/admin/users/{user_id(ui_world, 'tanaka.k')}").text
         assert secret not in detail  # shown once
+        assert "承認待ち" in detail
+        # Nobody approves their own request: refused, nothing changes, and the attempt is logged.
+        requests = pending(ui_world)
+        assert [kind for _, kind in requests] == ["grant_reveal", "bind_ic_card"]
+        own = decide(ui_world, client, requests[0][0])
+        assert own.status_code == 403
+        assert "自分が申請した変更は承認・却下できません" in own.text
+    assert account(ui_world, "tanaka.k").may_reveal_my_number is False
+    assert [(r.action, r.staff_id, r.subject) for r in all_rows(ui_world) if r.action.startswith("refused.")] == [
+        ("refused.forbidden", "sysadmin", f"POST /staff/admin/requests/{requests[0][0]}/approve")]
+    second_admin(ui_world)
+    with closing(ui_world.login("admin2")) as client:
+        page = client.get("/staff/admin/requests").text
+        assert all(f'action="/staff/admin/requests/{rid}/approve"' in page for rid, _ in requests)
+        reveal = decide(ui_world, client, requests[0][0])
+        # sysadmin chose the password and saw the TOTP secret: the approval issues a new secret, to admin2.
+        assert reveal.status_code == 200, reveal.text
+        new_secret = secret_of(reveal.text)
+        assert new_secret != secret
+        assert decide(ui_world, client, requests[1][0]).status_code == 303
+        assert "ICカード" in client.get("/staff/admin/users").text
     created = account(ui_world, "tanaka.k")
     assert (created.roles, created.departments, created.may_reveal_my_number, created.client_cert_sha256) == (
         ["department_admin", "reviewer"], [OWN_DEPT], True, FP)
-    ui_world.secrets["tanaka.k"] = secret
+    ui_world.secrets["tanaka.k"] = secret  # what sysadmin saw no longer logs in
+    with closing(ui_world.client()) as client:
+        page = client.get("/staff/login")
+        refused = client.post("/staff/login", data={"csrf": csrf_of(page.text), "login": "tanaka.k",
+                                                    "password": PASSWORD, "totp": ui_world.totp("tanaka.k")})
+        assert refused.status_code == 401
+    ui_world.secrets["tanaka.k"] = new_secret
     with closing(ui_world.login("tanaka.k")) as client:
         assert client.get("/staff/applications").status_code == 200
         assert client.get("/staff/admin/users").status_code == 403
-    [row] = admin_rows(ui_world)
+    rows = admin_rows(ui_world)
+    assert [(r.action, r.staff_id) for r in rows] == [
+        ("admin.user.create", "sysadmin"), ("admin.request.grant_reveal", "sysadmin"),
+        ("admin.request.bind_ic_card", "sysadmin"), ("admin.request.approve", "admin2"),
+        ("admin.request.approve", "admin2")]
+    row = rows[0]
     assert (row.action, row.subject, row.staff_id) == ("admin.user.create", f"staff_user:{created.id}", "sysadmin")
     assert row.reason is not None
     assert row.reason.startswith("新規採用 [login=tanaka.k;")
-    assert_no_secrets(ui_world, [PASSWORD, secret, created.password_hash or "-", FP])
+    assert_no_secrets(ui_world, [PASSWORD, secret, new_secret, created.password_hash or "-", FP])
 
 
 def assert_no_secrets(w: UIWorld, secrets: list[str]) -> None:
@@ -390,14 +462,22 @@ def test_unlock_a_locked_account(ui_world: UIWorld) -> None:
 def test_totp_reset_invalidates_the_old_secret(ui_world: UIWorld) -> None:
     uid = user_id(ui_world, "reviewer")
     old = ui_world.secrets["reviewer"]
-    with closing(ui_world.login("reviewer")) as reviewer, closing(ui_world.login("sysadmin")) as client:
+    second_admin(ui_world)
+    with closing(ui_world.login("reviewer")) as reviewer, closing(ui_world.login("sysadmin")) as client, \
+            closing(ui_world.login("admin2")) as approver:
         answer = client.post(f"/staff/admin/users/{uid}/totp", data={"csrf": ui_world.csrf(client),
                                                                     "reason": "スマートフォン紛失"})
-        assert answer.status_code == 200
-        new = secret_of(answer.text)
+        assert answer.status_code == 303  # a request: nothing shown, nothing changed yet
+        assert _SECRET.search(client.get(answer.headers["location"]).text) is None
+        assert reviewer.get("/staff/").status_code == 200
+        [(request_id, kind)] = pending(ui_world)
+        assert kind == "reset_totp"
+        approved = decide(ui_world, approver, request_id)
+        assert approved.status_code == 200
+        new = secret_of(approved.text)  # shown to the approver, once
         assert new != old
         assert reviewer.get("/staff/").status_code == 303  # the session opened with the old device ended
-        assert client.get("/staff/admin/users").status_code == 200  # the admin's own session did not
+        assert approver.get("/staff/admin/users").status_code == 200  # the admin's own session did not
     with closing(ui_world.client()) as client:
         page = client.get("/staff/login")
         refused = client.post("/staff/login", data={"csrf": csrf_of(page.text), "login": "reviewer",
@@ -425,6 +505,13 @@ def test_set_password(ui_world: UIWorld) -> None:
         ok = client.post(f"/staff/admin/users/{uid}/password", data={
             "csrf": csrf, "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD, "reason": "再設定"})
         assert ok.status_code == 303
+        assert ok.headers["location"].endswith("done=requested")
+    assert account(ui_world, "viewer").password_set_by is None  # not applied yet
+    second_admin(ui_world)
+    with closing(ui_world.login("admin2")) as approver:
+        [(request_id, kind)] = pending(ui_world)
+        assert kind == "set_password"
+        assert decide(ui_world, approver, request_id).status_code == 303
     with closing(ui_world.client()) as client:
         page = client.get("/staff/login")
         old = client.post("/staff/login", data={"csrf": csrf_of(page.text), "login": "viewer", "password": PASSWORD,
@@ -433,7 +520,10 @@ def test_set_password(ui_world: UIWorld) -> None:
         new = client.post("/staff/login", data={"csrf": csrf_of(page.text), "login": "viewer",
                                                 "password": NEW_PASSWORD, "totp": ui_world.totp("viewer")})
         assert new.status_code == 303
-    assert [r.reason for r in admin_rows(ui_world)] == ["再設定 [totp_created=no; sessions_ended=0]"]
+    assert [r.action for r in admin_rows(ui_world)] == ["admin.request.set_password", "admin.request.approve"]
+    assert admin_rows(ui_world)[1].reason == (
+        f"本人確認済み [request={request_id}; kind=set_password; requested_by=sysadmin; sessions_ended=0; "
+        "totp_issued=no]")
     assert_no_secrets(ui_world, [PASSWORD, NEW_PASSWORD, account(ui_world, "viewer").password_hash or "-"])
 
 
@@ -452,9 +542,7 @@ def test_admin_guards(ui_world: UIWorld) -> None:
         assert demote.status_code == 409
         assert "有効なシステム管理者が他にいない" in demote.text
         # A second admin: now the self-rules answer.
-        created = client.post("/staff/admin/users", data=new_user_form(csrf, "admin2", role_reviewer="",
-                                                                         role_system_admin="1"))
-        assert created.status_code == 200
+        second_admin(ui_world)
         itself = client.post(f"/staff/admin/users/{me}/deactivate", data={"csrf": csrf, "reason": "テスト"})
         assert itself.status_code == 409
         assert "自分自身のアカウントは無効にできません" in itself.text
@@ -476,7 +564,7 @@ def test_admin_guards(ui_world: UIWorld) -> None:
         assert client.get("/staff/admin/users").status_code == 200
     me_now = account(ui_world, "sysadmin")
     assert (me_now.active, me_now.roles) == (True, ["system_admin"])
-    assert [r.action for r in admin_rows(ui_world)] == ["admin.user.create", "admin.user.deactivate"]
+    assert [r.action for r in admin_rows(ui_world)] == ["admin.user.deactivate"]
 
 
 # --- read-only configuration pages ----------------------------------------------------------------

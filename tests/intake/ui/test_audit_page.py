@@ -24,6 +24,7 @@ from intake.runtime import Runtime
 from intake.settings import StaffUISettings
 from signature.testing.builder import ApplicationSpec
 from tests.conftest import JST, NOW, PackageFactory
+from tests.intake.accessrows import committed_ids
 from tests.intake.conftest import Clock
 from tests.intake.ui.conftest import USERS, UIWorld, build_world, csrf_of
 
@@ -61,11 +62,9 @@ def seed(w: UIWorld) -> dict[str, int]:
                    "=HYPERLINK(\"http://x\")", "2222222222"),
     }
     with w.sessions() as s:
-        ids = {name: append_access(s, actor=actor, at=at, action=action, subject=subject, reason=reason,
-                                   atena_number=atena).id
-               for name, (actor, at, action, subject, reason, atena) in rows.items()}
-        s.commit()
-    return ids
+        for actor, at, action, subject, reason, atena in rows.values():
+            append_access(s, actor=actor, at=at, action=action, subject=subject, reason=reason, atena_number=atena)
+        return dict(zip(rows, committed_ids(s, len(rows)), strict=True))
 
 
 def shown(html: str) -> list[int]:
@@ -112,9 +111,10 @@ def test_each_filter_narrows_the_log(audit_world: UIWorld) -> None:
 
 def test_paging_is_newest_first_and_keeps_the_filters(audit_world: UIWorld) -> None:
     with audit_world.sessions() as s:
-        ids = [append_access(s, actor=TANAKA, at=NOW - timedelta(days=5, minutes=-i), action="test.paging",
-                             subject=f"n:{i}").id for i in range(25)]
-        s.commit()
+        for i in range(25):
+            append_access(s, actor=TANAKA, at=NOW - timedelta(days=5, minutes=-i), action="test.paging",
+                          subject=f"n:{i}")
+        ids = committed_ids(s, 25)
     newest_first = ids[::-1]
     with closing(audit_world.login("auditor")) as client:
         first = client.get("/staff/audit", params={"action": "test.paging"}).text

@@ -2,6 +2,8 @@
 
 Scope is enforced in the services: a record of another department answers 404, exactly like a
 record that does not exist, so ids cannot be probed; a role without the function answers 403.
+Every refused attempt (403, 404, a forged CSRF token) leaves exactly one access-log row naming the
+member of staff, the terminal, the time and what was tried (issue 15 §5).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from dataclasses import dataclass
 
 import httpx
 from fastapi.routing import APIRoute
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from starlette.routing import BaseRoute
 
-from intake.models import Application, ForwardItem, ForwardState, StatusNotice, StatusTransitionRow
+from intake.models import AccessLogRow, Application, ForwardItem, ForwardState, StatusNotice, StatusTransitionRow
 from intake.ui.app import create_ui_app
 from tests.conftest import NOW
 from tests.intake.ui.conftest import USERS, UIWorld
@@ -89,7 +91,7 @@ ROUTES = [
           "POST", "/outbox/{item_id}/retry"),
     Route("admin", lambda c, w, _s, _o: c.get("/staff/admin"), "GET", "/admin"),
     *(Route(f"admin_{page}", lambda c, w, _s, _o, page=page: c.get(f"/staff/admin/{page}"), "GET", f"/admin/{page}")
-      for page in ("users", "users/new", "roles", "departments", "procedures", "routes")),
+      for page in ("users", "users/new", "requests", "roles", "departments", "procedures", "routes")),
     Route("linkage", lambda c, w, _s, _o: c.get("/staff/linkage"), "GET", "/linkage"),
     Route("search", _post("/staff/applications/search", name="高橋"), "POST", "/applications/search"),
     Route("bulk", _post("/staff/applications/bulk", ids="{app}", action="accept"), "POST", "/applications/bulk"),
@@ -112,7 +114,8 @@ COVERED_ELSEWHERE = {
     **{("POST", path): "test_admin.py::test_admin_route_matrix" for path in (
         "/admin/users", "/admin/users/{user_id}", "/admin/users/{user_id}/deactivate",
         "/admin/users/{user_id}/reactivate", "/admin/users/{user_id}/unlock", "/admin/users/{user_id}/totp",
-        "/admin/users/{user_id}/password")},
+        "/admin/users/{user_id}/password", "/admin/requests/{request_id}/approve",
+        "/admin/requests/{request_id}/deny")},
     ("GET", "/admin/users/{user_id}"): "test_admin.py::test_admin_route_matrix",
     ("POST", "/linkage/preview"): "test_linkage_page.py::test_every_route_for_every_role",
     ("POST", "/linkage/run"): "test_linkage_page.py::test_every_route_for_every_role",
@@ -178,22 +181,52 @@ def _reset(w: UIWorld) -> None:
         s.commit()
 
 
+def _last_id(w: UIWorld) -> int:
+    with w.sessions() as s:
+        return s.scalar(select(func.max(AccessLogRow.id))) or 0
+
+
+def refusals_since(w: UIWorld, after: int) -> list[tuple[str, str, str, str, str]]:
+    """The refusal rows appended after ``after``: (action, staff, terminal, subject, reason)."""
+    with w.sessions() as s:
+        rows = s.scalars(select(AccessLogRow).where(AccessLogRow.id > after, AccessLogRow.action.startswith("refused."))
+                         .order_by(AccessLogRow.id)).all()
+        assert all(r.at == w.clock.now for r in rows)
+        return [(r.action, r.staff_id, r.terminal, r.subject, r.reason or "") for r in rows]
+
+
+def _path(route: Route, w: UIWorld, own: bool) -> str:
+    """The path a cell requested, as the refusal row names it (ids only)."""
+    ids = {"app_id": _app(w, own), "attachment_id": w.own_attachment if own else w.other_attachment,
+           "item_id": _item(w, own)}
+    return "/staff" + route.path.format(**ids).rstrip("/") if route.path != "/" else "/staff/"
+
+
 def test_authorization_matrix(ui_world: UIWorld) -> None:
     users = [u for u in USERS if u != "other-reviewer"]
     got: dict[tuple[str, str, str], int] = {}
     want: dict[tuple[str, str, str], int] = {}
+    logged: dict[tuple[str, str, str], list[tuple[str, str, str, str]]] = {}
+    want_logged: dict[tuple[str, str, str], list[tuple[str, str, str, str]]] = {}
     for user in users:
         client = ui_world.login(user)
         csrf = ui_world.csrf(client)
         for route in ROUTES:
             for own in (True, False):
                 cell = (route.name, user, "own" if own else "other")
+                before = _last_id(ui_world)
                 got[cell] = route.call(client, ui_world, csrf, own).status_code
                 want[cell] = expected(route.name, user, own)
+                logged[cell] = [row[:4] for row in refusals_since(ui_world, before)]
+                action = {403: "refused.forbidden", 404: "refused.not_found"}.get(want[cell])
+                want_logged[cell] = ([(action, user, "ip:127.0.0.1", f"{route.method} {_path(route, ui_world, own)}")]
+                                     if action else [])
                 _reset(ui_world)
         client.close()
     assert {k: v for k, v in got.items() if want[k] != v} == {}
     assert len(got) == len(users) * len(ROUTES) * 2
+    assert {k: v for k, v in logged.items() if want_logged[k] != v} == {}
+    assert sum(1 for v in want_logged.values() if v) > 100  # the refusals were many, and every one is logged
 
 
 def _api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
@@ -236,7 +269,10 @@ def test_posts_without_the_csrf_token_are_refused(ui_world: UIWorld) -> None:
     with closing(ui_world.login("depadmin")) as client:
         for route in ROUTES:
             if route.method == "POST":
+                before = _last_id(ui_world)
                 assert route.call(client, ui_world, "forged", True).status_code == 403, route.name
+                assert refusals_since(ui_world, before) == [
+                    ("refused.csrf", "depadmin", "ip:127.0.0.1", f"POST {_path(route, ui_world, True)}", "CSRF")]
         assert "受付" not in client.get(f"/staff/applications/{ui_world.own_app}").text.split('id="status">')[1][:10]
 
 
@@ -247,3 +283,8 @@ def test_unknown_and_malformed_ids_are_plain_404(ui_world: UIWorld) -> None:
             assert answer.status_code == 404, path
             assert "Traceback" not in answer.text
             assert "ページまたは申請が見つかりません" in answer.text
+        before = _last_id(ui_world)
+        client.get("/staff/applications/999999?kana=ヤマダ")
+        # a guessed id is an attempt: logged with who, where, when and the path — never the query string
+        assert refusals_since(ui_world, before) == [
+            ("refused.not_found", "reviewer", "ip:127.0.0.1", "GET /staff/applications/999999", "NOT_FOUND")]
