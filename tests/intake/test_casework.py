@@ -270,7 +270,8 @@ def test_person_search_folds_variants_width_and_eras(
     assert found(birth=birth + timedelta(days=1)) == set()
     rows = {r.id: r for r in list_applications(session, REVIEWER, ListFilters(), page_size=50, at=NOW).rows}
     assert rows[takahashi].applicant_name == "髙橋　花子"  # as written
-    # who searched is logged, what they typed is not
+    # who searched is logged, what they typed is not (access-log rows are written at the commit)
+    session.commit()
     logged = session.scalars(select(AccessLogRow).where(AccessLogRow.action == "application.search")).all()
     assert {r.subject for r in logged} == {"search:name", "search:phone", "search:birth"}
     text = " ".join(f"{r.subject} {r.reason} {r.atena_number}" for r in session.scalars(select(AccessLogRow)))

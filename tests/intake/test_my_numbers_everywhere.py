@@ -43,7 +43,7 @@ _TWELVE = re.compile(rb"(?<![0-9])([0-9]{12})(?![0-9])")
 #: the catalogue's own name for a My Number field in this form: 配偶者 / 番号
 DECLARED = "//配偶者/番号"
 CATALOGUE = ProcedureCatalogue({OWN_PROCEDURE: Procedure(OWN_PROCEDURE, "児童手当 認定請求", OWN_DEPT, "子ども家庭課",
-                                                         MyNumberPaths((DECLARED,)))}, configured=True)
+                                                         my_number_paths=MyNumberPaths((DECLARED,)))}, configured=True)
 SUPERVISOR = Actor("staff-002", "子ども家庭課", "term-02", frozenset({REVEAL_PERMISSION}))
 
 
