@@ -120,6 +120,8 @@ def key_counts(sessions: sessionmaker[Session], batch: int = 2000) -> dict[str, 
 
 @dataclass
 class RotationProgress:
+    """After one batch: rows examined and blobs re-sealed **so far in this table** (running totals)."""
+
     table: str
     examined: int
     resealed: int
@@ -148,11 +150,11 @@ def rotate(sessions: sessionmaker[Session], keys: dict[str, Sealer], *, batch: i
                 heads = _headers(session, table, last, batch)
                 if not heads:
                     break
-                examined += len(heads)
                 last = heads[-1][0]
                 stale = [row_id for row_id, head in heads if head and Sealer.key_id_of(head) != sealer.active_key_id]
                 if budget is not None and len(stale) >= budget:
-                    stale, last = stale[:budget], stale[budget - 1]
+                    stale, last = stale[:budget], stale[budget - 1]  # the rest is examined by the next run
+                examined += sum(1 for row_id, _head in heads if row_id <= last)
                 if stale:
                     rows = list(session.scalars(select(model).where(model.id.in_(stale)).order_by(model.id)
                                                 .options(undefer(column)).with_for_update()))
@@ -186,12 +188,12 @@ def run_keys(args: argparse.Namespace, settings: IntakeSettings, sessions: sessi
             print(f"{table}: {shown or 'no blobs'}")
         return 0
     if args.action == "rotate":
-        total = 0
+        resealed: dict[str, int] = {}
         with sessions() as session:
             rows = {t.name: session.scalar(select(func.count()).select_from(t.model)) or 0 for t in TABLES}
         try:
             for step in rotate(sessions, keys, batch=args.batch, limit=args.limit):
-                total += step.resealed
+                resealed[step.table] = step.resealed  # a running total per table
                 print(f"{step.table}: examined {step.examined} of {rows[step.table]}, re-sealed {step.resealed}",
                       flush=True)
         except CryptoError as exc:
@@ -199,7 +201,7 @@ def run_keys(args: argparse.Namespace, settings: IntakeSettings, sessions: sessi
             return 1
         remaining = sum(n for t, per in key_counts(sessions).items() for k, n in per.items()
                         if k != keys[_purpose(t)].active_key_id)
-        print(f"OK  re-sealed {total} blob(s); {remaining} blob(s) not under the active keys")
+        print(f"OK  re-sealed {sum(resealed.values())} blob(s); {remaining} blob(s) not under the active keys")
         return 0 if remaining == 0 or args.limit is not None else 1
     counts = key_counts(sessions)
     actives = {keys["my_number"].active_key_id, keys["package"].active_key_id}

@@ -143,7 +143,8 @@ def test_rotation_is_resumable_while_serving_and_retire_check_tells_the_truth(
 
         resumed = _cli(rotating_env, "keys", "rotate", "--batch", "4")
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        assert "OK  re-sealed" in resumed.stdout
+        left = sum(per.get("m1", 0) + per.get("p1", 0) for per in half.values())
+        assert f"OK  re-sealed {left} blob(s)" in resumed.stdout  # exactly what was left under the old keys
         assert "0 blob(s) not under the active keys" in resumed.stdout
         for kid in ("m1", "p1"):
             retire = _cli(rotating_env, "keys", "retire-check", kid)
@@ -223,3 +224,25 @@ def _waiting_on_a_lock(engine: Engine) -> bool:
         return bool(conn.exec_driver_sql(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
         ).scalar())
+
+
+def test_limit_stops_after_that_many_blobs_and_the_next_run_finishes(engine: Engine) -> None:
+    first = _key()
+    old = Sealer({"p1": first}, "p1")
+    keys = {"my_number": Sealer({"m1": _key()}, "m1"), "package": Sealer({"p1": first, "p2": _key()}, "p2")}
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        users = [StaffUser(login=f"l{n}", display_name="試験 職員", roles=["viewer"], departments=["0101"],
+                           created_at=NOW) for n in range(5)]
+        session.add_all(users)
+        session.flush()
+        for user in users:
+            user.totp_secret = seal_totp(old, user.id, f"SECRET{user.id}")
+        session.commit()
+
+    steps = list(rotate(sessions, keys, limit=2, batch=10))
+    assert [(s.table, s.examined, s.resealed) for s in steps] == [("staff_users.totp", 2, 2)]
+    assert key_counts(sessions)["staff_users.totp"] == {"p1": 3, "p2": 2}
+    steps = list(rotate(sessions, keys, batch=2))  # running totals after each batch of two rows
+    assert [(s.examined, s.resealed) for s in steps] == [(2, 0), (4, 2), (5, 3)]  # what was done is skipped
+    assert key_counts(sessions)["staff_users.totp"] == {"p2": 5}
