@@ -125,8 +125,10 @@ def _settings(text: str) -> Iterator[str]:
 
 
 def _relay_metrics() -> set[str]:
-    source = (ROOT / "dmz_relay" / "metrics.py").read_text(encoding="utf-8")
-    names = set(re.findall(r'"(relay_[a-z_]+)"', source))
+    # Every metric the relay constructs, wherever (metrics.py; the CRL collector in crls.py).
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "dmz_relay").glob("*.py")))
+    names = set(re.findall(r'(?:Counter|Gauge|Histogram|GaugeMetricFamily|CounterMetricFamily)\(\s*"(relay_[a-z_]+)"',
+                           source))
     return names | {f"{n}_total" for n in names}
 
 
