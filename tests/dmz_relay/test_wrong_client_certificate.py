@@ -1,0 +1,212 @@
+"""A wrong certificate between relay and intake loses nothing (issue 16's proof, "wrong client certificate").
+
+Over real TLS: the real intake app served by uvicorn exactly as ``intake serve --tls-cert --tls-key
+--client-ca`` serves it (``client_auth=dedicated-ca``: client certificates from the relay-only CA are
+required in the handshake), portal_sim's real API app, and a relay whose intake client is the
+production one (:func:`dmz_relay.forwarder.build_intake_http` from the relay's settings).
+
+A tired operator installs the wrong file at the path the relay's settings name:
+
+* ``client-certificate-from-another-ca``: the relay's client certificate comes from another CA, so
+  the intake refuses it in the handshake;
+* ``intake-ca-of-another-ca``: the relay's certificate is right, but the CA it trusts for the intake
+  is the relay-only client CA, so the relay refuses the intake's server certificate.
+
+Either way the pull round stops at the first package with ``TLS_HANDSHAKE`` (a configuration error,
+not the package's: no retry, no attempt counted), nothing is marked done, the cursor stays, the
+portal is told nothing, readiness says ``misconfigured`` and the metrics show the stop. Then the
+operator installs the right file and restarts the relay — what production does: the relay reads its
+intake client certificate and CA once, when it starts (``Relay.from_settings`` →
+``build_intake_http``); only the push API's server certificate is reloaded while running. The
+restarted relay, over the same state directory, stores every offered 受付番号 exactly once, and its
+readiness and metrics show the resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from dmz_relay.forwarder import build_intake_http
+from dmz_relay.runtime import Relay
+from intake.api import create_app as create_intake_app
+from intake.db import make_session_factory
+from intake.runtime import Runtime
+from intake.serving import listener_problem
+from portal_sim.api import ApiSettings, FixedClock, create_app
+from tests.conftest import NOW, World
+from tests.dmz_relay.conftest import RelayFactory, Sleeps, count_deliveries, relay_settings
+from tests.dmz_relay.test_pull import ARRIVED, Portal, stored_receipts
+from tests.portal_sim.api_support import API_KEY, MUNICIPALITY, App, write_data_dir
+from tests.support.servers import serve_in_thread
+from tests.support.tlscerts import RelayIntakeTls, TlsFiles, relay_intake_tls
+
+FAULTS = ["client-certificate-from-another-ca", "intake-ca-of-another-ca"]
+
+
+@pytest.fixture
+def portal(world: World, tmp_path: Path) -> Iterator[Portal]:
+    directory = tmp_path / "portal"
+    apps: list[App] = write_data_dir(world, directory)
+    clock, session_clock = FixedClock(NOW), FixedClock(NOW)
+    app = create_app(directory, settings=ApiSettings(clock=clock, session_clock=session_clock, rate_limit=None))
+    with serve_in_thread(app) as url:
+        yield Portal(url, directory, apps, clock, session_clock)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> RelayIntakeTls:
+    directory = tmp_path / "pki"
+    directory.mkdir()
+    return relay_intake_tls(directory)
+
+
+@pytest.fixture
+def mtls_intake(intake_engine: Engine, intake_runtime: Runtime, pki: RelayIntakeTls) -> Iterator[str]:
+    """The intake's machine API as ``intake serve`` runs it with ``--client-ca`` (intake/serving.py)."""
+    strict = replace(intake_runtime, settings=intake_runtime.settings.model_copy(update={"client_auth": "dedicated-ca"}))
+    # The listener passes the fail-closed rule (a TLS machine API needs the relay-only CA).
+    assert listener_problem(strict.settings, role="api", tls_cert=pki.server.cert, tls_key=pki.server.key,
+                            client_ca=pki.relay_ca.cert) is None
+    app = create_intake_app(strict, make_session_factory(intake_engine))
+    with serve_in_thread(app, ssl_certfile=str(pki.server.cert), ssl_keyfile=str(pki.server.key),
+                         ssl_ca_certs=str(pki.relay_ca.cert), ssl_cert_reqs=ssl.CERT_REQUIRED) as url:
+        assert url.startswith("https://")
+        yield url
+
+
+@dataclass(frozen=True)
+class Installed:
+    """The relay's TLS files where its settings name them (``/etc/shinsei/…`` on a real host)."""
+
+    client_cert: Path
+    client_key: Path
+    intake_ca: Path
+
+    def install(self, client: TlsFiles, intake_ca: TlsFiles) -> None:
+        """What the operator does: copy files over the configured paths."""
+        shutil.copyfile(client.cert, self.client_cert)
+        shutil.copyfile(client.key, self.client_key)
+        shutil.copyfile(intake_ca.cert, self.intake_ca)
+
+    def settings(self) -> dict[str, Any]:
+        return {"client_cert": self.client_cert, "client_key": self.client_key, "intake_ca": self.intake_ca}
+
+
+def metrics_of(relay: Relay) -> str:
+    return relay.metrics.render().decode()
+
+
+def sample(metrics: str, name: str) -> float:
+    """The value of the unlabelled sample ``name`` in a Prometheus text exposition."""
+    values = [float(line.split(" ")[1]) for line in metrics.splitlines() if line.split(" ")[0] == name]
+    assert len(values) == 1, name
+    return values[0]
+
+
+def reception(portal: Portal, receipt_number: str) -> dict[str, Any] | None:
+    """What the relay told the portal about ``receipt_number`` (None: nothing)."""
+    token = httpx.post(f"{portal.url}/api/v1/login", json={"municipality_code": MUNICIPALITY, "api_key": API_KEY},
+                       timeout=10).json()["access_token"]
+    answer = httpx.get(f"{portal.url}/api/v1/applications/{receipt_number}/reception", timeout=10,
+                       headers={"Authorization": f"Bearer {token}"})
+    return None if answer.status_code == 404 else dict(answer.json())
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_wrong_certificate_stops_the_channel_and_after_the_right_one_every_application_is_stored_once(
+    world: World, tmp_path: Path, portal: Portal, mtls_intake: str, intake_engine: Engine, pki: RelayIntakeTls,
+    make_relay: RelayFactory, sleeps: Sleeps, caplog: pytest.LogCaptureFixture, fault: str,
+) -> None:
+    etc = tmp_path / "etc-shinsei"
+    etc.mkdir()
+    installed = Installed(etc / "relay-client.pem", etc / "relay-client.key", etc / "intake-ca.pem")
+    if fault == "client-certificate-from-another-ca":
+        installed.install(pki.rogue, pki.server_ca)
+    else:  # the relay-only client CA where the intake's server CA belongs
+        installed.install(pki.relay, pki.relay_ca)
+    options: dict[str, Any] = {"portal_url": portal.url, "page_size": 3, "forward_attempts": 3,
+                               **installed.settings()}
+
+    def start_relay() -> Relay:
+        """The relay as its process starts: the intake client built from the settings' files."""
+        settings = relay_settings(world, tmp_path, mtls_intake, **installed.settings())
+        return make_relay(mtls_intake, intake_http=build_intake_http(settings), **options)
+
+    offered = sorted(a.receipt_number for a in portal.arrived())
+    assert len(offered) == ARRIVED
+
+    # --- the wrong file is installed --------------------------------------------------------------
+    relay = start_relay()
+    assert relay.puller is not None
+    with caplog.at_level(logging.INFO, logger="dmz_relay"):
+        stopped = relay.puller.poll_once()
+    assert stopped.stopped == "TLS_HANDSHAKE"
+    assert stopped.outcomes == {"failed": 1}  # the round stopped at the first package …
+    assert sleeps.waits == []  # … at once: a handshake that fails is not waited out
+    assert relay.tombstones.cursor() is None  # nothing moved on
+    assert count_deliveries(intake_engine) == 0
+    items = [relay.tombstones.item(r) for r in offered]
+    assert all(i is None or (i.attempts == 0 and i.state.value == "pending") for i in items)  # nothing done
+    assert all(reception(portal, r) is None for r in offered)  # the portal is told nothing
+    checks = relay.readiness()
+    assert checks["intake_channel"] == "misconfigured: TLS_HANDSHAKE"
+    assert checks["intake"] == "unreachable"  # its /readyz fails the same handshake
+    metrics = metrics_of(relay)
+    assert "relay_intake_channel_ok 0.0" in metrics
+    assert 'relay_intake_channel_stops_total{state="misconfigured"} 1.0' in metrics
+    assert 'relay_pull_rounds_total{result="stopped"} 1.0' in metrics
+    assert 'relay_pull_items{state="stored"} 0.0' in metrics
+    stops = [r for r in caplog.records if r.getMessage() == "intake.channel_stopped"]
+    assert [(r.levelno, r.relay_fields["reason_code"]) for r in stops] == [  # type: ignore[attr-defined]
+        (logging.ERROR, "TLS_HANDSHAKE")]
+
+    # A second round while the wrong file is still installed: the same stop, still nothing lost.
+    again = relay.puller.poll_once()
+    assert (again.stopped, again.outcomes) == ("TLS_HANDSHAKE", {"failed": 1})
+    assert count_deliveries(intake_engine) == 0
+    assert relay.tombstones.cursor() is None
+
+    # --- the operator installs the right files and restarts the relay (same state directory) ------
+    relay.close()
+    installed.install(pki.relay, pki.server_ca)
+    caplog.clear()
+    relay = start_relay()
+    assert relay.puller is not None
+    before = relay.status()
+    assert before["last_round"]["stopped"] == "TLS_HANDSHAKE"  # type: ignore[index]  # the stop is on record
+    assert before["last_completed_round"] is None
+    assert relay.readiness()["intake"] == "ok"
+
+    resumed = relay.puller.poll_once()
+    assert resumed.stopped is None
+    assert resumed.outcomes == {"stored": ARRIVED}
+    assert sleeps.waits == []
+    assert stored_receipts(intake_engine) == offered  # every offered 受付番号, each exactly once
+    assert count_deliveries(intake_engine) == ARRIVED
+    assert all(reception(portal, r)["result"] == "taken" for r in offered)  # type: ignore[index]
+    checks = relay.readiness()
+    assert (checks["intake"], checks["intake_channel"]) == ("ok", "ok")
+    status = relay.status()
+    assert status["items"] == {"pending": 0, "stored": ARRIVED, "refused": 0, "set_aside": 0}
+    assert status["last_completed_round"] is not None
+    metrics = metrics_of(relay)
+    assert "relay_intake_channel_ok 1.0" in metrics
+    assert not [line for line in metrics.splitlines() if line.startswith("relay_intake_channel_stops_total{")]
+    assert 'relay_pull_rounds_total{result="completed"} 1.0' in metrics
+    assert f'relay_packages_total{{channel="pull",outcome="stored"}} {float(ARRIVED)}' in metrics
+    assert f'relay_pull_items{{state="stored"}} {float(ARRIVED)}' in metrics
+    assert sample(metrics, "relay_pull_last_completed_round_timestamp_seconds") == NOW.timestamp()
+
+    # Nothing twice: the next round finds nothing new and the intake holds each package once.
+    assert relay.puller.poll_once().outcomes == {}
+    assert stored_receipts(intake_engine) == offered
