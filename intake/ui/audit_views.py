@@ -35,6 +35,8 @@ PROBLEM_LABELS = {
     ChainProblem.ANCHOR_UNWITNESSED: "削除記録に対応する削除の記録行（audit.purge）がありません",
     ChainProblem.HEAD_MISSING: "前回の検証で最後にあった行がなくなっています（末尾の削除）",
     ChainProblem.HEAD_CHANGED: "前回の検証で最後にあった行が書き換えられています",
+    ChainProblem.UNKEYED_ROW: "鍵のないハッシュの行があります（鍵を持たない者による書換えの疑い）",
+    ChainProblem.UNKNOWN_KEY: "設定されていない鍵を名乗る行があります",
 }
 
 

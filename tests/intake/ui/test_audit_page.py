@@ -5,6 +5,7 @@ retention panel, and every audit route for every role."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from collections.abc import Iterator
@@ -17,11 +18,12 @@ from sqlalchemy import Engine, select, update
 
 from intake.accesslog.checks import run_check
 from intake.accesslog.retention import purge_expired
-from intake.accesslog.service import append_access
+from intake.accesslog.service import GENESIS, ChainProblem, append_access
 from intake.authz import Actor
 from intake.models import AccessLogRow
 from intake.runtime import Runtime
 from intake.settings import StaffUISettings
+from intake.ui.audit_views import PROBLEM_LABELS
 from signature.testing.builder import ApplicationSpec
 from tests.conftest import JST, NOW, PackageFactory
 from tests.intake.accessrows import committed_ids
@@ -215,6 +217,30 @@ def test_the_page_shows_the_recorded_check_and_the_button_runs_it(audit_world: U
         assert "最終検証の後に記録された行: <span id=\"unchecked\">1</span> 件" in page  # the login
     verifies = logged(audit_world, "audit.verify")
     assert [r.staff_id for r in verifies] == ["auditor", "auditor"]
+
+
+def test_every_chain_problem_has_a_label() -> None:
+    assert set(PROBLEM_LABELS) == set(ChainProblem)
+
+
+def test_a_tail_rewritten_without_the_key_shows_on_the_page(audit_world: UIWorld) -> None:
+    ids = seed(audit_world)
+    # A database-only insider rewrites the tail with keyless hashes (the exact recomputation is
+    # tests/intake/test_accesslog_keys_seals.py's; here: the page names what the check found).
+    with audit_world.sessions() as s:
+        rows = s.scalars(select(AccessLogRow).where(AccessLogRow.id >= ids["accept"]).order_by(AccessLogRow.id))
+        prev = s.scalar(select(AccessLogRow.hash).where(AccessLogRow.id < ids["accept"])
+                        .order_by(AccessLogRow.id.desc()).limit(1)) or GENESIS
+        for row in rows:
+            row.reason, row.key_id, row.prev_hash = "書換え", None, prev
+            row.hash = prev = hashlib.sha256(f"{row.id}:{prev}".encode()).hexdigest()
+        s.commit()
+    with closing(audit_world.login("auditor")) as client:
+        csrf = csrf_of(client.get("/staff/audit").text)
+        assert client.post("/staff/audit/verify", data={"csrf": csrf}).status_code == 303
+        page = client.get("/staff/audit").text
+    assert PROBLEM_LABELS[ChainProblem.UNKEYED_ROW] in page
+    assert "ハッシュ連鎖: 異常なし" not in page
 
 
 def test_the_retention_and_the_last_purge_are_shown(audit_world: UIWorld) -> None:
