@@ -10,7 +10,7 @@ render. The unit of work commits when a handler returns and rolls back when it r
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -28,6 +28,7 @@ from intake.ui import attempts
 from intake.ui.errors import LoginRequired
 from intake.ui.forms import Refusals, read_form, submit
 from intake.ui.rendering import LABELS, Renderer
+from intake.ui.searches import SavedSearches
 from intake.ui.security import SESSION_COOKIE, terminal_of
 from intake.web import unit_of_work
 
@@ -39,6 +40,8 @@ class UIState:
     runtime: Runtime
     session_factory: sessionmaker[Session]
     renderer: Renderer
+    #: searches by personal data, kept out of URLs (:mod:`intake.ui.searches`)
+    searches: SavedSearches = field(default_factory=SavedSearches)
 
     @property
     def settings(self) -> StaffUISettings:

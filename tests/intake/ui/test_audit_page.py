@@ -79,6 +79,16 @@ def logged(w: UIWorld, action: str) -> list[AccessLogRow]:
         return list(s.scalars(select(AccessLogRow).where(AccessLogRow.action == action).order_by(AccessLogRow.id)))
 
 
+def searched(client: httpx.Client, params: dict[str, str]) -> httpx.Response:
+    """The search form POSTed (its values kept on the server); the page it redirects to."""
+    page = client.get("/staff/audit")
+    answer = client.post("/staff/audit/search", data={"csrf": csrf_of(page.text), **params})
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    assert re.fullmatch(r"/staff/audit\?s=[A-Za-z0-9_-]+", location)  # the filters are not in the URL
+    return client.get(location)
+
+
 def test_each_filter_narrows_the_log(audit_world: UIWorld) -> None:
     ids = seed(audit_world)
     cases: list[tuple[dict[str, str], set[str]]] = [
@@ -97,12 +107,12 @@ def test_each_filter_narrows_the_log(audit_world: UIWorld) -> None:
     ]
     with closing(audit_world.login("auditor")) as client:
         for params, expected in cases:
-            page = client.get("/staff/audit", params={"to": "2026-11-24", **params})
+            page = searched(client, {"to": "2026-11-24", **params})
             assert page.status_code == 200
             assert shown(page.text) == sorted((ids[n] for n in expected), reverse=True), params  # newest first
             for name, value in params.items():
                 assert f'name="{name}" value="{value}"' in page.text  # the form keeps the filters
-    views = logged(audit_world, "audit.view")
+    views = logged(audit_world, "audit.view")[1::2]  # each search: the form's page, then the result
     assert len(views) == len(cases)  # one row per view
     by_atena = views[1]
     assert by_atena.atena_number == "2222222222"
@@ -138,8 +148,17 @@ def test_export_is_the_filtered_log_with_a_bom_guarded_and_logged_once(audit_wor
     with closing(audit_world.login("auditor")) as client:
         page = client.get("/staff/audit", params={"department": "koseki", "to": "2026-11-24"})
         assert 'href="/staff/audit.csv?department=koseki&amp;to=2026-11-24"' in page.text
-        answer = client.get("/staff/audit.csv", params={"department": "koseki", "to": "2026-11-24",
-                                                        "atena": "2222222222"})
+        # a 宛名番号 in a URL is not a filter: it is searched through the form only
+        assert client.get("/staff/audit", params={"atena": "2222222222", "to": "2026-11-24"}).text.count(
+            'class="action"') > 1
+        with_atena = searched(client, {"department": "koseki", "to": "2026-11-24", "atena": "2222222222"})
+        export = re.search(r'href="(/staff/audit\.csv\?s=[A-Za-z0-9_-]+)"', with_atena.text)
+        assert export is not None
+        assert "2222222222" not in export.group(1)
+        answer = client.get(export.group(1))
+        # the saved search is this session's own: another auditor's session gets the unfiltered log
+        with closing(audit_world.login("auditor")) as other:
+            assert shown(other.get(export.group(1).replace(".csv", "")).text) != shown(with_atena.text)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/csv")
     assert answer.headers["content-disposition"].startswith('attachment; filename="access-log-')
