@@ -27,6 +27,7 @@ __all__ = [
     "ChainStatus",
     "chain_status",
     "export_access_log",
+    "require_auditor",
     "search_access_log",
     "verify_now",
 ]
@@ -95,6 +96,11 @@ class AccessLogSearch:
 
 def _require_auditor(principal: Principal) -> None:
     principal.require(AUDIT_ROLES, "read the access log")
+
+
+def require_auditor(principal: Principal) -> None:
+    """The auditor role, for a page that prepares a search (the search itself checks it again)."""
+    _require_auditor(principal)
 
 
 def _log_subject(prefix: str, filters: AccessLogFilters) -> tuple[str, str | None]:

@@ -6,6 +6,7 @@ The page shows the latest recorded chain check; only 「今すぐ検証」 (POST
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -16,7 +17,7 @@ from intake.accesslog.service import ChainProblem
 from intake.errors import ExportTooLarge
 from intake.jst import JST
 from intake.models import AccessLogRow
-from intake.ui.deps import Form, Staff
+from intake.ui.deps import Ctx, Form, Staff
 from intake.ui.forms import Refusals, handle, parse_date, parse_int
 from intake.ui.rendering import csv_download
 
@@ -35,32 +36,65 @@ PROBLEM_LABELS = {
     ChainProblem.ANCHOR_UNWITNESSED: "削除記録に対応する削除の記録行（audit.purge）がありません",
     ChainProblem.HEAD_MISSING: "前回の検証で最後にあった行がなくなっています（末尾の削除）",
     ChainProblem.HEAD_CHANGED: "前回の検証で最後にあった行が書き換えられています",
+    ChainProblem.UNKEYED_ROW: "鍵のないハッシュの行があります（鍵を持たない者による書換えの疑い）",
+    ChainProblem.UNKNOWN_KEY: "設定されていない鍵を名乗る行があります",
 }
 
 
-def _filters(request: Request) -> tuple[search.AccessLogFilters, dict[str, str]]:
-    """The filters and the query parameters that set them (for the pager and the export link)."""
-    q = request.query_params
+#: Filters that are personal data: accepted only through a saved search (POST), never in a URL.
+_PERSONAL = frozenset({"atena"})
+
+
+def _parse(source: Mapping[str, str], *, personal: bool) -> tuple[search.AccessLogFilters, dict[str, str]]:
     values: dict[str, str] = {}
     fields: dict[str, str] = {}
     for param, (field, cap) in _PARAMS.items():
-        value = (q.get(param) or "").strip()[:cap]
+        if param in _PERSONAL and not personal:
+            continue
+        value = (source.get(param) or "").strip()[:cap]
         if value:
             values[param], fields[field] = value, value
-    date_from, date_to = parse_date(q.get("from")), parse_date(q.get("to"))
+    date_from, date_to = parse_date(source.get("from")), parse_date(source.get("to"))
     for param, day in (("from", date_from), ("to", date_to)):
         if day is not None:
             values[param] = day.isoformat()
     return search.AccessLogFilters(date_from=date_from, date_to=date_to, **fields), values
 
 
+def _filters(request: Request, ctx: Ctx) -> tuple[search.AccessLogFilters, dict[str, str], str]:
+    """The filters, their values (for the form) and the query that repeats them (pager, export):
+    a saved search (``s``, from the POSTed form) or, without one, the query parameters other than
+    the personal ones."""
+    q = request.query_params
+    saved = ctx.state.searches.load(q.get("s"), ctx.row.id, at=ctx.now())
+    if saved is not None:
+        filters, values = _parse(saved, personal=True)
+        return filters, values, urlencode({"s": q.get("s", "")})
+    filters, values = _parse(q, personal=False)
+    return filters, values, urlencode(values)
+
+
+@router.post("/audit/search", response_model=None)
+def audit_search(ctx: Staff, form: Form) -> Response:
+    """The search form: its values kept on the server (:mod:`intake.ui.searches`), then the page
+    by the search's id — a searched 宛名番号 never stands in a URL (issue 15 §6)."""
+    def save() -> str:
+        search.require_auditor(ctx.principal)
+        _unused, values = _parse(form, personal=True)
+        return ctx.state.searches.save(ctx.row.id, values, at=ctx.now())
+
+    return ctx.submit(form, save, refusals=Refusals([]), refused=lambda code, message: ctx.page(
+        "error.html", code, status=code, message=message),
+        done=lambda token: RedirectResponse(f"/staff/audit?{urlencode({'s': token})}", status_code=303))
+
+
 @router.get("/audit", response_class=HTMLResponse)
 def audit(request: Request, ctx: Staff) -> HTMLResponse:
-    filters, values = _filters(request)
+    filters, values, query_base = _filters(request, ctx)
     result = search.search_access_log(ctx.session, ctx.principal, filters, at=ctx.now(),
                                       page=parse_int(request.query_params.get("page")),
                                       page_size=ctx.state.settings.page_size)
-    return ctx.page("audit.html", result=result, values=values, query_base=urlencode(values),
+    return ctx.page("audit.html", result=result, values=values, query_base=query_base,
                     retention_years=ctx.state.runtime.settings.access_log_retention_years,
                     export_max_rows=ctx.state.settings.export_max_rows, problem_labels=PROBLEM_LABELS,
                     tz=JST)
@@ -71,7 +105,7 @@ def audit_export(request: Request, ctx: Staff) -> Response:
     """The filtered log as CSV (:func:`intake.ui.web.csv_download`). Over the cap: 400 — the request
     (its filters) is what must change; 413 would say the request body was too
     large, and this request has none."""
-    filters, _values = _filters(request)
+    filters, _values, _query = _filters(request, ctx)
     limit = ctx.state.settings.export_max_rows
 
     def download(rows: list[AccessLogRow]) -> Response:

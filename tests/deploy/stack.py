@@ -240,6 +240,8 @@ def write_config(root: Path, portal: PortalData) -> Config:
     (dirs["intake"] / "keys.json").write_text(json.dumps({
         "my_number_keys": {"m1": _random_key()}, "my_number_active_key": "m1",
         "package_keys": {"p1": _random_key()}, "package_active_key": "p1"}), encoding="ascii")
+    (dirs["intake"] / "access-log-keys.json").write_text(json.dumps({"keys": {"a1": _random_key()}, "active": "a1"}),
+                                                         encoding="ascii")
     relay_token, intake_token = secrets.token_hex(32), secrets.token_hex(32)
     (dirs["relay"] / "metrics-token").write_text(relay_token, encoding="ascii")
     (dirs["intake"] / "metrics-token").write_text(intake_token, encoding="ascii")

@@ -5,6 +5,7 @@ retention panel, and every audit route for every role."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from collections.abc import Iterator
@@ -17,11 +18,12 @@ from sqlalchemy import Engine, select, update
 
 from intake.accesslog.checks import run_check
 from intake.accesslog.retention import purge_expired
-from intake.accesslog.service import append_access
+from intake.accesslog.service import GENESIS, ChainProblem, append_access
 from intake.authz import Actor
 from intake.models import AccessLogRow
 from intake.runtime import Runtime
 from intake.settings import StaffUISettings
+from intake.ui.audit_views import PROBLEM_LABELS
 from signature.testing.builder import ApplicationSpec
 from tests.conftest import JST, NOW, PackageFactory
 from tests.intake.accessrows import committed_ids
@@ -77,6 +79,16 @@ def logged(w: UIWorld, action: str) -> list[AccessLogRow]:
         return list(s.scalars(select(AccessLogRow).where(AccessLogRow.action == action).order_by(AccessLogRow.id)))
 
 
+def searched(client: httpx.Client, params: dict[str, str]) -> httpx.Response:
+    """The search form POSTed (its values kept on the server); the page it redirects to."""
+    page = client.get("/staff/audit")
+    answer = client.post("/staff/audit/search", data={"csrf": csrf_of(page.text), **params})
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    assert re.fullmatch(r"/staff/audit\?s=[A-Za-z0-9_-]+", location)  # the filters are not in the URL
+    return client.get(location)
+
+
 def test_each_filter_narrows_the_log(audit_world: UIWorld) -> None:
     ids = seed(audit_world)
     cases: list[tuple[dict[str, str], set[str]]] = [
@@ -95,12 +107,12 @@ def test_each_filter_narrows_the_log(audit_world: UIWorld) -> None:
     ]
     with closing(audit_world.login("auditor")) as client:
         for params, expected in cases:
-            page = client.get("/staff/audit", params={"to": "2026-11-24", **params})
+            page = searched(client, {"to": "2026-11-24", **params})
             assert page.status_code == 200
             assert shown(page.text) == sorted((ids[n] for n in expected), reverse=True), params  # newest first
             for name, value in params.items():
                 assert f'name="{name}" value="{value}"' in page.text  # the form keeps the filters
-    views = logged(audit_world, "audit.view")
+    views = logged(audit_world, "audit.view")[1::2]  # each search: the form's page, then the result
     assert len(views) == len(cases)  # one row per view
     by_atena = views[1]
     assert by_atena.atena_number == "2222222222"
@@ -136,8 +148,17 @@ def test_export_is_the_filtered_log_with_a_bom_guarded_and_logged_once(audit_wor
     with closing(audit_world.login("auditor")) as client:
         page = client.get("/staff/audit", params={"department": "koseki", "to": "2026-11-24"})
         assert 'href="/staff/audit.csv?department=koseki&amp;to=2026-11-24"' in page.text
-        answer = client.get("/staff/audit.csv", params={"department": "koseki", "to": "2026-11-24",
-                                                        "atena": "2222222222"})
+        # a 宛名番号 in a URL is not a filter: it is searched through the form only
+        assert client.get("/staff/audit", params={"atena": "2222222222", "to": "2026-11-24"}).text.count(
+            'class="action"') > 1
+        with_atena = searched(client, {"department": "koseki", "to": "2026-11-24", "atena": "2222222222"})
+        export = re.search(r'href="(/staff/audit\.csv\?s=[A-Za-z0-9_-]+)"', with_atena.text)
+        assert export is not None
+        assert "2222222222" not in export.group(1)
+        answer = client.get(export.group(1))
+        # the saved search is this session's own: another auditor's session gets the unfiltered log
+        with closing(audit_world.login("auditor")) as other:
+            assert shown(other.get(export.group(1).replace(".csv", "")).text) != shown(with_atena.text)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/csv")
     assert answer.headers["content-disposition"].startswith('attachment; filename="access-log-')
@@ -215,6 +236,30 @@ def test_the_page_shows_the_recorded_check_and_the_button_runs_it(audit_world: U
         assert "最終検証の後に記録された行: <span id=\"unchecked\">1</span> 件" in page  # the login
     verifies = logged(audit_world, "audit.verify")
     assert [r.staff_id for r in verifies] == ["auditor", "auditor"]
+
+
+def test_every_chain_problem_has_a_label() -> None:
+    assert set(PROBLEM_LABELS) == set(ChainProblem)
+
+
+def test_a_tail_rewritten_without_the_key_shows_on_the_page(audit_world: UIWorld) -> None:
+    ids = seed(audit_world)
+    # A database-only insider rewrites the tail with keyless hashes (the exact recomputation is
+    # tests/intake/test_accesslog_keys_seals.py's; here: the page names what the check found).
+    with audit_world.sessions() as s:
+        rows = s.scalars(select(AccessLogRow).where(AccessLogRow.id >= ids["accept"]).order_by(AccessLogRow.id))
+        prev = s.scalar(select(AccessLogRow.hash).where(AccessLogRow.id < ids["accept"])
+                        .order_by(AccessLogRow.id.desc()).limit(1)) or GENESIS
+        for row in rows:
+            row.reason, row.key_id, row.prev_hash = "書換え", None, prev
+            row.hash = prev = hashlib.sha256(f"{row.id}:{prev}".encode()).hexdigest()
+        s.commit()
+    with closing(audit_world.login("auditor")) as client:
+        csrf = csrf_of(client.get("/staff/audit").text)
+        assert client.post("/staff/audit/verify", data={"csrf": csrf}).status_code == 303
+        page = client.get("/staff/audit").text
+    assert PROBLEM_LABELS[ChainProblem.UNKEYED_ROW] in page
+    assert "ハッシュ連鎖: 異常なし" not in page
 
 
 def test_the_retention_and_the_last_purge_are_shown(audit_world: UIWorld) -> None:

@@ -73,6 +73,8 @@ ROUTES = [
     Route("audit_export", lambda c, w, _s, _o: c.get("/staff/audit.csv"), "GET", "/audit.csv"),
     Route("audit_verify", lambda c, w, csrf, _o: c.post("/staff/audit/verify", data={"csrf": csrf}), "POST",
           "/audit/verify"),
+    Route("audit_search", lambda c, w, csrf, _o: c.post("/staff/audit/search", data={"csrf": csrf, "atena": "1"}),
+          "POST", "/audit/search"),
     Route("status", _post("/staff/applications/{app}/status", action="accept"), "POST",
           "/applications/{app_id}/status"),
     Route("reviewed", _post("/staff/applications/{app}/reviewed"), "POST", "/applications/{app_id}/reviewed"),
@@ -138,7 +140,7 @@ def expected(route: str, user: str, own: bool) -> int:
         return 200 if user == "sysadmin" else 403
     if route == "audit_export":
         return 200 if user == "auditor" else 403
-    if route == "audit_verify":
+    if route in ("audit_verify", "audit_search"):
         return 303 if user == "auditor" else 403
     if route == "list":
         return 200 if reads else 403
