@@ -200,7 +200,7 @@ def refusals_since(w: UIWorld, after: int) -> list[tuple[str, str, str, str, str
 def _path(route: Route, w: UIWorld, own: bool) -> str:
     """The path a cell requested, as the refusal row names it (ids only)."""
     ids = {"app_id": _app(w, own), "attachment_id": w.own_attachment if own else w.other_attachment,
-           "item_id": _item(w, own)}
+           "item_id": _item(w, own), "version_id": w.own_version if own else w.other_version}
     return "/staff" + route.path.format(**ids).rstrip("/") if route.path != "/" else "/staff/"
 
 
