@@ -4,7 +4,7 @@ On the push API listener (reachable from LGWAN terminals) ``/metrics`` answers o
 ``Authorization: Bearer <metrics_token>``; without a configured token it is not served there at all
 (401). The operations listener (:func:`create_ops_app`, bound to 127.0.0.1 by ``serve`` when
 ``OPS_PORT`` is set) serves the same three endpoints for the local health check and a local scraper.
-``/readyz`` answers the last result of :class:`~dmz_relay.readiness.ReadinessMonitor`, which runs
+``/readyz`` answers the last result of :class:`~probes.ReadinessMonitor`, which runs
 :meth:`Relay.readiness` every ``READINESS_INTERVAL`` seconds: a request never opens a connection to
 the intake, the portal or clamd, nor re-reads a CRL.
 """
@@ -18,8 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from dmz_relay.metrics import CONTENT_TYPE
-from dmz_relay.readiness import ReadinessMonitor
 from dmz_relay.runtime import Relay
+from probes import ReadinessMonitor
 
 __all__ = ["add_ops_routes", "create_ops_app", "monitor_of"]
 

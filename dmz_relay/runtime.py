@@ -25,12 +25,12 @@ from dmz_relay.metrics import Metrics
 from dmz_relay.pipeline import Clock, Pipeline
 from dmz_relay.portal import PortalClient, build_portal_http
 from dmz_relay.pull import Budget, Puller
-from dmz_relay.readiness import ReadinessMonitor
 from dmz_relay.settings import RelaySettings
 from dmz_relay.status_relay import StatusRelay
 from dmz_relay.tmpdir import prepare_temp_dir
 from dmz_relay.tombstones import Round, TombstoneStore
 from malware import ClamdScanner, NullScanner, Scanner
+from probes import ReadinessMonitor
 from signature.errors import SignatureError
 from signature.policy import RevocationMode, VerificationPolicy, ZipLimits
 from signature.verify import TrustConfig

@@ -39,6 +39,7 @@ COPY status /opt/shinsei/app/status
 COPY handover /opt/shinsei/app/handover
 COPY malware /opt/shinsei/app/malware
 COPY tlsreload /opt/shinsei/app/tlsreload
+COPY probes /opt/shinsei/app/probes
 COPY intake /opt/shinsei/app/intake
 COPY dmz_relay /opt/shinsei/app/dmz_relay
 COPY portal_sim /opt/shinsei/app/portal_sim

@@ -3,7 +3,7 @@
 
 ``role`` picks what one listener serves: ``api`` (the relay's machine API: deliveries and the status
 outbox), ``ui`` (the staff UI, behind its TLS front proxy) or ``all`` (both: development, tests).
-Every role serves ``/healthz``, ``/readyz`` (the cached result of :class:`~intake.readiness.ReadinessMonitor`,
+Every role serves ``/healthz``, ``/readyz`` (the cached result of :class:`~probes.ReadinessMonitor`,
 never a check per request) and ``/metrics`` (only with ``Authorization: Bearer <metrics_token>``).
 :func:`create_ops_app` is the loopback operations listener (health and metrics only).
 """
@@ -28,12 +28,12 @@ from intake.deliveries.views import router as deliveries_router
 from intake.errors import IntakeError
 from intake.mail.health import mail_health
 from intake.metrics import CONTENT_TYPE, DatabaseCollector, IntakeMetrics, authorised, outcome_of
-from intake.readiness import ReadinessMonitor
 from intake.relayreports.views import router as relay_reports_router
 from intake.runtime import Runtime
 from intake.statusoutbox.views import router as status_router
 from intake.ui.app import create_ui_app
 from intake.web import AppState, ContainErrors, error_response, http_status
+from probes import ReadinessMonitor
 
 __all__ = ["Role", "create_app", "create_ops_app", "make_metrics", "make_readiness"]
 

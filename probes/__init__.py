@@ -1,10 +1,14 @@
-"""Readiness that is cheap and cached: checks run on a schedule, ``/readyz`` reads the last result.
+"""Readiness that is cheap and cached, for both zones' services: checks run on a schedule, ``/readyz``
+reads the last result.
 
-A probe that checked on every request would let anyone who can reach the port make the relay open
-connections to the intake, the portal and clamd and re-read the CRLs (issue 16).
-:class:`ReadinessMonitor` runs ``check`` in one daemon thread every ``interval`` seconds (and once
-at start); :meth:`ReadinessMonitor.snapshot` returns the last result and its time without touching
-anything. Before the first check finishes the relay is not ready.
+A probe that checked on every request would let anyone who can reach the port make the service open
+connections (the relay: to the intake, the portal and clamd; the intake: to its database) and
+re-read the CRLs (issue 16). :class:`ReadinessMonitor` runs ``check`` in one daemon thread every
+``interval`` seconds (and once at start); :meth:`ReadinessMonitor.snapshot` returns the last result
+and its time without touching anything. Before the first check finishes the service is not ready.
+
+A leaf package like ``tlsreload``: it imports nothing of ours, so the relay (DMZ) and the intake (My
+Number zone) share one implementation without importing each other.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = ["ReadinessMonitor"]
+
 
 _log = logging.getLogger(__name__)
 
