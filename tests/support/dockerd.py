@@ -188,6 +188,9 @@ class DockerEngine:
 
     @classmethod
     def _start_locked(cls, root: Path, lock: HostLock) -> DockerEngine:
+        run = root / "run"
+        _stop_stale(run)
+        _remove_stale_bridge()
         if "docker0" in _links():
             raise DockerUnavailable("a docker0 bridge exists already (another engine runs here): set "
                                     "SHINSEI_DOCKER_HOST to use it, or stop it")
@@ -195,8 +198,6 @@ class DockerEngine:
         if clash:
             raise AddressClash("the engine's addresses would cut the host off: " + "; ".join(clash))
         root.mkdir(parents=True, exist_ok=True)
-        run = root / "run"
-        _stop_stale(run)
         _clear_exec_root(run)
         run.mkdir(mode=0o700)
         engine = cls(host=f"unix://{run / 'docker.sock'}", started=True, root=root, lock=lock)
@@ -288,6 +289,19 @@ def _clear_exec_root(run: Path) -> None:
     for point in sorted(points, key=len, reverse=True):
         _run(["umount", "-l", point], check=False)
     shutil.rmtree(run, ignore_errors=True)
+
+
+def _remove_stale_bridge() -> None:
+    """A docker0 that carries *our* bridge address while no dockerd runs on the host is what a
+    private engine killed mid-run (SIGKILL, a machine restart) left behind: we hold the host lock, so
+    it is ours to remove. Any other docker0 — another address, or a running dockerd — is left alone
+    (the caller then refuses to start)."""
+    if "docker0" not in _links() or any(
+            Path(f"/proc/{pid}/exe").resolve().name == "dockerd"
+            for pid in os.listdir("/proc") if pid.isdigit() and Path(f"/proc/{pid}/exe").exists()):
+        return
+    if BIP in _run(["ip", "-o", "-4", "addr", "show", "dev", "docker0"], check=False).stdout:
+        _run(["ip", "link", "delete", "docker0"], check=False)
 
 
 def _stop_stale(run: Path) -> None:
