@@ -144,7 +144,8 @@ def test_the_command_line_takes_a_layout(tmp_path: Path) -> None:
     export = tmp_path / "juki.dat"
     export.write_bytes(fixed_file(record("1A2B3C4D5E6F", "0000012345", "20260401", "99999999")))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
-    env.update({"SHINSEI_INTAKE_DATABASE_URL": url, "SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var")})
+    env.update({"SHINSEI_INTAKE_ENVIRONMENT": "development", "SHINSEI_INTAKE_DATABASE_URL": url,
+                "SHINSEI_INTAKE_VAR_DIR": str(tmp_path / "var")})
     done = subprocess.run([sys.executable, "-m", "intake", "linkage", "import", str(export), "--layout", str(layout)],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
