@@ -296,12 +296,17 @@ def _remove_stale_bridge() -> None:
     private engine killed mid-run (SIGKILL, a machine restart) left behind: we hold the host lock, so
     it is ours to remove. Any other docker0 — another address, or a running dockerd — is left alone
     (the caller then refuses to start)."""
-    if "docker0" not in _links() or any(
-            Path(f"/proc/{pid}/exe").resolve().name == "dockerd"
-            for pid in os.listdir("/proc") if pid.isdigit() and Path(f"/proc/{pid}/exe").exists()):
+    if "docker0" not in _links() or any(_is_dockerd(pid) for pid in os.listdir("/proc") if pid.isdigit()):
         return
     if BIP in _run(["ip", "-o", "-4", "addr", "show", "dev", "docker0"], check=False).stdout:
         _run(["ip", "link", "delete", "docker0"], check=False)
+
+
+def _is_dockerd(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/exe").resolve(strict=True).name == "dockerd"
+    except OSError:  # gone meanwhile, or not ours to inspect (a container's init)
+        return False
 
 
 def _stop_stale(run: Path) -> None:
