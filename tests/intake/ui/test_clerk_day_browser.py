@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -30,12 +31,13 @@ from sqlalchemy import select
 
 from dmz_relay.runtime import Relay
 from intake.db import Base, make_engine
-from intake.models import AccessLogRow, Application, Event, StatusNotice
+from intake.models import AccessLogRow, Application, ApplicationVersion, Event, SignerIdentityRow, StatusNotice
 from intake.procedures import Procedure, ProcedureCatalogue
 from intake.runtime import Runtime
 from intake.settings import IntakeSettings
 from malware import NullScanner
 from portal_sim.api import ApiSettings, FixedClock, create_app
+from signature.mynumber import is_valid_my_number
 from signature.testing.builder import ApplicationSpec, build_package
 from signature.testing.samples import sample_spec
 from tests.conftest import NOW, World
@@ -392,6 +394,17 @@ def test_7_the_whole_log_holds_no_search_text(day: Day) -> None:
     assert "POST /staff/applications/search" in logs
     for secret in (SEARCH_TEXT, "髙橋", "由紀子", "%E9%AB%98"):  # the text, and 高 percent-encoded
         assert secret not in logs, secret
+    # ...nor anything else of the residents this day handled (issue 15 §6): the names, kana, addresses
+    # and phones they typed and their certificates carry, their 宛名番号, and no My Number (12 digits
+    # with a valid check digit) anywhere in the process log.
+    with day.world.sessions() as s:
+        personal = {str(v) for version in s.scalars(select(ApplicationVersion)) for k, v in version.applicant
+                    if k in ("氏名", "氏名フリガナ", "住所", "電話番号") and v}
+        personal |= {x for row in s.scalars(select(SignerIdentityRow)) for x in (row.name, row.address) if x}
+        personal |= {a for a in s.scalars(select(Application.atena_number)) if a}
+    assert len(personal) >= 5  # the scan looks for something
+    assert [p for p in sorted(personal) if p in logs] == []
+    assert [n for n in re.findall(r"(?<!\d)\d{12}(?!\d)", logs) if is_valid_my_number(n)] == []
     with day.world.sessions() as s:
         rows = s.scalars(select(AccessLogRow)).all()
         events = s.scalars(select(Event)).all()
