@@ -146,6 +146,18 @@ def build_intake_http(settings: RelaySettings) -> httpx.Client:
                         follow_redirects=False)
 
 
+def _raise_unless_receipt(kind: str, what: str, status: int, code: str) -> None:
+    """The intake's answer, classified by the handover contract: a receipt, or the matching error
+    (``refused``: final for these bytes; ``configuration``: the channel stops; else a failure)."""
+    if kind == "refused":
+        raise IntakeRejected(f"the intake refused the {what}", code=code, status=status)
+    if kind == "configuration":
+        raise IntakeMisconfigured(f"the intake's answer is not about the {what}: check the relay-intake "
+                                  "configuration", code=code, status=status)
+    if kind != "receipt":
+        raise IntakeFailed("the intake answered with an error", code=f"HTTP_{status}", status=status)
+
+
 class IntakeClient:
     """Talks to the intake's machine API over ``http`` (built by :func:`build_intake_http`)."""
 
@@ -237,14 +249,7 @@ class IntakeClient:
     def _receipt(self, response: httpx.Response, sha256: str, attempts: int) -> IntakeReceipt:
         status = response.status_code
         code = _error_code(response)
-        kind = classify(status, code)
-        if kind == "refused":
-            raise IntakeRejected("the intake refused the package", code=code, status=status)
-        if kind == "configuration":
-            raise IntakeMisconfigured("the intake's answer is not about the package: check the relay-intake "
-                                      "configuration", code=code, status=status)
-        if kind != "receipt":
-            raise IntakeFailed("the intake answered with an error", code=f"HTTP_{status}", status=status)
+        _raise_unless_receipt(classify(status, code), "package", status, code)
         try:
             body = response.json()
             receipt = IntakeReceipt(
@@ -271,14 +276,7 @@ class IntakeClient:
         headers = {"Content-Type": CRL_MEDIA_TYPE, "Content-Length": str(len(der))}
         response, _ = self._exchange("PUT", crl_path(name), lambda: {"content": der, "headers": headers})
         status, code = response.status_code, _error_code(response)
-        kind = classify_crl_answer(status, code)
-        if kind == "refused":
-            raise IntakeRejected("the intake refused the CRL", code=code, status=status)
-        if kind == "configuration":
-            raise IntakeMisconfigured("the intake's answer is not about the CRL: check the relay-intake "
-                                      "configuration", code=code, status=status)
-        if kind != "receipt":
-            raise IntakeFailed("the intake answered with an error", code=f"HTTP_{status}", status=status)
+        _raise_unless_receipt(classify_crl_answer(status, code), "CRL", status, code)
         try:
             receipt = CrlReceipt.model_validate(response.json())
         except ValueError as exc:
