@@ -56,8 +56,8 @@ def packages(count: int, base: Path) -> tuple[list[bytes], IntakeSettings]:
                            user_cert_serial=format(i + 1, "X"))
         spec = replace(spec, attachments=(*spec.attachments, Attachment("スキャン", "スキャン.pdf", filler)))
         out.append(build_package(spec, signer=signers[i % len(signers)], portal=pki.portal_server))
-    settings = IntakeSettings(var_dir=base / "var", jpki_roots=[base / "roots"], portal_roots=[base / "portal.pem"],
-                              crls=[base / "g0.crl", base / "g1.crl"])
+    settings = IntakeSettings(environment="development", var_dir=base / "var", jpki_roots=[base / "roots"],
+                              portal_roots=[base / "portal.pem"], crls=[base / "g0.crl", base / "g1.crl"])
     return out, settings
 
 
