@@ -80,32 +80,45 @@ def add_version(
         record_event(session, "delivery.receipt_conflict", at=at, receipt_number=arrival.receipt_number,
                      first_receipt_number=first, procedure_id=manifest.procedure_id)
         return None
-    app = _chain(session, first, manifest.procedure_id, manifest.procedure_name, at=at)
-    lock_chain(session, app)  # versions of one chain arriving at once see each other's admission
+    app, opened = _chain(session, first, manifest.procedure_id, manifest.procedure_name, at=at)
+    if not opened:
+        # Versions of one chain arriving at once see each other's admission. A chain opened in this
+        # transaction needs no lock: no other transaction sees it before the commit, and one opening
+        # the same chain waits on the unique 初回受付番号 and then joins it (_chain).
+        lock_chain(session, app)
     # Every My Number (form and 申請者情報, any namespace, declared paths) sealed apart, emptied here.
     masked_form, numbers = extract_my_numbers(report.file(FileRole.FORM).data, my_number_paths)
     applicant, applicant_numbers = extract_applicant_numbers(manifest.applicant, first_position=len(numbers))
+    s = report.signer
     version = ApplicationVersion(
         application=app, delivery_id=delivery.id, receipt_number=arrival.receipt_number,
         kind=manifest.application_kind, arrived_at=arrival.arrived_at, stored_at=at,
         state=VersionState.HELD, indication=report.indication.value, procedure_id=manifest.procedure_id,
         user_cert_serial=arrival.user_cert_serial, form_xml=masked_form, form_file=manifest.form_file,
         applicant=applicant,
+        # Built with the version, so storing it reads nothing back (assigning it later would load
+        # the version's old, empty, relationship first).
+        signer=SignerIdentityRow(
+            name=s.name, name_alt=s.name_alt, sex=s.sex, birth_date=s.birth_date, address=s.address,
+            address_alt=s.address_alt, cert_serial=s.cert_serial, issuer=s.issuer, not_before=s.not_before,
+            not_after=s.not_after,
+        ) if s is not None else None,
     )
-    session.add(version)
-    session.flush()
     if is_first(app, version):
         # The first application defines the chain: its procedure, and the current version from its
         # arrival (older only than versions admitted before it came, from before the rule existed).
+        # Decided before the version is inserted, so its state is written once.
         app.procedure_id, app.procedure_name = manifest.procedure_id, manifest.procedure_name
         newer = any(v.arrived_at > version.arrived_at and v.admitted_at is not None for v in app.versions
-                    if v.state is VersionState.CURRENT)
+                    if v is not version and v.state is VersionState.CURRENT)
         version.state = VersionState.SUPERSEDED if newer else VersionState.CURRENT
         version.superseded_at = at if newer else None
         if not newer:
             for old in app.versions:
-                if old.id != version.id and old.state is VersionState.CURRENT:
+                if old is not version and old.state is VersionState.CURRENT:
                     old.state, old.superseded_at = VersionState.SUPERSEDED, at
+    session.add(version)
+    session.flush()
     record_event(session, KIND_BY_APPLICATION_KIND[manifest.application_kind], at=at,
                  receipt_number=arrival.receipt_number, first_receipt_number=first,
                  procedure_id=manifest.procedure_id, indication=report.indication.value,
@@ -117,13 +130,6 @@ def add_version(
     app.updated_at = at
     store_my_numbers(session, version, [*numbers, *applicant_numbers], my_number_sealer)
     _store_attachments(session, version, report, flagged_files, package_sealer)
-    if report.signer is not None:
-        s = report.signer
-        version.signer = SignerIdentityRow(
-            version_id=version.id, name=s.name, name_alt=s.name_alt, sex=s.sex, birth_date=s.birth_date,
-            address=s.address, address_alt=s.address_alt, cert_serial=s.cert_serial, issuer=s.issuer,
-            not_before=s.not_before, not_after=s.not_after,
-        )
     if is_first(app, version) and version.state is VersionState.CURRENT:
         index_applicant(session, app, version)  # the chain's own applicant, from the first application
     verdict = judge(session, app, version, rules.procedures)
@@ -133,35 +139,37 @@ def add_version(
     return Arrival(app, version, version.state is VersionState.CURRENT, tuple(admitted))
 
 
-def _chain(session: Session, first: str, procedure_id: str, procedure_name: str, *, at: datetime) -> Application:
-    """The chain of ``first``, opened if it does not exist — also for a 再申請 arriving before its
-    original (the original slots in below it when it comes). Two deliveries opening the same chain
-    at once: the second waits on the unique 初回受付番号 (PostgreSQL), its savepoint rolls back, and it
-    joins the chain the first committed as the next version."""
+def _chain(session: Session, first: str, procedure_id: str, procedure_name: str, *, at: datetime
+           ) -> tuple[Application, bool]:
+    """The chain of ``first`` and whether this transaction opened it — also for a 再申請 arriving
+    before its original (the original slots in below it when it comes). Two deliveries opening the
+    same chain at once: the second waits on the unique 初回受付番号 (PostgreSQL), its savepoint rolls
+    back, and it joins the chain the first committed as the next version."""
     app = session.scalar(select(Application).where(Application.first_receipt_number == first))
     if app is not None:
-        return app
+        return app, False
     try:
         with session.begin_nested():
             app = Application(first_receipt_number=first, procedure_id=procedure_id, procedure_name=procedure_name,
-                              created_at=at, updated_at=at)
+                              created_at=at, updated_at=at, versions=[])
             session.add(app)
             session.flush()
     except IntegrityError:
         app = session.scalar(select(Application).where(Application.first_receipt_number == first))
         if app is None:
             raise
-    return app
+        return app, False
+    return app, True
 
 
 def _store_attachments(session: Session, version: ApplicationVersion, report: VerificationReport,
                        flagged_files: Collection[str], sealer: Sealer) -> None:
     """Attachments only: the original form carries the My Numbers, which live in my_numbers alone;
     the version keeps the masked form, and the sealed raw package remains the evidence."""
-    for f in report.files:
-        if f.role is FileRole.ATTACHMENT:
-            att = Attachment(version_id=version.id, name=f.name, role=f.role.value, size=f.size, sha256=f.sha256,
-                             media_type=f.media_type, data=b"", malware_flagged=f.name in flagged_files)
-            session.add(att)
-            session.flush()
-            att.data = seal_attachment(sealer, att.id, f.data)
+    files = [f for f in report.files if f.role is FileRole.ATTACHMENT]
+    rows = [Attachment(version_id=version.id, name=f.name, role=f.role.value, size=f.size, sha256=f.sha256,
+                       media_type=f.media_type, data=b"", malware_flagged=f.name in flagged_files) for f in files]
+    session.add_all(rows)
+    session.flush()  # one INSERT for all of them: each row's id is the associated data of its seal
+    for row, f in zip(rows, files, strict=True):
+        row.data = seal_attachment(sealer, row.id, f.data)

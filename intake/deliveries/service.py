@@ -109,13 +109,13 @@ def store_delivery(
     """Verify and store ``body``; the caller commits. :class:`DeliveryRefused` (422) for a key that
     is not the body's SHA-256 (the relay reused a key for other bytes) and for a value out of range
     (:func:`intake.deliveries.admission.check_values`)."""
-    if key != expected_key(body):
-        raise DeliveryRefused(422, "IDEMPOTENCY_KEY_MISMATCH", "Idempotency-Key is not sha256 of the body")
     now = runtime.clock()
     crl_set = runtime.crl_set()  # read before verifying: a swap meanwhile only means one more re-verification
     started = time.perf_counter()  # a measurement for the metric, not a decision input
     report = verify_package(body, runtime.trust, at=now, policy=runtime.policy)
     runtime.observe_verification(time.perf_counter() - started)
+    if key != "sha256:" + report.package_sha256:  # the verifier hashed exactly these bytes: no second pass
+        raise DeliveryRefused(422, "IDEMPOTENCY_KEY_MISMATCH", "Idempotency-Key is not sha256 of the body")
     check_values(report, at=now)  # a value out of range is a refusal, before anything is stored
     scanned = scan_delivery(body, report, relay_report, scanner=runtime.scanner, scanner_name=runtime.scanner_name,
                             limits=runtime.policy.limits)

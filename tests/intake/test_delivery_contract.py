@@ -16,12 +16,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
 
 from handover import PACKAGE_REFUSALS, classify
 from intake.api import create_app
 from intake.db import make_engine, make_session_factory
 from intake.deliveries.service import expected_key
-from intake.models import Application, ApplicationVersion, Delivery
+from intake.models import Application, ApplicationVersion, Delivery, VersionState
 from intake.runtime import Runtime
 from signature.testing.builder import ApplicationSpec
 from tests.conftest import NOW, PackageFactory
@@ -120,6 +121,13 @@ def test_two_deliveries_opening_one_chain_at_once_both_store(
     assert sorted(statuses) == [201, 201]
     assert count(engine, Application) == 1
     assert count(engine, ApplicationVersion) == 2
+    # Whichever opened the chain, each saw the other's admission: both admitted (the same signer),
+    # the 再申請 current, the original superseded — the chain's opener takes no row lock, the joiner does.
+    with Session(engine) as session:
+        states = {v.receipt_number: (v.state, v.admitted_at is not None)
+                  for v in session.scalars(select(ApplicationVersion))}
+    assert states == {"20261125-0000000001": (VersionState.SUPERSEDED, True),
+                      "20261125-0000000002": (VersionState.CURRENT, True)}
 
 
 def test_a_database_error_leaks_nothing_to_the_log_or_the_answer(
