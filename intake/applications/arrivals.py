@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from intake.applications.admission import Rules, hold, is_first, judge, lock_chain, settle
 from intake.applications.applicantkeys import index_applicant
@@ -142,24 +144,30 @@ def add_version(
 def _chain(session: Session, first: str, procedure_id: str, procedure_name: str, *, at: datetime
            ) -> tuple[Application, bool]:
     """The chain of ``first`` and whether this transaction opened it — also for a 再申請 arriving
-    before its original (the original slots in below it when it comes). Two deliveries opening the
-    same chain at once: the second waits on the unique 初回受付番号 (PostgreSQL), its savepoint rolls
-    back, and it joins the chain the first committed as the next version."""
+    before its original (the original slots in below it when it comes).
+
+    One statement in the common case: ``INSERT … ON CONFLICT (初回受付番号) DO NOTHING RETURNING``.
+    Two deliveries opening the same chain at once: on PostgreSQL the second insert waits for the
+    first transaction; once that committed it inserts nothing, and the chain the first committed is
+    read and joined as the next version (SQLite has one writer: the second transaction waits whole).
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    opened = session.scalar(
+        insert(Application)
+        .values(first_receipt_number=first, procedure_id=procedure_id, procedure_name=procedure_name,
+                created_at=at, updated_at=at)
+        .on_conflict_do_nothing(index_elements=[Application.first_receipt_number])
+        .returning(Application),
+        execution_options={"populate_existing": True},
+    )
+    if opened is not None:
+        set_committed_value(opened, "versions", [])  # new: nothing to load
+        return opened, True
     app = session.scalar(select(Application).where(Application.first_receipt_number == first))
-    if app is not None:
-        return app, False
-    try:
-        with session.begin_nested():
-            app = Application(first_receipt_number=first, procedure_id=procedure_id, procedure_name=procedure_name,
-                              created_at=at, updated_at=at, versions=[])
-            session.add(app)
-            session.flush()
-    except IntegrityError:
-        app = session.scalar(select(Application).where(Application.first_receipt_number == first))
-        if app is None:
-            raise
-        return app, False
-    return app, True
+    if app is None:  # pragma: no cover - the conflicting row is committed or we would still wait
+        raise RuntimeError("a chain conflicted on its 初回受付番号 and cannot be read")
+    return app, False
 
 
 def _store_attachments(session: Session, version: ApplicationVersion, report: VerificationReport,
