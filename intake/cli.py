@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
                             "required for a TLS listener that serves the machine API")
     serve.add_argument("--ops-port", type=int, default=None,
                        help="also serve /healthz, /readyz and /metrics on 127.0.0.1:PORT (plain HTTP, loopback only)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="processes accepting on the port (default 1; more: --only api with PostgreSQL; "
+                            "worker i's operations listener is on --ops-port + i)")
 
     db = sub.add_parser("db", help="database schema (Alembic migrations)")
     dbs = db.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -177,10 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(settings)
     if args.command == "serve":
         # Refuse an unsafe listener before anything else is opened.
-        from intake.serving import listener_problem
+        from intake.serving import listener_problem, workers_problem
 
         problem = listener_problem(settings, role=args.only, tls_cert=args.tls_cert, tls_key=args.tls_key,
                                    client_ca=args.client_ca)
+        problem = problem or workers_problem(settings, role=args.only, workers=args.workers)
         if problem:
             refuse(f"{problem}")
     engine = make_engine(url)
@@ -232,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from intake.serving import serve
 
         return serve(runtime, sessions, role=args.only, host=args.host, port=args.port, tls_cert=args.tls_cert,
-                     tls_key=args.tls_key, client_ca=args.client_ca, ops_port=args.ops_port)
+                     tls_key=args.tls_key, client_ca=args.client_ca, ops_port=args.ops_port, workers=args.workers)
     if args.action == "run":
         return _run_outbox(args, runtime, sessions)
     from intake.forwarding.service import retry_failed

@@ -6,14 +6,27 @@ client certificates from the relay-only CA, and ``client_auth=dedicated-ca`` mea
 TLS and that CA. :func:`serve` runs the main listener and, with ``--ops-port``, a loopback
 operations listener in one event loop; starts the scheduled readiness check, the TLS reloader
 (file changes and SIGHUP) and the daily-mail scheduler.
+
+``--workers N`` (the machine API only, PostgreSQL only) binds the port once and forks N worker
+processes that accept on it, each a whole intake as above with its own database pool, CRL watcher,
+readiness and TLS reloader; worker *i*'s operations listener is on ``--ops-port`` + *i*, and only
+worker 0 runs the daily-mail scheduler (the sent-log would keep the others from sending twice, but
+one scheduler is enough). The parent only supervises: it passes SIGTERM, SIGINT and SIGHUP on, and
+when a worker dies it stops the others and exits non-zero, so systemd or the container engine
+restarts the whole service rather than leaving it short of a worker. Idempotency holds across
+workers: the idempotency key is unique in the database (:func:`intake.deliveries.service.store_once`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+import socket
 import ssl
+import threading
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +38,7 @@ from intake.settings import IntakeSettings
 from intake.startup import refuse
 from tlsreload import TlsReloader
 
-__all__ = ["listener_problem", "serve"]
+__all__ = ["listener_problem", "serve", "workers_problem"]
 
 _log = logging.getLogger(__name__)
 
@@ -46,11 +59,25 @@ def listener_problem(settings: IntakeSettings, *, role: Role, tls_cert: Path | N
     return None
 
 
-async def _run_all(servers: list[object]) -> None:
+def workers_problem(settings: IntakeSettings, *, role: Role, workers: int) -> str | None:
+    """Why ``--workers`` cannot be used as given, or ``None``."""
+    if workers < 1:
+        return "--workers must be at least 1"
+    if workers == 1:
+        return None
+    if role != "api":
+        return "--workers > 1 serves the machine API only (--only api): the staff UI keeps per-process state"
+    if settings.effective_database_url.startswith("sqlite"):
+        return "--workers > 1 needs PostgreSQL (SQLite has one writer)"
+    return None
+
+
+async def _run_all(servers: list[object], sockets: list[socket.socket] | None = None) -> None:
     import uvicorn
 
     typed = [s for s in servers if isinstance(s, uvicorn.Server)]
-    tasks = [asyncio.create_task(s.serve()) for s in typed]
+    # The main listener (first) accepts on the supervisor's socket when there is one.
+    tasks = [asyncio.create_task(s.serve(sockets=sockets if i == 0 else None)) for i, s in enumerate(typed)]
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server in typed:  # one stopped (a signal, a bind error): stop the others too
         server.should_exit = True
@@ -58,7 +85,86 @@ async def _run_all(servers: list[object]) -> None:
 
 
 def serve(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role, host: str, port: int,
-          tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None, ops_port: int | None) -> int:
+          tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None, ops_port: int | None,
+          workers: int = 1) -> int:
+    if workers == 1:
+        return _serve_one(runtime, sessions, role=role, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+                          client_ca=client_ca, ops_port=ops_port, worker=None, sockets=None)
+    return _supervise(runtime, sessions, role=role, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+                      client_ca=client_ca, ops_port=ops_port, workers=workers)
+
+
+def _supervise(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role, host: str, port: int,
+               tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None, ops_port: int | None,
+               workers: int) -> int:
+    """Bind once, fork ``workers`` processes serving on the socket, and watch them (module docstring)."""
+    if threading.active_count() != 1:  # a fork copies only the calling thread: never fork with others running
+        refuse("--workers: a thread is running before the workers are started (a bug: report it)")
+    try:
+        listener = socket.create_server((host, port), backlog=2048, reuse_port=False)
+    except OSError as exc:
+        refuse(f"cannot listen on {host}:{port} ({type(exc).__name__}: {exc.strerror})")
+    children: dict[int, int] = {}
+    passed_on = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+    # Blocked while forking: a signal now is handled once the supervisor can pass it on.
+    signal.pthread_sigmask(signal.SIG_BLOCK, passed_on)
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker: a whole intake on the shared socket
+            code = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, passed_on)
+                sessions.kw["bind"].dispose(close=False)  # the parent's pool (if any) is not ours
+                code = _serve_one(runtime, sessions, role=role, host=host, port=port, tls_cert=tls_cert,
+                                  tls_key=tls_key, client_ca=client_ca,
+                                  ops_port=ops_port + index if ops_port is not None else None,
+                                  worker=index, sockets=[listener])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # noqa: BLE001 - logged; the supervisor sees the exit code
+                _log.exception("intake worker %s failed", index)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = index
+    listener.close()  # the workers hold it
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if signum != signal.SIGHUP:
+            stopping = True
+        for child in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    for signum in passed_on:
+        signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, passed_on)
+    _log.info("intake supervising %s workers on port %s", workers, port)
+    result = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid not in children:
+            continue
+        index = children.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if not stopping:
+            # A worker died on its own: stop the rest and exit non-zero, so the service is restarted whole.
+            _log.error("intake worker %s exited with %s: stopping the other workers", index, code)
+            stopping, result = True, 1
+            forward(signal.SIGTERM, None)
+        elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
+            result = result or 1
+    return result
+
+
+def _serve_one(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role, host: str, port: int,
+               tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None, ops_port: int | None,
+               worker: int | None, sockets: list[socket.socket] | None) -> int:
     import uvicorn
 
     from intake.mail.schedule import start_mail_scheduler
@@ -90,11 +196,12 @@ def serve(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role, host
         signal.signal(signal.SIGHUP, lambda _sig, _frame: reloader.check(force=True))
     readiness.start()
     crl_watcher = watcher_of(runtime).start(sessions)  # CRL re-scans, re-verification on change (intake/crls/)
-    scheduler = start_mail_scheduler(runtime, sessions)  # None when mail is disabled
-    _log.info("intake serving role=%s port=%s ops_port=%s tls=%s client_ca=%s", role, port, ops_port,
-              bool(tls_cert), bool(client_ca))
+    # None when mail is disabled; one scheduler per service (worker 0 when there are several)
+    scheduler = start_mail_scheduler(runtime, sessions) if not worker else None
+    _log.info("intake serving role=%s port=%s ops_port=%s tls=%s client_ca=%s worker=%s", role, port, ops_port,
+              bool(tls_cert), bool(client_ca), worker)
     try:
-        asyncio.run(_run_all(servers))
+        asyncio.run(_run_all(servers, sockets))
     finally:
         readiness.stop()
         crl_watcher.stop()
