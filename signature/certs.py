@@ -20,6 +20,8 @@ Deliberate choices:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -61,14 +63,25 @@ _EE_POLICY = verification.ExtensionPolicy.permit_all()
 _CA_POLICY = verification.ExtensionPolicy.webpki_defaults_ca()
 
 
+#: Validated paths kept per trust store. Small on purpose: it serves the certificates that recur in
+#: every package (the portal's, and a signer who sends several applications in a row), not a
+#: population of applicants.
+PATH_CACHE_SIZE = 64
+
+_PathKey = tuple[x509.Certificate, tuple[x509.Certificate, ...]]
+
+
 class TrustStore:
     """A set of trust anchors, prepared once for path validation."""
 
-    def __init__(self, anchors: Sequence[x509.Certificate]) -> None:
+    def __init__(self, anchors: Sequence[x509.Certificate], *, path_cache_size: int = PATH_CACHE_SIZE) -> None:
         if not anchors:
             raise TrustConfigError("no trust anchors configured")
         self.anchors = tuple(anchors)
         self._store = verification.Store(list(anchors))
+        self._paths: OrderedDict[_PathKey, tuple[x509.Certificate, ...]] = OrderedDict()
+        self._paths_size = path_cache_size
+        self._lock = threading.Lock()
 
     def validate(
         self,
@@ -81,7 +94,35 @@ class TrustStore:
         """Validate ``leaf`` at ``at`` up to one of the anchors; return the path, root first.
 
         Failures raise :class:`VerificationFailure` classified as in ETSI EN 319 102-1.
+
+        A path found earlier for the same ``leaf`` and ``intermediates`` is reused when every one of
+        its certificates is within its validity period at ``at``: everything else the verifier
+        checks (signatures, names, constraints, key usages, extensions, depth, the anchors of this
+        store) does not depend on the time, so that path is valid at ``at`` too and the verifier
+        would accept. Anything else — no cached path, a certificate out of its period — goes to the
+        verifier, and only its successes are cached, so refusals and their classification are the
+        verifier's. (When several valid paths exist, which one is returned is not specified by the
+        verifier either.) tests/signature/test_verify_passes.py shows the expired cases.
         """
+        key: _PathKey = (leaf, tuple(intermediates))
+        with self._lock:
+            cached = self._paths.get(key)
+            if cached is not None:
+                self._paths.move_to_end(key)
+        if cached is not None and all(c.not_valid_before_utc <= at <= c.not_valid_after_utc for c in cached):
+            return cached
+        path = self._verify(leaf, intermediates, at, untrusted)
+        if self._paths_size > 0:
+            with self._lock:
+                self._paths[key] = path
+                self._paths.move_to_end(key)
+                while len(self._paths) > self._paths_size:
+                    self._paths.popitem(last=False)
+        return path
+
+    def _verify(
+        self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], at: datetime, untrusted: ReasonCode
+    ) -> tuple[x509.Certificate, ...]:
         verifier = (
             verification.PolicyBuilder()
             .store(self._store)
