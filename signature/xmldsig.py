@@ -12,7 +12,8 @@ checks the RSA signature value over the canonical ``SignedInfo``, and this modul
 dereferencing itself — only the handful of forms package-format.md allows. The caller supplies
 the bytes each reference must digest to (a structurally located element's canonical form, or a
 file's raw bytes) and gets back exactly those bytes as "verified": what is read afterwards is
-parsed from them and from nothing else.
+those bytes, or (:mod:`signature.package`) the parsed element they are the canonical form of, read
+as that canonical form shows it.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ __all__ = [
     "Reference",
     "VerifiedSignature",
     "canonicalize",
+    "canonicalize_document",
     "canonicalize_enveloped",
     "reference_c14n",
     "verify_signature",
+    "without_signature",
 ]
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
@@ -176,6 +179,13 @@ def canonicalize_enveloped(
     signature: etree._Element, method: CanonicalizationMethod, inclusive_prefixes: Sequence[str] = ()
 ) -> bytes:
     """``URI=""`` + enveloped-signature transform: the whole document without ``signature``."""
+    return canonicalize_document(without_signature(signature), method, inclusive_prefixes)
+
+
+def without_signature(signature: etree._Element) -> etree._ElementTree:
+    """A copy of ``signature``'s whole document with ``signature`` removed: the node-set of the
+    enveloped-signature transform (``URI=""`` also selects processing instructions outside the
+    root element). The original document is not touched."""
     if signature.getparent() is None:
         raise _structure("the signature is the document element")
     # Find the same element in a copy by its position, so the original stays untouched.
@@ -184,7 +194,6 @@ def canonicalize_enveloped(
     while (up := node.getparent()) is not None:
         path.append(up.index(node))
         node = up
-    # The whole document: URI="" selects its processing instructions outside the root element too.
     doc = copy.deepcopy(node.getroottree())
     copy_sig = doc.getroot()
     for i in reversed(path):
@@ -201,6 +210,13 @@ def canonicalize_enveloped(
         else:
             parent.text = (parent.text or "") + tail
     parent.remove(copy_sig)
+    return doc
+
+
+def canonicalize_document(
+    doc: etree._ElementTree, method: CanonicalizationMethod, inclusive_prefixes: Sequence[str] = ()
+) -> bytes:
+    """Canonical form of the whole document ``doc``, comments removed."""
     if inclusive_prefixes and not method.exclusive:
         raise _structure("InclusiveNamespaces is a parameter of exclusive canonicalisation only")
     prefixes = [p for p in inclusive_prefixes if p != DEFAULT_PREFIX]
