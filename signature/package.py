@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hmac
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,10 +98,15 @@ def _structure(detail: str) -> VerificationFailure:
     return VerificationFailure(ReasonCode.SIGNATURE_STRUCTURE, detail)
 
 
+_ID_VALUES = threading.local()  # a compiled XPath per thread (lxml's evaluators are not shared)
+
+
 def _check_unique_ids(root: etree._Element) -> None:
-    values = Counter(
-        v for el in root.iter(etree.Element) for a in _ID_ATTRIBUTES if (v := el.get(a)) is not None
-    )
+    xpath = getattr(_ID_VALUES, "xpath", None)
+    if xpath is None:
+        # Every element's ID, Id and id attribute (no namespace), as el.get() reads them.
+        xpath = _ID_VALUES.xpath = etree.XPath(" | ".join(f"//@{a}" for a in _ID_ATTRIBUTES))
+    values = Counter(str(v) for v in xpath(root))
     dups = sorted(v for v, n in values.items() if n > 1)
     if dups:
         raise VerificationFailure(ReasonCode.DUPLICATE_ID, f"duplicate ID values: {dups}")

@@ -17,7 +17,7 @@ from lxml import etree
 from signature.algorithms import CanonicalizationMethod
 from signature.certs import TrustStore
 from signature.errors import VerificationFailure
-from signature.package import MANIFEST_ID, _read_manifest, verify_applicant
+from signature.package import MANIFEST_ID, _check_unique_ids, _read_manifest, verify_applicant
 from signature.policy import VerificationPolicy
 from signature.report import ReasonCode
 from signature.testing.builder import (
@@ -182,3 +182,32 @@ def test_a_processing_instruction_in_a_signed_value_is_still_refused(
     report = verify_package(package, trust, at=NOW)
     assert report.reason_code is ReasonCode.BAD_MANIFEST, report.reason_en
     assert "手続名称 has child elements" in report.reason_en
+
+
+# ------------------------------------------------------------ duplicate IDs, found by one XPath
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "duplicate"),
+    [
+        ('ID="x"', 'ID="x"', True),
+        ('Id="x"', 'id="x"', True),  # different attribute names, one value: still two IDs "x"
+        ('id="x"', 'id="y"', False),
+        ('p:ID="x" xmlns:p="urn:p"', 'ID="x"', False),  # a namespaced attribute is not an ID
+    ],
+)
+def test_duplicate_id_values_anywhere_are_refused(first: str, second: str, duplicate: bool) -> None:
+    root = parse_xml(f"<r><a {first}/><b><c {second}/></b></r>".encode())
+    if duplicate:
+        with pytest.raises(VerificationFailure) as caught:
+            _check_unique_ids(root)
+        assert caught.value.code is ReasonCode.DUPLICATE_ID
+    else:
+        _check_unique_ids(root)
+
+
+def test_a_duplicate_of_the_manifest_id_on_the_root_is_refused() -> None:
+    root = parse_xml('<DataRoot ID="構成情報"><構成情報 ID="構成情報"/></DataRoot>'.encode())
+    with pytest.raises(VerificationFailure) as caught:
+        _check_unique_ids(root)
+    assert caught.value.code is ReasonCode.DUPLICATE_ID
