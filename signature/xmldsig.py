@@ -72,6 +72,11 @@ def _ds(local: str) -> str:
     return f"{{{DSIG_NS}}}{local}"
 
 
+_TRANSFORMS, _TRANSFORM, _REFERENCE = _ds("Transforms"), _ds("Transform"), _ds("Reference")
+_REFERENCE_CHILDREN = frozenset({_TRANSFORMS, _ds("DigestMethod"), _ds("DigestValue")})
+_SIGNATURE_CHILDREN = frozenset({_ds("SignedInfo"), _ds("SignatureValue"), _ds("KeyInfo")})
+
+
 def _structure(detail: str) -> VerificationFailure:
     return VerificationFailure(ReasonCode.SIGNATURE_STRUCTURE, detail)
 
@@ -309,7 +314,8 @@ def _next_start_tag(canonical: bytes, pos: int) -> int:
 
 
 def _one(parent: etree._Element, local: str) -> etree._Element:
-    found = [c for c in parent if c.tag == _ds(local)]
+    tag = _ds(local)
+    found = [c for c in parent if c.tag == tag]
     if len(found) != 1:
         raise _structure(f"expected exactly one ds:{local}, found {len(found)}")
     return found[0]
@@ -382,18 +388,17 @@ def _parse_reference(ref: etree._Element) -> Reference:
         uri = unquote(raw_uri, encoding="utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         raise VerificationFailure(ReasonCode.BAD_REFERENCE, "reference URI is not UTF-8") from exc
-    allowed_children = {_ds("Transforms"), _ds("DigestMethod"), _ds("DigestValue")}
-    if any(c.tag not in allowed_children for c in ref):
+    if any(c.tag not in _REFERENCE_CHILDREN for c in ref):
         raise _structure("unexpected element in ds:Reference")
     _no_text(ref)
     transforms: list[str] = []
     prefixes: tuple[str, ...] = ()
-    tr_parents = [c for c in ref if c.tag == _ds("Transforms")]
+    tr_parents = [c for c in ref if c.tag == _TRANSFORMS]
     if len(tr_parents) > 1:
         raise _structure("more than one ds:Transforms")
     for tr_parent in tr_parents:
         for tr in tr_parent:
-            if tr.tag != _ds("Transform"):
+            if tr.tag != _TRANSFORM:
                 raise _structure("unexpected element in ds:Transforms")
             algorithm = _algorithm(tr)
             if prefixes:
@@ -503,8 +508,7 @@ def verify_signature(
     the package's structure (it raises :class:`VerificationFailure` for a URI it does not allow).
     ``allowed_transforms(ref)`` lists the transform chains allowed for that reference.
     """
-    allowed = {_ds("SignedInfo"), _ds("SignatureValue"), _ds("KeyInfo")}
-    if any(c.tag not in allowed for c in signature):
+    if any(c.tag not in _SIGNATURE_CHILDREN for c in signature):
         # ds:Object in particular: it is where wrapped content hides, and our format has none.
         raise _structure("ds:Signature may hold only SignedInfo, SignatureValue and KeyInfo")
     _no_text(signature)
@@ -524,7 +528,7 @@ def verify_signature(
     if len(sig_method_el):
         raise _weak("SignatureMethod parameters (HMACOutputLength) are not allowed")
     method = _signature_method(_algorithm(sig_method_el))
-    refs_el = [c for c in signed_info if c.tag == _ds("Reference")]
+    refs_el = [c for c in signed_info if c.tag == _REFERENCE]
     if len(refs_el) + 2 != len(signed_info):
         raise _structure("unexpected element in ds:SignedInfo")
     if not refs_el:

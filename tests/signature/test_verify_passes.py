@@ -7,6 +7,8 @@ Time is pinned: NOW (tests/conftest.py).
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -14,6 +16,7 @@ import pytest
 from cryptography import x509
 from lxml import etree
 
+from signature import zipreader
 from signature.algorithms import CanonicalizationMethod
 from signature.certs import TrustStore
 from signature.errors import VerificationFailure
@@ -211,3 +214,15 @@ def test_a_duplicate_of_the_manifest_id_on_the_root_is_refused() -> None:
     with pytest.raises(VerificationFailure) as caught:
         _check_unique_ids(root)
     assert caught.value.code is ReasonCode.DUPLICATE_ID
+
+
+# ------------------------------------------------------------------------ ZIP entry names
+
+
+def test_unsafe_name_characters_are_exactly_controls_and_direction_marks() -> None:
+    # The regular expression replaced a per-character category lookup: same set, every code point.
+    expected = {c for c in map(chr, range(sys.maxunicode + 1))
+                if unicodedata.category(c) == "Cc" or c in zipreader._BIDI_CONTROLS}
+    found = {c for c in map(chr, range(sys.maxunicode + 1)) if zipreader._UNSAFE_CHARACTERS.search(c)}
+    assert found == expected
+    assert len(expected) == 65 + 12
