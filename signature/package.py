@@ -119,16 +119,6 @@ def _only_signature(root: etree._Element, parent: etree._Element) -> etree._Elem
     return signatures[0]
 
 
-def _children_at(parent: etree._Element, path: str) -> list[etree._Element]:
-    """The elements at ``path`` (names without namespace, separated by ``/``) below ``parent``, in
-    document order: what ``parent.findall(path)`` returns for such a path, one C-level child scan
-    per step instead of ElementPath's interpreter."""
-    found = [parent]
-    for step in path.split("/"):
-        found = [child for el in found for child in el.iterchildren(step)]
-    return found
-
-
 def _signed_text(el: etree._Element) -> str:
     """``el``'s leading text as its canonical form (without comments) has it.
 
@@ -151,7 +141,7 @@ def _has_content_children(el: etree._Element) -> bool:
 
 def _text(parent: etree._Element, path: str, *, required: bool = True) -> str:
     """Text of the single element at ``path``; refuses zero (if required) or several matches."""
-    found = _children_at(parent, path)
+    found = parent.findall(path)
     if len(found) > 1:
         raise _bad_manifest(f"{path} appears {len(found)} times")
     if not found:
@@ -194,7 +184,7 @@ def _read_manifest(el: etree._Element) -> Manifest:
     procedure_id = _text(el, "管理情報/手続番号/手続ID")
     if not procedure_id:
         raise _bad_manifest("手続ID is empty")
-    applicants = _children_at(el, "管理情報/申請者連絡先情報/申請者情報")
+    applicants = el.findall("管理情報/申請者連絡先情報/申請者情報")
     if len(applicants) > 1:
         raise _bad_manifest("申請者情報 appears more than once")
     applicant = tuple(
@@ -202,7 +192,7 @@ def _read_manifest(el: etree._Element) -> Manifest:
         if isinstance(c.tag, str)
     )
     attachments: list[tuple[str, str]] = []
-    for att in _children_at(el, "添付書類属性情報"):
+    for att in el.findall("添付書類属性情報"):
         attachments.append((
             _text(att, "添付書類名称", required=False),
             _file_name(_text(att, "添付書類ファイル名称"), "添付書類ファイル名称"),
@@ -332,7 +322,7 @@ def verify_arrival(files: PackageFiles, policy: VerificationPolicy) -> VerifiedA
         raise _arrival("unexpected element in 到達情報")
 
     def field(name: str) -> str:
-        found = _children_at(doc, name)
+        found = doc.findall(name)
         if len(found) != 1 or _has_content_children(found[0]):
             raise _arrival(f"{name} must appear exactly once")
         return _signed_text(found[0]).strip()
@@ -350,7 +340,9 @@ def verify_arrival(files: PackageFiles, policy: VerificationPolicy) -> VerifiedA
     if not _SERIAL_RE.fullmatch(serial):
         raise _arrival("利用者証明用電子証明書シリアル番号 is malformed")
     field("構成情報ダイジェスト")  # exactly once, no children
-    digest_el = _children_at(doc, "構成情報ダイジェスト")[0]  # field() has just checked: exactly one
+    digest_el = doc.find("構成情報ダイジェスト")
+    if digest_el is None:  # pragma: no cover - field() has just checked it
+        raise _arrival("構成情報ダイジェスト is missing")
     try:
         digest_method = DigestMethod(digest_el.get("Algorithm", ""))
     except ValueError:

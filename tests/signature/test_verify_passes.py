@@ -20,7 +20,7 @@ from signature import zipreader
 from signature.algorithms import CanonicalizationMethod
 from signature.certs import TrustStore
 from signature.errors import VerificationFailure
-from signature.package import MANIFEST_ID, _check_unique_ids, _children_at, _read_manifest, verify_applicant
+from signature.package import MANIFEST_ID, _check_unique_ids, _read_manifest, verify_applicant
 from signature.policy import VerificationPolicy
 from signature.report import ReasonCode
 from signature.testing.builder import (
@@ -226,17 +226,3 @@ def test_unsafe_name_characters_are_exactly_controls_and_direction_marks() -> No
     found = {c for c in map(chr, range(sys.maxunicode + 1)) if zipreader._UNSAFE_CHARACTERS.search(c)}
     assert found == expected
     assert len(expected) == 65 + 12
-
-
-# ------------------------------------------------------------------- manifest paths without ElementPath
-
-_TREE = """<r xmlns:p="urn:p"><管理情報><手続ID>1</手続ID><p:手続ID>ns</p:手続ID><!--c--><?pi x?><手続ID>2</手続ID>
-<x xmlns="urn:d"><手続ID>default-ns</手続ID></x></管理情報><p:管理情報><手続ID>x</手続ID></p:管理情報>
-<管理情報><手続ID>3</手続ID><c><手続ID>deeper</手続ID></c></管理情報></r>"""
-
-
-@pytest.mark.parametrize("path", ["管理情報/手続ID", "管理情報", "手続ID", "管理情報/c/手続ID", "管理情報/x/手続ID",
-                                  "{urn:p}管理情報/手続ID", "管理情報/{urn:p}手続ID", "missing/手続ID"])
-def test_children_at_finds_what_findall_finds(path: str) -> None:
-    root = parse_xml(_TREE.encode())
-    assert _children_at(root, path) == root.findall(path)
