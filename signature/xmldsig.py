@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import functools
 import hmac
 import re
 from collections.abc import Callable, Sequence
@@ -439,7 +438,7 @@ def _certificates(key_info: etree._Element) -> tuple[x509.Certificate, ...]:
                 continue  # X509IssuerSerial and friends only repeat what the certificate says
             der = _b64(c.text, "X509Certificate")
             try:
-                certs.append(_load_certificate(der))
+                certs.append(x509.load_der_x509_certificate(der))
             except ValueError as exc:
                 raise VerificationFailure(
                     ReasonCode.NO_SIGNING_CERTIFICATE, "X509Certificate does not parse",
@@ -453,17 +452,6 @@ def _certificates(key_info: etree._Element) -> tuple[x509.Certificate, ...]:
             sub_indication=SubIndication.NO_SIGNING_CERTIFICATE_FOUND,
         )
     return tuple(certs)
-
-
-@functools.lru_cache(maxsize=128)
-def _load_certificate(der: bytes) -> x509.Certificate:
-    """A parsed certificate, shared for the same DER (the portal's is in every arrival record).
-
-    Certificates are immutable; sharing one object also shares cryptography's parse of its
-    extensions, which key usage, policy and identity read. A DER that does not parse raises
-    ValueError and is not cached.
-    """
-    return x509.load_der_x509_certificate(der)
 
 
 def _check_key(cert: x509.Certificate, min_rsa_bits: int) -> None:

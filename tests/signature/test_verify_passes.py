@@ -47,7 +47,7 @@ def _refusal(store: TrustStore, leaf: x509.Certificate, chain: list[x509.Certifi
 
 def test_a_cached_path_is_not_reused_outside_its_certificates_validity(world: World) -> None:
     pki = world.pki
-    store = TrustStore([r.cert for r in pki.jpki_roots])
+    store = TrustStore([r.cert for r in pki.jpki_roots], path_cache_size=8)
     leaf = world.signer.cert
     assert store.validate(leaf, [], at=NOW)[-1] == leaf  # now cached
     assert _refusal(store, leaf, [], leaf.not_valid_after_utc + timedelta(seconds=1)) is ReasonCode.CERT_EXPIRED
@@ -60,13 +60,25 @@ def test_a_cached_path_through_a_ca_that_has_expired_since_is_refused(world: Wor
     pki = world.pki
     ca = pki.issue_ca(not_before=NOW - timedelta(days=30), not_after=NOW + timedelta(days=1))
     leaf = pki.issue_signer(world.residents[2], issuer=ca, not_after=NOW + timedelta(days=300))
-    store = TrustStore([r.cert for r in pki.jpki_roots])
+    store = TrustStore([r.cert for r in pki.jpki_roots], path_cache_size=8)
     assert store.validate(leaf.cert, [ca.cert], at=NOW) == (pki.jpki_roots[1].cert, ca.cert, leaf.cert)
     later = NOW + timedelta(days=2)
     assert leaf.cert.not_valid_after_utc > later
     assert _refusal(store, leaf.cert, [ca.cert], later) is ReasonCode.UNTRUSTED_CHAIN
     # … and a path found without the CA is not the one found with it.
     assert _refusal(store, leaf.cert, [], NOW) is ReasonCode.UNTRUSTED_CHAIN
+
+
+def test_no_applicant_certificate_is_kept_after_verification(world: World, make_package: PackageFactory) -> None:
+    # A cached path holds its leaf: an applicant's signing certificate carries the 基本4情報, which
+    # the relay must not keep after hand-over (mission P4). Only the portal's store caches.
+    trust = TrustConfig.load(jpki_roots=[world.jpki_roots], portal_roots=[world.portal_roots],
+                             crls=[world.crl_dir])
+    assert verify_package(make_package(), trust, at=NOW).passed
+    assert trust.jpki._paths == {}
+    kept = {c for key, path in trust.portal._paths.items() for c in (key[0], *key[1], *path)}
+    assert world.pki.portal_server.cert in kept
+    assert world.signer.cert not in kept
 
 
 def test_the_path_cache_is_bounded(world: World) -> None:
