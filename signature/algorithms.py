@@ -11,6 +11,8 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+
 from signature.libxml2 import load_xmlsec
 
 # The package's first import of xmlsec: a libxml2 other than lxml's stops here, naming both versions.
@@ -58,9 +60,21 @@ class SignatureMethod(enum.StrEnum):
     RSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
 
     @property
+    def hash_algorithm(self) -> hashes.HashAlgorithm:
+        """The hash of this RSA PKCS#1 v1.5 signature method."""
+        return _SIGNATURE_HASHES[self]
+
+    @property
     def xmlsec_transform(self) -> Any:
         return {
             SignatureMethod.RSA_SHA256: xmlsec.constants.TransformRsaSha256,
             SignatureMethod.RSA_SHA384: xmlsec.constants.TransformRsaSha384,
             SignatureMethod.RSA_SHA512: xmlsec.constants.TransformRsaSha512,
         }[self]
+
+
+_SIGNATURE_HASHES: dict[SignatureMethod, hashes.HashAlgorithm] = {
+    SignatureMethod.RSA_SHA256: hashes.SHA256(),
+    SignatureMethod.RSA_SHA384: hashes.SHA384(),
+    SignatureMethod.RSA_SHA512: hashes.SHA512(),
+}

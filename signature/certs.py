@@ -20,6 +20,8 @@ Deliberate choices:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +32,7 @@ from cryptography.x509 import verification
 from signature.errors import TrustConfigError, VerificationFailure
 from signature.report import Indication, ReasonCode, SubIndication
 
-__all__ = ["TrustStore", "load_certificates"]
+__all__ = ["PORTAL_PATH_CACHE_SIZE", "TrustStore", "load_certificates"]
 
 _CERT_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
 
@@ -61,14 +63,27 @@ _EE_POLICY = verification.ExtensionPolicy.permit_all()
 _CA_POLICY = verification.ExtensionPolicy.webpki_defaults_ca()
 
 
+#: Validated paths a trust store may keep when asked to (``path_cache_size``). Only the portal's
+#: store asks (signature.verify.TrustConfig.load): the portal certificate is the same in every
+#: package and names no person. A cached path holds its leaf certificate, and an applicant's signing
+#: certificate carries the 基本4情報 — personal data that the relay must not keep once it has handed
+#: a package over (mission P4) — so the JPKI store keeps nothing.
+PORTAL_PATH_CACHE_SIZE = 8
+
+_PathKey = tuple[x509.Certificate, tuple[x509.Certificate, ...]]
+
+
 class TrustStore:
     """A set of trust anchors, prepared once for path validation."""
 
-    def __init__(self, anchors: Sequence[x509.Certificate]) -> None:
+    def __init__(self, anchors: Sequence[x509.Certificate], *, path_cache_size: int = 0) -> None:
         if not anchors:
             raise TrustConfigError("no trust anchors configured")
         self.anchors = tuple(anchors)
         self._store = verification.Store(list(anchors))
+        self._paths: OrderedDict[_PathKey, tuple[x509.Certificate, ...]] = OrderedDict()
+        self._paths_size = path_cache_size
+        self._lock = threading.Lock()
 
     def validate(
         self,
@@ -81,7 +96,37 @@ class TrustStore:
         """Validate ``leaf`` at ``at`` up to one of the anchors; return the path, root first.
 
         Failures raise :class:`VerificationFailure` classified as in ETSI EN 319 102-1.
+
+        With a path cache (``path_cache_size`` > 0, off by default: see :data:`PORTAL_PATH_CACHE_SIZE`),
+        a path found earlier for the same ``leaf`` and ``intermediates`` is reused when every one of
+        its certificates is within its validity period at ``at``: everything else the verifier
+        checks (signatures, names, constraints, key usages, extensions, depth, the anchors of this
+        store) does not depend on the time, so that path is valid at ``at`` too and the verifier
+        would accept. Anything else — no cached path, a certificate out of its period — goes to the
+        verifier, and only its successes are cached, so refusals and their classification are the
+        verifier's. (When several valid paths exist, which one is returned is not specified by the
+        verifier either.) tests/signature/test_verify_passes.py shows the expired cases.
         """
+        if self._paths_size <= 0:
+            return self._verify(leaf, intermediates, at, untrusted)
+        key: _PathKey = (leaf, tuple(intermediates))
+        with self._lock:
+            cached = self._paths.get(key)
+            if cached is not None:
+                self._paths.move_to_end(key)
+        if cached is not None and all(c.not_valid_before_utc <= at <= c.not_valid_after_utc for c in cached):
+            return cached
+        path = self._verify(leaf, intermediates, at, untrusted)
+        with self._lock:
+            self._paths[key] = path
+            self._paths.move_to_end(key)
+            while len(self._paths) > self._paths_size:
+                self._paths.popitem(last=False)
+        return path
+
+    def _verify(
+        self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], at: datetime, untrusted: ReasonCode
+    ) -> tuple[x509.Certificate, ...]:
         verifier = (
             verification.PolicyBuilder()
             .store(self._store)

@@ -1,8 +1,9 @@
 """lxml and python-xmlsec must share one libxml2; say so clearly when they do not.
 
-lxml canonicalises and parses; python-xmlsec checks signature values on documents that lxml built.
-Both wheels carry their own copy of libxml2, and a document built by one copy and read by another
-crashes or misbehaves deep inside verification. python-xmlsec (>= 1.3.14) refuses to import when the
+lxml canonicalises and parses; python-xmlsec works on documents that lxml built (the tests'
+independent plain verifier, the benchmark; it checked the verifier's signature values until
+issue 19). Both wheels carry their own copy of libxml2, and a document built by one copy and read
+by another crashes or misbehaves deep inside verification. python-xmlsec (>= 1.3.14) refuses to import when the
 two differ in major.minor, with a message that names neither version; a patch-level difference passes
 its check silently. :func:`load_xmlsec` turns both cases into :class:`LibxmlMismatch`, which names
 the two versions and what to do. :mod:`signature.algorithms` calls it before the package's first

@@ -5,7 +5,21 @@ It knows where things are in *this* layout — ``kousei.xml`` with ``DataRoot/�
 the structure before any signature is checked, so that signature wrapping has nowhere to hide:
 one ``構成情報``, a child of ``DataRoot``; one signature, in ``署名情報``; no duplicate IDs; every
 file referenced exactly once. Another real-world layout would be a second adapter beside this one.
-Everything returned is parsed from bytes that a verified signature covered.
+Everything returned is read from what a verified signature covered.
+
+"What is read is what was verified" without parsing twice: each document is parsed once, and a
+signed element's digest is computed over the canonical form of *that parsed subtree* (the
+manifest: ``構成情報`` itself; the arrival record: the copy of its document that the
+enveloped-signature transform produced). The fields are then read from the very subtree that was
+canonicalised — not re-located, not re-parsed, not modified after canonicalisation. The canonical
+form (C14N 1.0 or exclusive C14N, both without comments) serialises that subtree's elements,
+attributes, text and processing instructions and leaves out only its comments, so the readers
+here look at the tree as the canonical form shows it: :func:`_signed_text` joins text that a
+comment splits, and :func:`_has_content_children` does not count comments. A comment inserted
+after signing (it does not break the signature) therefore cannot cut a value short, and a value
+reads exactly as re-parsing the canonical bytes would read it (tests/signature/test_vectors.py,
+``test_comment_inside_signed_*``; tests/signature/test_verify_passes.py). Before, each signed
+element's canonical bytes were parsed a second time to read them.
 """
 
 from __future__ import annotations
@@ -13,6 +27,7 @@ from __future__ import annotations
 import base64
 import hmac
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +35,7 @@ from datetime import datetime
 from lxml import etree
 
 from signature.algorithms import CanonicalizationMethod, DigestMethod
-from signature.errors import VerificationFailure
+from signature.errors import UnreadablePackage, VerificationFailure
 from signature.policy import VerificationPolicy
 from signature.report import ArrivalRecord, Manifest, ReasonCode, SubIndication
 from signature.xmldsig import (
@@ -31,9 +46,10 @@ from signature.xmldsig import (
     Reference,
     VerifiedSignature,
     canonicalize,
-    canonicalize_enveloped,
+    canonicalize_document,
     reference_c14n,
     verify_signature,
+    without_signature,
 )
 from signature.xmlparse import parse_xml
 from signature.zipreader import PackageFiles
@@ -82,10 +98,15 @@ def _structure(detail: str) -> VerificationFailure:
     return VerificationFailure(ReasonCode.SIGNATURE_STRUCTURE, detail)
 
 
+_ID_VALUES = threading.local()  # a compiled XPath per thread (lxml's evaluators are not shared)
+
+
 def _check_unique_ids(root: etree._Element) -> None:
-    values = Counter(
-        v for el in root.iter(etree.Element) for a in _ID_ATTRIBUTES if (v := el.get(a)) is not None
-    )
+    xpath = getattr(_ID_VALUES, "xpath", None)
+    if xpath is None:
+        # Every element's ID, Id and id attribute (no namespace), as el.get() reads them.
+        xpath = _ID_VALUES.xpath = etree.XPath(" | ".join(f"//@{a}" for a in _ID_ATTRIBUTES))
+    values = Counter(str(v) for v in xpath(root))
     dups = sorted(v for v, n in values.items() if n > 1)
     if dups:
         raise VerificationFailure(ReasonCode.DUPLICATE_ID, f"duplicate ID values: {dups}")
@@ -98,6 +119,26 @@ def _only_signature(root: etree._Element, parent: etree._Element) -> etree._Elem
     return signatures[0]
 
 
+def _signed_text(el: etree._Element) -> str:
+    """``el``'s leading text as its canonical form (without comments) has it.
+
+    lxml's ``el.text`` stops at the first child node, a comment included; canonicalisation drops
+    the comment, so the text before it and its tail are one text. It stops at the first child
+    that canonical form keeps (an element or a processing instruction), as a parser would.
+    """
+    text = el.text or ""
+    for child in el:
+        if not isinstance(child, etree._Comment):
+            break
+        text += child.tail or ""
+    return text
+
+
+def _has_content_children(el: etree._Element) -> bool:
+    """Whether ``el`` has a child that its canonical form keeps (anything but a comment)."""
+    return any(not isinstance(child, etree._Comment) for child in el)
+
+
 def _text(parent: etree._Element, path: str, *, required: bool = True) -> str:
     """Text of the single element at ``path``; refuses zero (if required) or several matches."""
     found = parent.findall(path)
@@ -108,9 +149,16 @@ def _text(parent: etree._Element, path: str, *, required: bool = True) -> str:
             raise _bad_manifest(f"{path} is missing")
         return ""
     el = found[0]
-    if len(el):
+    if _has_content_children(el):
         raise _bad_manifest(f"{path} has child elements")
-    return (el.text or "").strip()
+    return _signed_text(el).strip()
+
+
+def _check_canonical_size(canonical: bytes, max_bytes: int) -> None:
+    # The canonical form was once parsed with the byte limit of every XML document; it is read
+    # in place now, and the limit still holds for it (C14N can be larger than the document).
+    if len(canonical) > max_bytes:
+        raise UnreadablePackage(ReasonCode.XML_TOO_LARGE, f"XML document over {max_bytes} bytes")
 
 
 def _file_name(name: str, what: str) -> str:
@@ -119,10 +167,12 @@ def _file_name(name: str, what: str) -> str:
     return name
 
 
-def _parse_manifest(verified: bytes, max_bytes: int) -> Manifest:
-    # Parsed from the canonical bytes that were digested, not from the document we received:
-    # comments, entities and anything outside the signed element cannot change what we read.
-    el = parse_xml(verified, max_bytes=max_bytes)
+def _read_manifest(el: etree._Element) -> Manifest:
+    """The manifest fields of ``el``, the ``構成情報`` element whose canonical form was digested.
+
+    Read as the canonical form shows it (module docstring): comments, and anything outside the
+    signed element, cannot change what is read.
+    """
     kind = _text(el, "管理情報/申請種別")
     if kind not in APPLICATION_KINDS:
         raise _bad_manifest("申請種別 is not one of 新規申請/再申請/補正/取下げ")
@@ -138,7 +188,7 @@ def _parse_manifest(verified: bytes, max_bytes: int) -> Manifest:
     if len(applicants) > 1:
         raise _bad_manifest("申請者情報 appears more than once")
     applicant = tuple(
-        (str(c.tag), (c.text or "").strip()) for c in (applicants[0] if applicants else ())
+        (str(c.tag), _signed_text(c).strip()) for c in (applicants[0] if applicants else ())
         if isinstance(c.tag, str)
     )
     attachments: list[tuple[str, str]] = []
@@ -195,6 +245,8 @@ def verify_applicant(files: PackageFiles, policy: VerificationPolicy) -> Verifie
         if ref.is_same_document:
             if ref.fragment != MANIFEST_ID:
                 raise VerificationFailure(ReasonCode.BAD_REFERENCE, "same-document reference is not #構成情報")
+            # The digest is over this element's canonical form, and _read_manifest reads this
+            # same element below: nothing re-locates it, re-parses it or changes the tree between.
             return canonicalize(manifest_el, reference_c14n(ref), ref.inclusive_prefixes)
         data = files.get(ref.uri) if ref.uri in package_names else None
         if data is None:
@@ -205,7 +257,8 @@ def verify_applicant(files: PackageFiles, policy: VerificationPolicy) -> Verifie
     if ("#" + MANIFEST_ID) not in {r.uri for r, _ in verified.covered}:
         raise VerificationFailure(ReasonCode.BAD_REFERENCE, "the signature does not cover 構成情報")
     manifest_bytes = verified.data_for("#" + MANIFEST_ID)
-    manifest = _parse_manifest(manifest_bytes, policy.limits.max_xml_bytes)
+    _check_canonical_size(manifest_bytes, policy.limits.max_xml_bytes)
+    manifest = _read_manifest(manifest_el)
 
     referenced = {r.uri for r, _ in verified.covered if not r.is_same_document}
     named = {manifest.form_file, *(f for _, f in manifest.attachments)}
@@ -243,6 +296,9 @@ def verify_arrival(files: PackageFiles, policy: VerificationPolicy) -> VerifiedA
         raise _arrival("the document element is not 到達情報")
     _check_unique_ids(root)
     signature = _only_signature(root, root)
+    # The enveloped-signature transform's copy of the document whose canonical form was digested:
+    # the fields are read from it below (module docstring), not from the received tree.
+    digested: list[etree._ElementTree] = []
 
     def resolve(ref: Reference) -> bytes:
         if ref.uri != "":
@@ -250,23 +306,26 @@ def verify_arrival(files: PackageFiles, policy: VerificationPolicy) -> VerifiedA
         method = CanonicalizationMethod.C14N_10
         if ref.transforms[-1] == CanonicalizationMethod.EXC_C14N.value:
             method = CanonicalizationMethod.EXC_C14N
-        return canonicalize_enveloped(signature, method, ref.inclusive_prefixes)
+        enveloped = without_signature(signature)
+        digested.append(enveloped)
+        return canonicalize_document(enveloped, method, ref.inclusive_prefixes)
 
     verified = verify_signature(
         signature, resolve, min_rsa_bits=policy.min_rsa_bits, allowed_transforms=lambda _ref: ENVELOPED_CHAINS
     )
-    if len(verified.covered) != 1:
+    if len(verified.covered) != 1 or len(digested) != 1:
         raise VerificationFailure(ReasonCode.BAD_REFERENCE, "the arrival record must have one reference")
-    doc = parse_xml(verified.covered[0][1], max_bytes=policy.limits.max_xml_bytes)
+    _check_canonical_size(verified.covered[0][1], policy.limits.max_xml_bytes)
+    doc = digested[0].getroot()
     allowed = {"受付番号", "到達日時", "手続ID", "利用者証明用電子証明書シリアル番号", "構成情報ダイジェスト"}
     if any(not isinstance(c.tag, str) or c.tag not in allowed for c in doc if not _is_comment(c)):
         raise _arrival("unexpected element in 到達情報")
 
     def field(name: str) -> str:
         found = doc.findall(name)
-        if len(found) != 1 or len(found[0]):
+        if len(found) != 1 or _has_content_children(found[0]):
             raise _arrival(f"{name} must appear exactly once")
-        return (found[0].text or "").strip()
+        return _signed_text(found[0]).strip()
 
     receipt = field("受付番号")
     if not _RECEIPT_RE.fullmatch(receipt):
@@ -289,7 +348,7 @@ def verify_arrival(files: PackageFiles, policy: VerificationPolicy) -> VerifiedA
     except ValueError:
         raise _arrival("構成情報ダイジェスト uses an algorithm that is not allowed") from None
     try:
-        expected = base64.b64decode("".join((digest_el.text or "").split()), validate=True)
+        expected = base64.b64decode("".join(_signed_text(digest_el).split()), validate=True)
     except ValueError as exc:
         raise _arrival("構成情報ダイジェスト is not base64") from exc
     h = digest_method.new()

@@ -24,7 +24,7 @@ from typing import NoReturn
 
 from cryptography import x509
 
-from signature.certs import TrustStore, load_certificates
+from signature.certs import PORTAL_PATH_CACHE_SIZE, TrustStore, load_certificates
 from signature.errors import SignatureError, UnreadablePackage, VerificationFailure
 from signature.identity import signer_identity
 from signature.media import sniff_media_type
@@ -86,7 +86,7 @@ class TrustConfig:
         portal = load_certificates(portal_roots)
         extra = load_certificates(intermediates)
         store = RevocationStore(list(crls), [*jpki, *extra, *portal]) if crls else None
-        return cls(TrustStore(jpki), TrustStore(portal), extra, store)
+        return cls(TrustStore(jpki), TrustStore(portal, path_cache_size=PORTAL_PATH_CACHE_SIZE), extra, store)
 
 
 @dataclass

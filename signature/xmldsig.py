@@ -7,12 +7,14 @@ Why not a library's ``verify()`` alone (see docs/decisions.md, "XML signature en
   ``verify()`` does not say which node a reference resolved to, so signature wrapping passes it;
 * signxml 5.2 cannot re-parse documents with Japanese element names at all.
 
-So the work is split: **lxml (libxml2)** canonicalises, **python-xmlsec (libxmlsec1/OpenSSL)**
-checks the RSA signature value over the canonical ``SignedInfo``, and this module does reference
+So the work is split: **lxml (libxml2)** canonicalises, **cryptography (OpenSSL)** checks the
+RSA PKCS#1 v1.5 signature value over the canonical ``SignedInfo`` (python-xmlsec's
+``verify_binary`` did the same at ~4× the cost, docs/decisions.md), and this module does reference
 dereferencing itself — only the handful of forms package-format.md allows. The caller supplies
 the bytes each reference must digest to (a structurally located element's canonical form, or a
 file's raw bytes) and gets back exactly those bytes as "verified": what is read afterwards is
-parsed from them and from nothing else.
+those bytes, or (:mod:`signature.package`) the parsed element they are the canonical form of, read
+as that canonical form shows it.
 """
 
 from __future__ import annotations
@@ -20,17 +22,15 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import functools
 import hmac
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-import xmlsec
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from signature.algorithms import (
@@ -49,9 +49,11 @@ __all__ = [
     "Reference",
     "VerifiedSignature",
     "canonicalize",
+    "canonicalize_document",
     "canonicalize_enveloped",
     "reference_c14n",
     "verify_signature",
+    "without_signature",
 ]
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
@@ -67,6 +69,11 @@ _NCNAME = re.compile(r"[^\W\d][\w.\-]*")
 
 def _ds(local: str) -> str:
     return f"{{{DSIG_NS}}}{local}"
+
+
+_TRANSFORMS, _TRANSFORM, _REFERENCE = _ds("Transforms"), _ds("Transform"), _ds("Reference")
+_REFERENCE_CHILDREN = frozenset({_TRANSFORMS, _ds("DigestMethod"), _ds("DigestValue")})
+_SIGNATURE_CHILDREN = frozenset({_ds("SignedInfo"), _ds("SignatureValue"), _ds("KeyInfo")})
 
 
 def _structure(detail: str) -> VerificationFailure:
@@ -176,6 +183,13 @@ def canonicalize_enveloped(
     signature: etree._Element, method: CanonicalizationMethod, inclusive_prefixes: Sequence[str] = ()
 ) -> bytes:
     """``URI=""`` + enveloped-signature transform: the whole document without ``signature``."""
+    return canonicalize_document(without_signature(signature), method, inclusive_prefixes)
+
+
+def without_signature(signature: etree._Element) -> etree._ElementTree:
+    """A copy of ``signature``'s whole document with ``signature`` removed: the node-set of the
+    enveloped-signature transform (``URI=""`` also selects processing instructions outside the
+    root element). The original document is not touched."""
     if signature.getparent() is None:
         raise _structure("the signature is the document element")
     # Find the same element in a copy by its position, so the original stays untouched.
@@ -184,7 +198,6 @@ def canonicalize_enveloped(
     while (up := node.getparent()) is not None:
         path.append(up.index(node))
         node = up
-    # The whole document: URI="" selects its processing instructions outside the root element too.
     doc = copy.deepcopy(node.getroottree())
     copy_sig = doc.getroot()
     for i in reversed(path):
@@ -201,6 +214,13 @@ def canonicalize_enveloped(
         else:
             parent.text = (parent.text or "") + tail
     parent.remove(copy_sig)
+    return doc
+
+
+def canonicalize_document(
+    doc: etree._ElementTree, method: CanonicalizationMethod, inclusive_prefixes: Sequence[str] = ()
+) -> bytes:
+    """Canonical form of the whole document ``doc``, comments removed."""
     if inclusive_prefixes and not method.exclusive:
         raise _structure("InclusiveNamespaces is a parameter of exclusive canonicalisation only")
     prefixes = [p for p in inclusive_prefixes if p != DEFAULT_PREFIX]
@@ -293,7 +313,8 @@ def _next_start_tag(canonical: bytes, pos: int) -> int:
 
 
 def _one(parent: etree._Element, local: str) -> etree._Element:
-    found = [c for c in parent if c.tag == _ds(local)]
+    tag = _ds(local)
+    found = [c for c in parent if c.tag == tag]
     if len(found) != 1:
         raise _structure(f"expected exactly one ds:{local}, found {len(found)}")
     return found[0]
@@ -366,18 +387,17 @@ def _parse_reference(ref: etree._Element) -> Reference:
         uri = unquote(raw_uri, encoding="utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         raise VerificationFailure(ReasonCode.BAD_REFERENCE, "reference URI is not UTF-8") from exc
-    allowed_children = {_ds("Transforms"), _ds("DigestMethod"), _ds("DigestValue")}
-    if any(c.tag not in allowed_children for c in ref):
+    if any(c.tag not in _REFERENCE_CHILDREN for c in ref):
         raise _structure("unexpected element in ds:Reference")
     _no_text(ref)
     transforms: list[str] = []
     prefixes: tuple[str, ...] = ()
-    tr_parents = [c for c in ref if c.tag == _ds("Transforms")]
+    tr_parents = [c for c in ref if c.tag == _TRANSFORMS]
     if len(tr_parents) > 1:
         raise _structure("more than one ds:Transforms")
     for tr_parent in tr_parents:
         for tr in tr_parent:
-            if tr.tag != _ds("Transform"):
+            if tr.tag != _TRANSFORM:
                 raise _structure("unexpected element in ds:Transforms")
             algorithm = _algorithm(tr)
             if prefixes:
@@ -448,22 +468,15 @@ def _check_key(cert: x509.Certificate, min_rsa_bits: int) -> None:
         )
 
 
-@functools.lru_cache(maxsize=256)
-def _xmlsec_key(spki_der: bytes) -> xmlsec.Key:
-    # The bare public key: a key that carries its certificate costs ~90 µs to copy into every
-    # context, this one ~1 µs. Loading costs ~140 µs, hence the cache (the portal's key is the same
-    # for every package). The context copies the key it is given, so sharing it is safe.
-    return xmlsec.Key.from_memory(spki_der, xmlsec.constants.KeyDataFormatDer, None)
-
-
 def _check_signature_value(
     signed_info: bytes, value: bytes, method: SignatureMethod, cert: x509.Certificate
 ) -> None:
-    ctx = xmlsec.SignatureContext()
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):  # pragma: no cover - _check_key has refused it
+        raise _weak("signing key is not RSA")
     try:
-        ctx.key = _xmlsec_key(cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
-        ctx.verify_binary(signed_info, method.xmlsec_transform, value)
-    except xmlsec.Error as exc:
+        key.verify(value, signed_info, padding.PKCS1v15(), method.hash_algorithm)
+    except (InvalidSignature, ValueError) as exc:
         raise VerificationFailure(
             ReasonCode.SIGNATURE_INVALID, "signature value does not verify with the signer certificate",
             indication=Indication.FAILED, sub_indication=SubIndication.SIG_CRYPTO_FAILURE,
@@ -483,8 +496,7 @@ def verify_signature(
     the package's structure (it raises :class:`VerificationFailure` for a URI it does not allow).
     ``allowed_transforms(ref)`` lists the transform chains allowed for that reference.
     """
-    allowed = {_ds("SignedInfo"), _ds("SignatureValue"), _ds("KeyInfo")}
-    if any(c.tag not in allowed for c in signature):
+    if any(c.tag not in _SIGNATURE_CHILDREN for c in signature):
         # ds:Object in particular: it is where wrapped content hides, and our format has none.
         raise _structure("ds:Signature may hold only SignedInfo, SignatureValue and KeyInfo")
     _no_text(signature)
@@ -504,7 +516,7 @@ def verify_signature(
     if len(sig_method_el):
         raise _weak("SignatureMethod parameters (HMACOutputLength) are not allowed")
     method = _signature_method(_algorithm(sig_method_el))
-    refs_el = [c for c in signed_info if c.tag == _ds("Reference")]
+    refs_el = [c for c in signed_info if c.tag == _REFERENCE]
     if len(refs_el) + 2 != len(signed_info):
         raise _structure("unexpected element in ds:SignedInfo")
     if not refs_el:

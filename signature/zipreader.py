@@ -9,8 +9,8 @@ become ``(name, data)`` pairs; anything other than a plain package is refused wi
 
 from __future__ import annotations
 
-import copy
 import io
+import re
 import stat
 import struct
 import unicodedata
@@ -41,6 +41,8 @@ _MAX_COMMENT = 0xFFFF
 
 _FLAG_ENCRYPTED = 0x0001
 _FLAG_STRONG_ENCRYPTION = 0x0040
+_FLAG_PATCHED = 0x0020  # compressed patched data: zipfile refuses it (NotImplementedError)
+_FLAG_UTF8 = 0x0800
 _FLAG_MASKED_HEADERS = 0x2000  # central-directory encryption: local headers are masked
 _ANY_ENCRYPTION = _FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION | _FLAG_MASKED_HEADERS
 
@@ -52,6 +54,9 @@ _SUPPORTED_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 
 # Direction overrides make "gpj.exe" display as "exe.jpg" to the staff who open attachments.
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Control characters (general category Cc: exactly U+0000–U+001F and U+007F–U+009F) or one of the
+# above, found by one regular expression instead of a category lookup per character.
+_UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f" + "".join(sorted(_BIDI_CONTROLS)) + "]")
 
 # What zipfile, struct and zlib raise on malformed input; none of it may leave this module.
 _READ_ERRORS: tuple[type[BaseException], ...] = (
@@ -142,7 +147,7 @@ def read_package(data: bytes, limits: ZipLimits) -> PackageFiles:
         contents: list[tuple[str, bytes]] = []
         total = 0
         for entry in files:
-            body = _inflate(archive, entry.info, limits, total)
+            body = _inflate(data, entry.info, limits, total)
             total += len(body)
             contents.append((entry.parts[-1], body))
     return PackageFiles(entries=tuple(contents), folder=folder)
@@ -265,7 +270,7 @@ def _split_name(name: str) -> tuple[tuple[str, ...], bool]:
     if ":" in name:
         # On Windows, where the staff open attachments, "C:" is a drive and "a.pdf:x" a hidden stream.
         raise unsafe("contains a colon (drive letter or stream)")
-    if any(unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS for c in name):
+    if _UNSAFE_CHARACTERS.search(name):
         raise unsafe("contains control characters")
     if name.startswith("/"):
         raise unsafe("is absolute")
@@ -337,32 +342,33 @@ def _ratio_exceeded(size: int, compressed: int, limits: ZipLimits) -> bool:
     return size > limits.ratio_applies_above and size > limits.max_ratio * compressed
 
 
-def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits, before: int) -> bytes:
-    """The entry's bytes, stopping as soon as a limit is crossed; ``before`` bytes were read already."""
-    # zipfile stops at the declared size and, if the CRC was forged to fit, silently drops the rest
-    # of the stream. Lifting its stop makes a lying header visible; our own caps bound the reading.
-    probe = copy.copy(info)
-    probe.file_size = limits.max_total_uncompressed + 2 * _CHUNK + 1
-    # zipfile would check the CRC inside the same read() that delivers the end of the stream, before
-    # the caps below could see the bytes; checking it here keeps "too big" from passing as "corrupt".
-    del probe.CRC
-    crc = 0
-    body = bytearray()
+def _inflate(data: bytes, info: zipfile.ZipInfo, limits: ZipLimits, before: int) -> bytes:
+    """The entry's bytes, stopping as soon as a limit is crossed; ``before`` bytes were read already.
+
+    Read straight from ``data`` at the offsets the checks above pinned down, with the same rules
+    :meth:`zipfile.ZipFile.open` applies (local name equal to the central one, no patched data)
+    but without its per-entry objects. Unlike zipfile, the stream is not cut at the declared size
+    (zipfile stops there and, if the CRC was forged to fit, silently drops the rest): a lying
+    header shows as a length mismatch, and our own caps bound the reading.
+    """
     try:
-        with archive.open(probe) as stream:
-            while chunk := stream.read(_CHUNK):
-                body += chunk
-                crc = zlib.crc32(chunk, crc)
-                if before + len(body) > limits.max_total_uncompressed:
-                    raise UnreadablePackage(
-                        ReasonCode.ZIP_BOMB,
-                        f"entries inflate to more than {limits.max_total_uncompressed} bytes",
-                    )
-                if _ratio_exceeded(len(body), info.compress_size, limits):
-                    raise UnreadablePackage(
-                        ReasonCode.ZIP_BOMB, f"an entry inflates at a ratio over {limits.max_ratio}"
-                    )
-    except NotImplementedError as exc:  # zipfile's answer to patched data (flag bit 5)
+        local = _LOCAL.unpack_from(data, info.header_offset)
+        name_start = info.header_offset + _LOCAL.size
+        if local[3] & _FLAG_PATCHED:
+            raise NotImplementedError("compressed patched data (flag bit 5)")  # zipfile's own answer
+        local_name = data[name_start:name_start + local[10]]
+        if local_name.decode("utf-8" if local[3] & _FLAG_UTF8 else "cp932") != info.orig_filename:
+            raise zipfile.BadZipFile("file name in directory and local header differ")  # as zipfile does
+        start = name_start + local[10] + local[11]
+        compressed = memoryview(data)[start:start + info.compress_size]
+        if info.compress_type == zipfile.ZIP_STORED:
+            body = bytes(compressed)
+            if before + len(body) > limits.max_total_uncompressed:
+                raise UnreadablePackage(
+                    ReasonCode.ZIP_BOMB, f"entries inflate to more than {limits.max_total_uncompressed} bytes")
+        else:
+            body = _inflate_deflate(compressed, info, limits, before)
+    except NotImplementedError as exc:
         raise UnreadablePackage(ReasonCode.ZIP_UNSUPPORTED, "an entry uses an unsupported feature") from exc
     except _READ_ERRORS as exc:
         raise UnreadablePackage(
@@ -372,6 +378,29 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits,
         raise UnreadablePackage(
             ReasonCode.ZIP_CORRUPT, f"an entry inflates to {len(body)} bytes but declares {info.file_size}"
         )
-    if crc != info.CRC:
+    # Checked after the caps, so that "too big" does not pass as "corrupt".
+    if zlib.crc32(body) != info.CRC:
         raise UnreadablePackage(ReasonCode.ZIP_CORRUPT, "an entry fails its CRC-32 check")
-    return bytes(body)
+    return body
+
+
+def _inflate_deflate(compressed: memoryview, info: zipfile.ZipInfo, limits: ZipLimits, before: int) -> bytes:
+    # Raw deflate, as zipfile reads it: output in chunks of at most _CHUNK so that the caps are
+    # overshot by at most that much; bytes after the end of the deflate stream are ignored, and a
+    # stream cut short ends where the input ends (the length and CRC checks then refuse it).
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    body = bytearray()
+    pending: bytes | memoryview = compressed
+    while True:
+        body += inflater.decompress(pending, _CHUNK)
+        pending = inflater.unconsumed_tail
+        done = inflater.eof or not pending
+        if done:
+            body += inflater.flush()
+        if before + len(body) > limits.max_total_uncompressed:
+            raise UnreadablePackage(
+                ReasonCode.ZIP_BOMB, f"entries inflate to more than {limits.max_total_uncompressed} bytes")
+        if _ratio_exceeded(len(body), info.compress_size, limits):
+            raise UnreadablePackage(ReasonCode.ZIP_BOMB, f"an entry inflates at a ratio over {limits.max_ratio}")
+        if done:
+            return bytes(body)
