@@ -4,7 +4,9 @@ intake's real HTTP API, by 1 and by several concurrent clients, on SQLite and Po
 **The server** (``--server``, default ``process``) is the production one: ``python -m intake serve``
 as a child process (started by the chain tests' harness, ``tests/support/chain.py``: the database
 migrated by ``intake db upgrade``, mutual TLS with the relay-only client CA exactly as the relay
-connects, development settings, no mail, no scanner in the intake). Each client is a thread of this
+connects, development settings, no mail). The intake's own malware scan (P11: production scans every
+file with clamd) is off by default, as in the figures before issue 19; ``--scanner clamd`` turns it on
+(the tests' clamd, tests/support/clamd.py). Each client is a thread of this
 process with its own ``httpx.Client`` (one kept-alive TLS connection, like the relay's forwarder),
 posting its own distinct packages with the relay's headers. The server then has a process (and an
 interpreter lock) of its own: with the app in a thread of the benchmark process, four client threads
@@ -21,7 +23,7 @@ Figures per run: deliveries per second over the wall time from the first request
 and the per-request latency p50 / p99 seen by the clients.
 
 Usage: ``python bench/bench_intake.py [--count 200] [--clients 1,4] [--server process|thread]
-[--databases sqlite,postgresql,postgresql-durable] [--json PATH]``; ``--count`` packages per run.
+[--databases sqlite,postgresql,postgresql-durable] [--scanner none|clamd] [--json PATH]``; ``--count`` packages per run.
 PostgreSQL comes from Debian's package (as in the tests). The test PKI is made for the real "now":
 the intake process verifies at the system time.
 """
@@ -58,6 +60,7 @@ from intake.runtime import Runtime
 from intake.settings import IntakeSettings
 from signature.testing.samples import sample_pdf
 from tests.support.chain import JST, Chain, ChainOptions, PortalData
+from tests.support.clamd import clamd_daemon
 from tests.support.postgres import postgres_cluster
 from tests.support.servers import serve_in_thread
 
@@ -108,9 +111,11 @@ def post_all(base_url: str, bodies: list[bytes], clients: int,
             "latency_p99_ms": round(1000 * percentile(latencies, 0.99), 1)}
 
 
-def run_process(url: str, bodies: list[bytes], clients: int, portal: PortalData, work: Path) -> dict[str, Any]:
+def run_process(url: str, bodies: list[bytes], clients: int, portal: PortalData, work: Path,
+                clamd_socket: Path | None) -> dict[str, Any]:
     """``python -m intake serve`` on a fresh database ``url``, mutual TLS as the relay connects."""
-    options = ChainOptions(database_url=url, proxy=False, tls=True)
+    scanner = {"SCANNER": "clamd", "CLAMD_SOCKET": str(clamd_socket)} if clamd_socket else {}
+    options = ChainOptions(database_url=url, proxy=False, tls=True, intake=scanner)
     with Chain(portal, work, options=options) as chain:
         chain.start_intake()
         context = chain._intake_ssl()  # the relay's client certificate, the intake's CA
@@ -158,18 +163,25 @@ def main() -> None:
     ap.add_argument("--clients", default="1,4", help="concurrent clients, one run each (default 1,4)")
     ap.add_argument("--server", choices=["process", "thread"], default="process")
     ap.add_argument("--databases", default=",".join(DATABASES), help=f"of {', '.join(DATABASES)}")
+    ap.add_argument("--scanner", choices=["none", "clamd"], default="none",
+                    help="the intake's own clamd scan (--server process only; default none)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     client_counts = [int(c) for c in args.clients.split(",")]
     kinds = [k.strip() for k in args.databases.split(",")]
     if unknown := set(kinds) - set(DATABASES):
         ap.error(f"unknown database {sorted(unknown)}")
+    if args.scanner == "clamd" and args.server == "thread":
+        ap.error("--scanner clamd needs --server process")
 
     now = datetime.now(JST)
-    results: dict[str, Any] = {"server": args.server, "tls": args.server == "process", "count": args.count,
+    results: dict[str, Any] = {"server": args.server, "tls": args.server == "process", "scanner": args.scanner,
+                               "count": args.count,
                                "cpus": os.cpu_count() or 0, "databases": {k: DATABASES[k] for k in kinds}, "runs": []}
-    with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp, contextlib.ExitStack() as stack:
         base = Path(tmp)
+        clamd_socket = (stack.enter_context(clamd_daemon(base / "clamd")).socket_path
+                        if args.scanner == "clamd" else None)
         t0 = time.perf_counter()
         maker = Maker(base / "portal", now)
         filler = sample_pdf("scan") + random.Random(5).randbytes(100_000)  # incompressible: ~100 KB packages
@@ -189,7 +201,7 @@ def main() -> None:
                 for n in client_counts:
                     url = fresh(f"{kind.replace('-', '_')}_{n}")
                     if args.server == "process":
-                        run = run_process(url, sets[n], n, portal, base / f"chain-{kind}-{n}")
+                        run = run_process(url, sets[n], n, portal, base / f"chain-{kind}-{n}", clamd_socket)
                     else:
                         assert settings is not None
                         run = run_thread(url, sets[n], n, settings, now)

@@ -92,13 +92,15 @@ def _intake(b: dict[str, Any]) -> list[Figure]:
     intake = b.get("intake") or {}
     runs = {(r["database"], r["clients"]): r for r in intake.get("runs", [])}
     clients = sorted({c for _, c in runs} | {1, 4})
+    # The intake's own clamd scan (bench_intake --scanner clamd) is another measurement: its own keys.
+    scan_key, scan_label = (".clamd", " + clamd") if intake.get("scanner") == "clamd" else ("", "")
     out = []
     for database, name in INTAKE_DATABASES.items():
         for n in clients:
             value = _get(runs.get((database, n)), "deliveries_per_second")
             aimed = database.startswith("postgresql") and n == 4
-            out.append(Figure(f"intake.{database}.clients_{n}.per_second",
-                              f"intake: {name}, {n} client{'s' if n > 1 else ''}", "deliveries/s", value,
+            out.append(Figure(f"intake.{database}.clients_{n}{scan_key}.per_second",
+                              f"intake: {name}{scan_label}, {n} client{'s' if n > 1 else ''}", "deliveries/s", value,
                               f">= {AIM_INTAKE_POSTGRESQL_4_CLIENTS:g}/s" if aimed else "",
                               _at_least(value, AIM_INTAKE_POSTGRESQL_4_CLIENTS) if aimed else None))
     return out
