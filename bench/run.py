@@ -14,8 +14,7 @@ the run exits 1.
 
 ``--quick`` (``make bench-quick``) runs everything with small counts, in a few minutes, to check the
 harness itself; its figures say nothing about speed (the results file is marked ``quick`` and its
-name ends in ``-quick``). The staff UI benchmark needs minutes to populate even its quick database
-and is left out of ``--quick``.
+name ends in ``-quick``).
 
 Usage: ``python bench/run.py [--quick] [--only verify,intake,...] [--out-dir bench]``.
 """
@@ -46,7 +45,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str] | None]] = {
     "intake": ("bench_intake.py", ["--count", "200", "--clients", "1,4"], ["--count", "12", "--clients", "1,4"]),
     "portal_generate": ("bench_portal_generate.py", [], ["--applications", "30", "--residents", "4"]),
     "relay": ("bench_relay.py", [], ["--count", "12", "--big-mb", "5"]),
-    "ui": ("bench_ui.py", [], None),
+    "ui": ("bench_ui.py", [], ["--applications", "20000", "--sample", "200", "--requests", "3", "--warmup", "1"]),
 }
 
 
