@@ -242,7 +242,10 @@ def newest() -> Path:
 
 
 def load(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        sys.exit(f"{path}: cannot be read as a results file ({exc})")
     if not isinstance(data, dict) or "benchmarks" not in data:
         sys.exit(f"{path}: not a results file of bench/run.py (no 'benchmarks')")
     return data
