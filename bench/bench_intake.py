@@ -137,6 +137,17 @@ def run_thread(url: str, bodies: list[bytes], clients: int, settings: IntakeSett
         engine.dispose()
 
 
+def filesystem_of(path: Path) -> str:
+    """The type of the file system holding ``path`` (from /proc/mounts: the longest mount point)."""
+    best, kind = "", "unknown"
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        point = fields[1].replace("\\040", " ")
+        if (str(path) == point or str(path).startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
 @contextlib.contextmanager
 def databases(kind: str, work: Path) -> Iterator[Callable[[str], str]]:
     """A factory of fresh empty databases (by name) of ``kind``."""
@@ -171,12 +182,17 @@ def main() -> None:
     kinds = [k.strip() for k in args.databases.split(",")]
     if unknown := set(kinds) - set(DATABASES):
         ap.error(f"unknown database {sorted(unknown)}")
+    # The databases live under the temporary directory: durable commits on tmpfs would measure nothing.
+    temp_fs = filesystem_of(Path(tempfile.gettempdir()).resolve())
+    if temp_fs == "tmpfs":
+        print(f"WARNING: {tempfile.gettempdir()} is tmpfs: fsync costs nothing there, so the durable figures "
+              "are not durable (set TMPDIR to a directory on disk)", file=sys.stderr)
     if args.scanner == "clamd" and args.server == "thread":
         ap.error("--scanner clamd needs --server process")
 
     now = datetime.now(JST)
     results: dict[str, Any] = {"server": args.server, "tls": args.server == "process", "scanner": args.scanner,
-                               "count": args.count,
+                               "database_filesystem": temp_fs, "count": args.count,
                                "cpus": os.cpu_count() or 0, "databases": {k: DATABASES[k] for k in kinds}, "runs": []}
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp, contextlib.ExitStack() as stack:
         base = Path(tmp)

@@ -224,6 +224,8 @@ def describe(results: dict[str, Any]) -> str:
         parts.append("QUICK run (small counts: checks the harness, not the speed)")
     if results.get("failed"):
         parts.append(f"FAILED: {', '.join(results['failed'])}")
+    if _get(results, "benchmarks", "intake", "database_filesystem") == "tmpfs":
+        parts.append("the intake's databases were on tmpfs: its durable-commit figures are not durable")
     return ", ".join(parts)
 
 

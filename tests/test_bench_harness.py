@@ -70,6 +70,7 @@ def test_summary_and_compare_show_the_figures_ratios_and_changes(tmp_path: Path)
                             ("postgresql-durable", 1): 80, ("postgresql-durable", 4): 240},
                     pull=160, push=150, pull_p99=40, push_p99=120, big_bytes=100 * MB, increase_mib=250,
                     failed=("ui",))
+    after["benchmarks"]["intake"]["database_filesystem"] = "tmpfs"
     a, b = tmp_path / "results-a.json", tmp_path / "results-b.json"
     a.write_text(json.dumps(before), encoding="utf-8")
     b.write_text(json.dumps(after), encoding="utf-8")
@@ -95,6 +96,7 @@ def test_summary_and_compare_show_the_figures_ratios_and_changes(tmp_path: Path)
     assert row(table, "relay memory: peak increase (VmHWM - idle)")[1:] == ["384.0", "MiB", "<= 263 MiB", "NO"]
     assert row(table, "relay memory: peak increase / (1.5x size + 120 MiB)")[1:] == ["1.46", "x", "<= 1x", "NO"]
     assert row(table, "CRL store: load 1,000,000 entries")[1] == "4.4"  # the configured issuer, not the carried
+    assert "tmpfs" not in table
 
     table = run("summary.py", b)
     assert row(table, "verify: ours (same signer) / signxml")[1:] == ["2.09", "x", ">= 2x", "yes"]
@@ -102,6 +104,7 @@ def test_summary_and_compare_show_the_figures_ratios_and_changes(tmp_path: Path)
     assert row(table, "intake: PostgreSQL durable commits, 4 clients")[-1] == "NO"
     assert row(table, "relay memory: peak increase (VmHWM - idle)")[-1] == "yes"
     assert "FAILED: ui" in table
+    assert "databases were on tmpfs" in table
 
     compared = run("compare.py", a, b)
     assert "A: commit aaaaaaa" in compared
