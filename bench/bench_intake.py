@@ -82,24 +82,30 @@ def post_all(base_url: str, bodies: list[bytes], clients: int,
     start = threading.Barrier(clients + 1)
 
     def client(share: list[bytes]) -> None:
-        with make_client(base_url) as http:
-            http.get("/healthz")  # connect (and the TLS handshake) before the clock starts
-            start.wait()
-            for body in share:
-                began = time.perf_counter()
-                r = http.post("/api/v1/deliveries", content=body,
-                              headers={"Content-Type": "application/zip", "Idempotency-Key": expected_key(body)})
-                took = time.perf_counter() - began
-                with lock:
-                    latencies.append(took)
-                    answers[r.status_code] += 1
-                    if r.status_code != 201 and len(problems) < 3:
-                        problems.append(f"{r.status_code}: {r.text[:300]}")
+        try:
+            with make_client(base_url) as http:
+                http.get("/healthz")  # connect (and the TLS handshake) before the clock starts
+                start.wait(120)
+                for body in share:
+                    began = time.perf_counter()
+                    r = http.post("/api/v1/deliveries", content=body, headers={
+                        "Content-Type": "application/zip", "Idempotency-Key": expected_key(body)})
+                    took = time.perf_counter() - began
+                    with lock:
+                        latencies.append(took)
+                        answers[r.status_code] += 1
+                        if r.status_code != 201 and len(problems) < 3:
+                            problems.append(f"{r.status_code}: {r.text[:300]}")
+        except (httpx.HTTPError, OSError, threading.BrokenBarrierError) as exc:
+            start.abort()  # nobody waits for a client that is gone
+            with lock:
+                problems.append(f"{type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=client, args=(share,)) for share in shares]
     for t in threads:
         t.start()
-    start.wait(120)
+    with contextlib.suppress(threading.BrokenBarrierError):  # a client failed: its problem is reported below
+        start.wait(120)
     began = time.perf_counter()
     for t in threads:
         t.join(1800)
