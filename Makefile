@@ -21,13 +21,15 @@ export UV_PYTHON_DOWNLOADS := never
 STAMP := $(VENV)/.installed-$(shell cat uv.lock tools/uv-requirements.txt | sha256sum | cut -c1-12)
 SHINSEI_VAR_DIR ?= ./var
 
-.PHONY: help install apt lockcheck lock upgrade audit lint test demo smoke bench clean wheelhouse deploy-check
+.PHONY: help install apt lockcheck lock upgrade audit lint test demo smoke bench bench-quick clean wheelhouse deploy-check
 
 help:
 	@echo "make demo   - install, then run portal_sim -> relay -> intake on this machine and show the outcome"
 	@echo "make smoke  - the same flow headless: check the outcome, exit 0/1"
 	@echo "make test   - install, then ruff, mypy, import contracts and the whole pytest suite"
-	@echo "make bench  - verification and CRL benchmarks (writes bench/results.json)"
+	@echo "make bench  - every benchmark (minutes; idle machine): one table beside the aims, bench/results-<time>-<commit>.json"
+	@echo "make bench-quick - the same with small counts: checks the harness only (BENCH_ARGS='--only intake,relay' for a subset)"
+	@echo "              compare two runs: .venv/bin/python bench/compare.py A.json B.json"
 	@echo "make lock   - re-resolve uv.lock after a deliberate change of pyproject.toml (then make test)"
 	@echo "make upgrade - move every dependency (and uv) to the newest allowed release, then run the suite"
 	@echo "make audit  - known vulnerabilities of the locked set (needs the vulnerability service; not in make test)"
@@ -97,13 +99,14 @@ demo: install
 smoke: install
 	SHINSEI_VAR_DIR=$(SHINSEI_VAR_DIR) $(PY) -m demo --headless
 
+# Every benchmark in turn (bench/run.py), then one table beside the aims and one results file,
+# bench/results-<UTC time>-<commit>.json; `bench/compare.py A B` sets two runs side by side.
 bench: install
-	$(PY) bench/bench_verify.py --json bench/results-verify.json
-	$(PY) bench/bench_revocation.py --json bench/results-revocation.json
-	$(PY) bench/bench_intake.py --json bench/results-intake.json
-	$(PY) bench/bench_portal_generate.py
-	$(PY) bench/bench_relay.py --json bench/results-relay.json
-	$(PY) bench/bench_ui.py --json bench/results-ui.json
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The same with small counts (a few minutes): checks the harness, says nothing about speed.
+bench-quick: install
+	$(PY) bench/run.py --quick $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(UV_DIR) .mypy_cache .pytest_cache .ruff_cache $(SHINSEI_VAR_DIR) .bench-cache
+	rm -rf $(VENV) $(UV_DIR) .mypy_cache .pytest_cache .ruff_cache $(SHINSEI_VAR_DIR) .bench-cache bench/out

@@ -397,7 +397,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "commit": commit()}
     with tempfile.TemporaryDirectory(prefix="shinsei-bench-ui-") as tmp, bench_cluster() as (url, _pglog):
         base = Path(tmp)
-        settings = IntakeSettings(var_dir=base / "var", database_url=url, mail=MailSettings(enabled=False),
+        settings = IntakeSettings(environment="development", var_dir=base / "var", database_url=url,
+                                  mail=MailSettings(enabled=False),
                                   **write_trust(base))
         clock = Clock(NOW)
         runtime = Runtime.from_settings(settings, clock=clock)

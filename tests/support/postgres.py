@@ -35,8 +35,13 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """Yield a SQLAlchemy URL of a fresh database; stop and remove the cluster afterwards."""
+def postgres_cluster(*, durable: bool = False) -> Iterator[str]:
+    """Yield a SQLAlchemy URL of a fresh database; stop and remove the cluster afterwards.
+
+    The tests' cluster runs with ``fsync=off``. ``durable=True`` (benchmarks) starts it with durable
+    commits instead: ``fsync=on``, ``synchronous_commit=on``, ``full_page_writes=on``.
+    """
+    durability = ("-c fsync=on -c synchronous_commit=on -c full_page_writes=on" if durable else "-c fsync=off")
     bindir = _bindir()
     base = Path(tempfile.mkdtemp(prefix="shinsei-pg-"))
     data, sock = base / "data", base / "sock"
@@ -50,7 +55,7 @@ def postgres_cluster() -> Iterator[str]:
                        check=True, capture_output=True, timeout=120)
         subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l",
                                      str(base / "log"), "-o",
-                                     f"-k {sock} -c listen_addresses='' -c fsync=off -c max_connections=60",
+                                     f"-k {sock} -c listen_addresses='' {durability} -c max_connections=60",
                                      "start"]),
                        check=True, capture_output=True, timeout=120)
         subprocess.run(_as_postgres([str(bindir / "createdb"), "-h", str(sock), "-U", "postgres", "shinsei"]),
