@@ -118,10 +118,12 @@ def post_all(base_url: str, bodies: list[bytes], clients: int,
 
 
 def run_process(url: str, bodies: list[bytes], clients: int, portal: PortalData, work: Path,
-                clamd_socket: Path | None) -> dict[str, Any]:
-    """``python -m intake serve`` on a fresh database ``url``, mutual TLS as the relay connects."""
+                clamd_socket: Path | None, workers: int = 1) -> dict[str, Any]:
+    """``python -m intake serve`` on a fresh database ``url``, mutual TLS as the relay connects;
+    ``workers`` > 1: ``serve --only api --workers N`` (PostgreSQL)."""
     scanner = {"SCANNER": "clamd", "CLAMD_SOCKET": str(clamd_socket)} if clamd_socket else {}
-    options = ChainOptions(database_url=url, proxy=False, tls=True, intake=scanner)
+    extra = ("--only", "api", "--workers", str(workers)) if workers > 1 else ()
+    options = ChainOptions(database_url=url, proxy=False, tls=True, intake=scanner, intake_args=extra)
     with Chain(portal, work, options=options) as chain:
         chain.start_intake()
         context = chain._intake_ssl()  # the relay's client certificate, the intake's CA
@@ -182,9 +184,12 @@ def main() -> None:
     ap.add_argument("--databases", default=",".join(DATABASES), help=f"of {', '.join(DATABASES)}")
     ap.add_argument("--scanner", choices=["none", "clamd"], default="none",
                     help="the intake's own clamd scan (--server process only; default none)")
+    ap.add_argument("--workers", default="1",
+                    help="intake serve --workers, one run each on PostgreSQL with the most clients (default 1)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     client_counts = [int(c) for c in args.clients.split(",")]
+    worker_counts = [int(w) for w in args.workers.split(",")]
     kinds = [k.strip() for k in args.databases.split(",")]
     if unknown := set(kinds) - set(DATABASES):
         ap.error(f"unknown database {sorted(unknown)}")
@@ -227,8 +232,17 @@ def main() -> None:
                     else:
                         assert settings is not None
                         run = run_thread(url, sets[n], n, settings, now)
-                    results["runs"].append({"database": kind, "clients": n, **run})
+                    results["runs"].append({"database": kind, "clients": n, "workers": 1, **run})
                     print(f"{kind:<20} {n} client(s) {run['deliveries_per_second']:>7.1f} deliveries/s  "
+                          f"p50 {run['latency_p50_ms']:>6.1f} ms  p99 {run['latency_p99_ms']:>6.1f} ms", flush=True)
+                n = max(client_counts)
+                for w in worker_counts:
+                    if w == 1 or not kind.startswith("postgresql") or args.server != "process":
+                        continue
+                    url = fresh(f"{kind.replace('-', '_')}_{n}_w{w}")
+                    run = run_process(url, sets[n], n, portal, base / f"chain-{kind}-{n}-w{w}", clamd_socket, w)
+                    results["runs"].append({"database": kind, "clients": n, "workers": w, **run})
+                    print(f"{kind:<20} {n} client(s) {w} workers {run['deliveries_per_second']:>7.1f} deliveries/s  "
                           f"p50 {run['latency_p50_ms']:>6.1f} ms  p99 {run['latency_p99_ms']:>6.1f} ms", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -42,7 +42,8 @@ PIECES = BENCH / "out"
 BENCHMARKS: dict[str, tuple[str, list[str], list[str] | None]] = {
     "verify": ("bench_verify.py", [], ["--seconds", "0.3", "--signers", "20"]),
     "revocation": ("bench_revocation.py", [], ["--entries", "20000", "--lookups", "20000"]),
-    "intake": ("bench_intake.py", ["--count", "200", "--clients", "1,4"], ["--count", "12", "--clients", "1,4"]),
+    "intake": ("bench_intake.py", ["--count", "200", "--clients", "1,4", "--workers", "1,2"],
+               ["--count", "12", "--clients", "1,4", "--workers", "1,2"]),
     "portal_generate": ("bench_portal_generate.py", [], ["--applications", "30", "--residents", "4"]),
     "relay": ("bench_relay.py", [], ["--count", "12", "--big-mb", "5"]),
     "ui": ("bench_ui.py", [], ["--applications", "20000", "--sample", "200", "--requests", "3", "--warmup", "1"]),

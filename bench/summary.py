@@ -90,7 +90,7 @@ INTAKE_DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL fsync=off",
 
 def _intake(b: dict[str, Any]) -> list[Figure]:
     intake = b.get("intake") or {}
-    runs = {(r["database"], r["clients"]): r for r in intake.get("runs", [])}
+    runs = {(r["database"], r["clients"]): r for r in intake.get("runs", []) if r.get("workers", 1) == 1}
     clients = sorted({c for _, c in runs} | {1, 4})
     # The intake's own clamd scan (bench_intake --scanner clamd) is another measurement: its own keys.
     scan_key, scan_label = (".clamd", " + clamd") if intake.get("scanner") == "clamd" else ("", "")
@@ -103,6 +103,16 @@ def _intake(b: dict[str, Any]) -> list[Figure]:
                               f"intake: {name}{scan_label}, {n} client{'s' if n > 1 else ''}", "deliveries/s", value,
                               f">= {AIM_INTAKE_POSTGRESQL_4_CLIENTS:g}/s" if aimed else "",
                               _at_least(value, AIM_INTAKE_POSTGRESQL_4_CLIENTS) if aimed else None))
+    # ``intake serve --workers N`` runs (bench_intake --workers): PostgreSQL, the most clients.
+    for r in intake.get("runs", []):
+        w, n, database = r.get("workers", 1), r["clients"], r["database"]
+        if w == 1 or database not in INTAKE_DATABASES:
+            continue
+        value = _get(r, "deliveries_per_second")
+        out.append(Figure(f"intake.{database}.clients_{n}.workers_{w}{scan_key}.per_second",
+                          f"intake: {INTAKE_DATABASES[database]}{scan_label}, {n} clients, {w} workers",
+                          "deliveries/s", value, f">= {AIM_INTAKE_POSTGRESQL_4_CLIENTS:g}/s",
+                          _at_least(value, AIM_INTAKE_POSTGRESQL_4_CLIENTS)))
     return out
 
 

@@ -266,6 +266,8 @@ class ChainOptions:
     intake: dict[str, str] = field(default_factory=dict)
     #: ``portal_sim serve`` options besides --data/--port/--clock.
     portal_args: Sequence[str] = ("--rate", "0")
+    #: ``intake serve`` options besides --host/--port/TLS (e.g. ``("--only", "api", "--workers", "2")``).
+    intake_args: Sequence[str] = ()
 
 
 #: Relay settings for a test chain: quick retries, small pages, short polls.
@@ -415,7 +417,8 @@ class Chain:
         if not self._migrated:
             self.migrate_intake()
         module = "tests.support.crashing_intake" if crash_after_first_commit else "intake"
-        argv = [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(self.intake_port)]
+        argv = [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(self.intake_port),
+                *self.options.intake_args]
         if self._tls:
             argv += ["--tls-cert", str(self._tls["server_cert"]), "--tls-key", str(self._tls["server_key"]),
                      "--client-ca", str(self._tls["relay_ca"])]
