@@ -347,18 +347,20 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits,
     # the caps below could see the bytes; checking it here keeps "too big" from passing as "corrupt".
     del probe.CRC
     crc = 0
-    body = bytearray()
+    # A BytesIO, not a bytearray: getvalue() hands over its buffer as the entry's bytes without a
+    # copy (CPython), so an entry is held once, not twice, at the end of its inflation.
+    body = io.BytesIO()
     try:
         with archive.open(probe) as stream:
             while chunk := stream.read(_CHUNK):
-                body += chunk
+                body.write(chunk)
                 crc = zlib.crc32(chunk, crc)
-                if before + len(body) > limits.max_total_uncompressed:
+                if before + body.tell() > limits.max_total_uncompressed:
                     raise UnreadablePackage(
                         ReasonCode.ZIP_BOMB,
                         f"entries inflate to more than {limits.max_total_uncompressed} bytes",
                     )
-                if _ratio_exceeded(len(body), info.compress_size, limits):
+                if _ratio_exceeded(body.tell(), info.compress_size, limits):
                     raise UnreadablePackage(
                         ReasonCode.ZIP_BOMB, f"an entry inflates at a ratio over {limits.max_ratio}"
                     )
@@ -368,10 +370,10 @@ def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits,
         raise UnreadablePackage(
             ReasonCode.ZIP_CORRUPT, "an entry cannot be read (bad CRC, truncated or invalid data)"
         ) from exc
-    if len(body) != info.file_size:
+    if body.tell() != info.file_size:
         raise UnreadablePackage(
-            ReasonCode.ZIP_CORRUPT, f"an entry inflates to {len(body)} bytes but declares {info.file_size}"
+            ReasonCode.ZIP_CORRUPT, f"an entry inflates to {body.tell()} bytes but declares {info.file_size}"
         )
     if crc != info.CRC:
         raise UnreadablePackage(ReasonCode.ZIP_CORRUPT, "an entry fails its CRC-32 check")
-    return bytes(body)
+    return body.getvalue()
