@@ -199,7 +199,8 @@ class Puller:
                       portal_code=exc.code)
                 self._failed(listed, result, exc.code)
                 return False
-            outcome = self.pipeline.process(buffer, channel=Channel.PULL, receipt_hint=listed.receipt_number)
+            outcome = self.pipeline.process(buffer, channel=Channel.PULL, receipt_hint=listed.receipt_number,
+                                            sha256=listed.sha256)  # what the download was checked against
         return self._settle(listed, result, outcome)
 
     def _settle(self, listed: Listed, result: PollResult, outcome: PackageResult) -> bool:
