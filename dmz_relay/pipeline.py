@@ -250,7 +250,7 @@ class Pipeline:
         if len(body) > self.max_package_bytes:
             if work.sha256 is None:
                 work.sha256 = hashlib.sha256(body).hexdigest()
-                self.tombstones.mark(work.tombstone_id, "verified", self.clock(), sha256=work.sha256)
+                self.tombstones.learn_sha256(work.tombstone_id, work.sha256)
             return self._result(work, Outcome.REFUSED, ReasonCode.ZIP_TOO_LARGE.value)
 
         with self._timed("verify"):

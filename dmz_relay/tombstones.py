@@ -258,6 +258,10 @@ class TombstoneStore:
                     "sha256 = COALESCE(sha256, ?) WHERE id = ?",
                     (_iso(at), _receipt(receipt_number), _sha(sha256), tombstone_id))
 
+    def learn_sha256(self, tombstone_id: int, sha256: str) -> None:
+        """The package's SHA-256, learnt before any step (kept if the tombstone has one already)."""
+        self._write("UPDATE tombstones SET sha256 = COALESCE(sha256, ?) WHERE id = ?", (_sha(sha256), tombstone_id))
+
     def finish(self, tombstone_id: int, outcome: Outcome, *, erased_at: datetime,
                reason_code: str | None = None) -> None:
         """The package's copy is gone: record the outcome, the reason and when it was erased."""

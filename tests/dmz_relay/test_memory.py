@@ -147,3 +147,17 @@ def test_a_package_whose_digest_is_not_the_one_it_was_checked_against_is_not_for
                                    sha256=_SHA256(package).hexdigest())
     assert right.outcome is Outcome.STORED
     assert intake.deliveries() == 1
+
+
+def test_a_package_over_the_cap_is_hashed_for_its_tombstone_and_never_marked_verified(
+    intake: Intake, make_relay: RelayFactory,
+) -> None:
+    relay = make_relay(intake.url)  # max_package_bytes 200 000 in these tests
+    body = bytes(200_001)
+    result = relay.pipeline.process(bytearray(body), channel=Channel.PUSH)
+    assert (result.outcome, result.reason_code) == (Outcome.REFUSED, "ZIP_TOO_LARGE")
+    stone = relay.tombstones.get(result.tombstone_id)
+    assert stone.sha256 == result.sha256 == _SHA256(body).hexdigest()
+    assert stone.verified_at is None
+    assert stone.erased_at is not None
+    assert intake.deliveries() == 0
