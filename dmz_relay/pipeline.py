@@ -59,11 +59,10 @@ from dmz_relay.reasons import (
 from dmz_relay.tombstones import Channel, Outcome, TombstoneStore
 from handover import MalwareFindings, RelayReport, RelayVerdict
 from malware import ScanLimitExceeded, Scanner, ScannerUnavailable
-from signature.errors import UnreadablePackage
 from signature.policy import VerificationPolicy
 from signature.report import ReasonCode, VerificationReport
-from signature.verify import TrustConfig, verify_package
-from signature.zipreader import read_package
+from signature.verify import TrustConfig, verify_and_read
+from signature.zipreader import PackageFiles
 
 __all__ = ["Clock", "Failure", "IntakeChannel", "PackageResult", "Pipeline", "wipe"]
 
@@ -72,9 +71,17 @@ _log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
+_ZEROS = bytes(1024 * 1024)
+
+
 def wipe(buffer: bytearray) -> None:
-    """Overwrite ``buffer`` with zeros, then release its memory."""
-    buffer[:] = bytes(len(buffer))
+    """Overwrite ``buffer`` with zeros, then release its memory (a megabyte at a time: no
+    zero-filled copy as large as the buffer)."""
+    with memoryview(buffer) as view:
+        for offset in range(0, len(view), len(_ZEROS)):
+            piece = view[offset:offset + len(_ZEROS)]
+            piece[:] = _ZEROS[:len(piece)]
+            piece.release()
     buffer.clear()
 
 
@@ -204,18 +211,25 @@ class Pipeline:
         self._account(result, 0.0)
         return result
 
-    def process(self, buffer: bytearray, *, channel: Channel, receipt_hint: str | None = None) -> PackageResult:
-        """Take ``buffer`` (the package; zeroed and emptied here), run it through, erase it."""
+    def process(self, buffer: bytearray, *, channel: Channel, receipt_hint: str | None = None,
+                sha256: str | None = None) -> PackageResult:
+        """Take ``buffer`` (the package; zeroed and emptied here), run it through, erase it.
+
+        ``sha256`` is the digest the caller already checked the bytes against (the pull channel: the
+        portal's list); the tombstone carries it from the start. It is compared with the verifier's
+        own digest of the copy, and a difference stops the package (never forwarded). Without it the
+        tombstone learns the digest from the verifier. The package is hashed once here: by the
+        verifier, whose digest is the tombstone's, the answer's and the ``Idempotency-Key``.
+        """
         started = time.monotonic()
         received_at = self.clock()
         self.metrics.in_flight.inc()
         try:
             body = bytes(buffer)
             wipe(buffer)
-            digest = hashlib.sha256(body).hexdigest()
             work = _Work(self.tombstones.open(channel=channel, received_at=received_at,
-                                              receipt_number=receipt_hint, sha256=digest),
-                         channel, digest, receipt_hint, [], [], [])
+                                              receipt_number=receipt_hint, sha256=sha256),
+                         channel, sha256, receipt_hint, [], [], [])
             try:
                 result = self._run(body, work)
             except Exception:  # noqa: BLE001 - any bug still ends in a tombstone and an answer
@@ -234,18 +248,33 @@ class Pipeline:
 
     def _run(self, body: bytes, work: _Work) -> PackageResult:
         if len(body) > self.max_package_bytes:
+            if work.sha256 is None:
+                work.sha256 = hashlib.sha256(body).hexdigest()
+                self.tombstones.learn_sha256(work.tombstone_id, work.sha256)
             return self._result(work, Outcome.REFUSED, ReasonCode.ZIP_TOO_LARGE.value)
 
         with self._timed("verify"):
-            report = verify_package(body, self.trust, at=self.clock(), policy=self.policy)
+            # One reading of the ZIP for verification and the scan; one hash of the package.
+            verified = verify_and_read(body, self.trust, at=self.clock(), policy=self.policy)
+        report, files = verified.report, verified.files
+        del verified
+        if work.sha256 is not None and work.sha256 != report.package_sha256:
+            # The bytes verified are not those the caller checked: a relay bug. Nothing forwarded.
+            _log.error("the verifier's digest differs from the one the package was checked against")
+            return self._result(work, Outcome.FAILED, INTERNAL_ERROR, failure=Failure.ITEM)
+        work.sha256 = report.package_sha256
         if work.receipt_number is None and report.arrival is not None:
             work.receipt_number = report.arrival.receipt_number
-        self.tombstones.mark(work.tombstone_id, "verified", self.clock(), receipt_number=work.receipt_number)
+        self.tombstones.mark(work.tombstone_id, "verified", self.clock(), receipt_number=work.receipt_number,
+                             sha256=work.sha256)
         if not report.readable:
             return self._result(work, Outcome.REFUSED, _code(report))
+        if files is None:  # readable means the container was read: fail closed all the same
+            return self._result(work, Outcome.FAILED, INTERNAL_ERROR, failure=Failure.ITEM)
 
         with self._timed("scan"):
-            failure = self._scan(body, work)
+            failure = self._scan(files, work)
+        del files  # the inflated files are not needed to forward (the report's go below)
         if failure is not None:
             return failure
         self.tombstones.mark(work.tombstone_id, "scanned", self.clock())
@@ -259,7 +288,7 @@ class Pipeline:
 
         with self._timed("forward"):
             try:
-                receipt = self.intake.deliver(body, relay_report)
+                receipt = self.intake.deliver(body, relay_report, sha256=work.sha256)
             except IntakeUnavailable as exc:
                 event("intake.unavailable", level=logging.WARNING, sha256=work.sha256, intake_code=exc.code,
                       attempts=exc.attempts, http_status=exc.status)
@@ -280,13 +309,10 @@ class Pipeline:
         outcome = Outcome.DUPLICATE if receipt.status == 200 else Outcome.STORED
         return self._result(work, outcome, reason, receipt=receipt)
 
-    def _scan(self, body: bytes, work: _Work) -> PackageResult | None:
-        """Scan every file of the container (signed or not). None when every file was scanned or
-        flagged; a FAILED result when the scanner is unavailable."""
-        try:
-            files = read_package(body, self.policy.limits)
-        except UnreadablePackage as exc:  # verify_package read it already; kept fail-closed
-            return self._result(work, Outcome.REFUSED, exc.code.value)
+    def _scan(self, files: PackageFiles, work: _Work) -> PackageResult | None:
+        """Scan every file of the container (signed or not), from the files the verifier inflated
+        (streamed to the scanner without a copy). None when every file was scanned or flagged; a
+        FAILED result when the scanner is unavailable."""
         try:
             for index, (name, data) in enumerate(files.entries):
                 try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,7 +37,7 @@ from dmz_relay.errors import DownloadMismatch, IntakeError, PortalError
 from dmz_relay.forwarder import IntakeClient
 from dmz_relay.logs import event
 from dmz_relay.metrics import Metrics
-from dmz_relay.pipeline import Failure, PackageResult, Pipeline
+from dmz_relay.pipeline import Failure, PackageResult, Pipeline, wipe
 from dmz_relay.portal import Listed, PortalClient, TooLarge
 from dmz_relay.reasons import SHUTTING_DOWN
 from dmz_relay.tombstones import Channel, Item, ItemState, Outcome, TombstoneStore
@@ -87,11 +88,81 @@ class _Stop(Exception):
         self.code = code
 
 
+class _Cancelled(Exception):
+    """A download ahead that was no longer wanted before it got a slot."""
+
+
+class _Ahead:
+    """Downloads of the packages after the one being handled, ``count`` at most, in worker threads.
+
+    They start once the current package holds its slot, and each waits for a free slot of its own
+    (shared with the push channel) and holds it until its package has been handled, or wiped here
+    when it is not wanted after all (the round stopped, or its item turned out to need no
+    download). A current package whose download was not started ahead drops the ones ahead first,
+    so a download ahead never keeps the current one from a slot. Nothing durable happens here: the
+    tombstone, the attempt count and the item's state are written when a package's turn comes, in
+    list order, by the round's own thread.
+    """
+
+    def __init__(self, puller: Puller, count: int) -> None:
+        self.puller = puller
+        self.count = count
+        self.cancelled = threading.Event()
+        self.futures: dict[tuple[int, int], Future[bytearray]] = {}
+        self.executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="relay-pull-ahead") if count else None
+        self.page, self.index = 0, 0
+        self.items: tuple[Listed, ...] = ()
+
+    def at(self, page: int, items: tuple[Listed, ...], index: int) -> None:
+        """The current package is ``items[index]`` of the round's ``page``-th page."""
+        self.page, self.items, self.index = page, items, index
+
+    def take(self) -> Future[bytearray] | None:
+        """The current package's download, if it was started ahead."""
+        return self.futures.pop((self.page, self.index), None)
+
+    def start_next(self) -> None:
+        """Start the downloads of the ``count`` packages after the current one that will need one."""
+        if self.executor is None:
+            return
+        for ahead in range(self.index + 1, min(len(self.items), self.index + 1 + self.count)):
+            key = (self.page, ahead)
+            if key not in self.futures and self.puller.needs_download(self.items[ahead]):
+                self.futures[key] = self.executor.submit(self.puller.fetch, self.items[ahead], self.cancelled)
+
+    def drop(self) -> None:
+        """Wipe every download started ahead that nobody took (each frees its slot)."""
+        for future in self.futures.values():
+            future.cancel()
+        for future in self.futures.values():
+            discard(future, self.puller.slots)
+        self.futures.clear()
+
+    def close(self) -> None:
+        """Drop what is left and stop the workers."""
+        self.cancelled.set()
+        self.drop()
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+
+
+def discard(future: Future[bytearray], slots: threading.BoundedSemaphore) -> None:
+    """Drop a download ahead: cancelled before it ran, or its package wiped and its slot freed."""
+    if future.cancel():
+        return
+    try:
+        buffer = future.result()
+    except BaseException:  # noqa: BLE001 - it failed: it released its slot and holds nothing
+        return
+    wipe(buffer)
+    slots.release()
+
+
 class Puller:
     def __init__(self, *, portal: PortalClient, pipeline: Pipeline, tombstones: TombstoneStore,
                  slots: threading.BoundedSemaphore, metrics: Metrics, page_size: int = 50,
                  stop: threading.Event | None = None, budget: Budget | None = None,
-                 intake: IntakeClient | None = None, report_reception: bool = True) -> None:
+                 intake: IntakeClient | None = None, report_reception: bool = True, prefetch: int = 0) -> None:
         self.portal = portal
         self.pipeline = pipeline
         self.tombstones = tombstones
@@ -102,6 +173,8 @@ class Puller:
         self.budget = budget or Budget()
         self.intake = intake
         self.report_reception = report_reception
+        #: packages downloaded ahead while one is verified, scanned and forwarded
+        self.prefetch = prefetch
 
     def _now(self) -> datetime:
         return self.pipeline.clock()
@@ -112,6 +185,7 @@ class Puller:
         round_id = self.tombstones.start_round(self._now())
         durable = self.tombstones.cursor()
         cursor, settled_so_far, in_a_row = durable, True, 0
+        ahead = _Ahead(self, self.prefetch)
         try:
             while True:
                 if self.stop.is_set():
@@ -119,10 +193,11 @@ class Puller:
                 page = self.portal.list_applications(cursor=cursor, limit=self.page_size)
                 result.pages += 1
                 self.metrics.pull_backlog.set(len(page.items))
-                for listed in page.items:
+                for index, listed in enumerate(page.items):
                     if self.stop.is_set():
                         raise _Stop(SHUTTING_DOWN)
-                    final = self._one(listed, result)
+                    ahead.at(result.pages, page.items, index)
+                    final = self._one(listed, result, ahead)
                     self.metrics.pull_backlog.dec()
                     if final:
                         in_a_row = 0
@@ -145,6 +220,7 @@ class Puller:
             event("pull.stopped", level=logging.WARNING, portal_code=exc.code, http_status=exc.status)
             result.stopped = exc.code
         finally:
+            ahead.close()
             self.metrics.pull_backlog.set(0)
             self._finish_round(round_id, result)
         self.tell()
@@ -166,8 +242,52 @@ class Puller:
 
     # --- one item ------------------------------------------------------------------------------
 
-    def _one(self, listed: Listed, result: PollResult) -> bool:
-        """Handle one listed package; True if it has a final state now. Raises :class:`_Stop`."""
+    def _one(self, listed: Listed, result: PollResult, ahead: _Ahead | None = None) -> bool:
+        """Handle one listed package; True if it has a final state now. Raises :class:`_Stop`.
+
+        ``ahead``: the round's downloads ahead (:class:`_Ahead`), positioned at this package."""
+        fetched = ahead.take() if ahead is not None else None
+        try:
+            decided = self._decide(listed, result)
+        except BaseException:
+            if fetched is not None:
+                discard(fetched, self.slots)
+            raise
+        if decided is not None:
+            if fetched is not None:
+                discard(fetched, self.slots)
+            return decided
+        if fetched is None and ahead is not None:
+            ahead.drop()  # this package's download comes first
+        try:
+            # One package in memory per slot, shared with the push channel: held from here on.
+            buffer = fetched.result() if fetched is not None else self.fetch(listed)
+        except _Cancelled as exc:
+            raise _Stop(SHUTTING_DOWN) from exc
+        except TooLarge:
+            return self._settle(listed, result, self._refuse_too_large(listed))
+        except DownloadMismatch as exc:
+            # Transfer damage or a portal bug: never forward other bytes than listed; an attempt.
+            event("pull.download_mismatch", level=logging.WARNING, receipt_number=listed.receipt_number,
+                  portal_code=exc.code)
+            self._failed(listed, result, exc.code)
+            return False
+        if ahead is not None:
+            try:
+                ahead.start_next()  # now that this package holds its slot
+            except BaseException:
+                wipe(buffer)
+                self.slots.release()
+                raise
+        try:
+            outcome = self.pipeline.process(buffer, channel=Channel.PULL, receipt_hint=listed.receipt_number,
+                                            sha256=listed.sha256)  # what the download was checked against
+        finally:
+            self.slots.release()
+        return self._settle(listed, result, outcome)
+
+    def _decide(self, listed: Listed, result: PollResult) -> bool | None:
+        """What can be decided about a listed package without its bytes (None: it needs them)."""
         result.listed += 1
         item = self.tombstones.note_listed(listed.receipt_number, listed.sha256, self._now())
         if item.state is not ItemState.PENDING:
@@ -181,26 +301,38 @@ class Puller:
         if self._over_budget(item):
             self._set_aside(item, result)
             return True
-        cap = self.pipeline.max_package_bytes
-        if listed.size > cap:
-            return self._settle(listed, result, self.pipeline.refuse_unread(
-                channel=Channel.PULL, reason_code=ReasonCode.ZIP_TOO_LARGE.value,
-                receipt_hint=listed.receipt_number, sha256=listed.sha256))
-        with self.slots:  # one package in memory per slot, shared with the push channel
-            try:
-                buffer = self.portal.download(listed, cap=cap)
-            except TooLarge:
-                return self._settle(listed, result, self.pipeline.refuse_unread(
-                    channel=Channel.PULL, reason_code=ReasonCode.ZIP_TOO_LARGE.value,
-                    receipt_hint=listed.receipt_number, sha256=listed.sha256))
-            except DownloadMismatch as exc:
-                # Transfer damage or a portal bug: never forward other bytes than listed; an attempt.
-                event("pull.download_mismatch", level=logging.WARNING, receipt_number=listed.receipt_number,
-                      portal_code=exc.code)
-                self._failed(listed, result, exc.code)
-                return False
-            outcome = self.pipeline.process(buffer, channel=Channel.PULL, receipt_hint=listed.receipt_number)
-        return self._settle(listed, result, outcome)
+        if listed.size > self.pipeline.max_package_bytes:
+            return self._settle(listed, result, self._refuse_too_large(listed))
+        return None
+
+    def _refuse_too_large(self, listed: Listed) -> PackageResult:
+        return self.pipeline.refuse_unread(channel=Channel.PULL, reason_code=ReasonCode.ZIP_TOO_LARGE.value,
+                                           receipt_hint=listed.receipt_number, sha256=listed.sha256)
+
+    def needs_download(self, listed: Listed) -> bool:
+        """Whether :meth:`_one` will download ``listed`` (as far as can be told before its turn)."""
+        if listed.size > self.pipeline.max_package_bytes:
+            return False
+        item = self.tombstones.item(listed.receipt_number)
+        if item is not None and (item.state is not ItemState.PENDING or self._over_budget(item)):
+            return False
+        return self.tombstones.final_outcome(listed.receipt_number, listed.sha256) is None
+
+    def fetch(self, listed: Listed, cancelled: threading.Event | None = None) -> bytearray:
+        """Take a package slot, then download ``listed``; the slot stays held when this returns (the
+        caller releases it once the package is handled) and is released when it raises."""
+        if cancelled is None:
+            self.slots.acquire()
+        else:
+            # A download ahead waits for a slot only as long as it is wanted.
+            while not self.slots.acquire(timeout=0.2):
+                if cancelled.is_set() or self.stop.is_set():
+                    raise _Cancelled
+        try:
+            return self.portal.download(listed, cap=self.pipeline.max_package_bytes)
+        except BaseException:
+            self.slots.release()
+            raise
 
     def _settle(self, listed: Listed, result: PollResult, outcome: PackageResult) -> bool:
         result.outcomes[outcome.outcome.value] = result.outcomes.get(outcome.outcome.value, 0) + 1

@@ -121,6 +121,7 @@ class Relay:
             relay.puller = Puller(
                 portal=relay.portal, pipeline=pipeline, tombstones=tombstones, slots=slots, metrics=metrics,
                 page_size=settings.page_size, stop=stop, intake=intake, report_reception=settings.report_reception,
+                prefetch=settings.pull_prefetch,
                 budget=Budget(max_attempts=settings.item_max_attempts,
                               max_age=timedelta(hours=settings.item_max_age_hours),
                               max_consecutive_failures=settings.max_consecutive_failures))

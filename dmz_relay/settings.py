@@ -133,6 +133,9 @@ class RelaySettings(BaseSettings):
     max_package_bytes: int = Field(default=120 * MiB, ge=1024)
     #: Packages in memory at once (push and pull together); more pushes get 503 + Retry-After.
     max_concurrent_packages: int = Field(default=4, ge=1, le=64)
+    #: Packages the pull channel downloads ahead while one is verified, scanned and forwarded (0: one
+    #: at a time). Each holds one of the ``max_concurrent_packages`` slots while it waits.
+    pull_prefetch: int = Field(default=1, ge=0, le=8)
     #: Retry-After (seconds) sent with 503 answers on the push channel.
     retry_after: int = Field(default=30, ge=1)
 

@@ -248,16 +248,19 @@ class TombstoneStore:
              Outcome.RECEIVED.value),
         )
 
-    def mark(self, tombstone_id: int, step: str, at: datetime, *, receipt_number: str | None = None) -> None:
-        """Record the time of ``step`` (verified, scanned, forwarded); optionally the 受付番号 learnt."""
+    def mark(self, tombstone_id: int, step: str, at: datetime, *, receipt_number: str | None = None,
+             sha256: str | None = None) -> None:
+        """Record the time of ``step`` (verified, scanned, forwarded); optionally the 受付番号 and the
+        SHA-256 learnt (each kept if the tombstone has one already)."""
         if step not in ("verified", "scanned", "forwarded"):
             raise ValueError(f"unknown step {step!r}")
-        if receipt_number is not None:
-            self._write(f"UPDATE tombstones SET {step}_at = ?, receipt_number = COALESCE(receipt_number, ?) "  # noqa: S608 - step is from the fixed list above
-                        "WHERE id = ?", (_iso(at), _receipt(receipt_number), tombstone_id))
-        else:
-            self._write(f"UPDATE tombstones SET {step}_at = ? WHERE id = ?",  # noqa: S608 - fixed step names
-                        (_iso(at), tombstone_id))
+        self._write(f"UPDATE tombstones SET {step}_at = ?, receipt_number = COALESCE(receipt_number, ?), "  # noqa: S608 - step is from the fixed list above
+                    "sha256 = COALESCE(sha256, ?) WHERE id = ?",
+                    (_iso(at), _receipt(receipt_number), _sha(sha256), tombstone_id))
+
+    def learn_sha256(self, tombstone_id: int, sha256: str) -> None:
+        """The package's SHA-256, learnt before any step (kept if the tombstone has one already)."""
+        self._write("UPDATE tombstones SET sha256 = COALESCE(sha256, ?) WHERE id = ?", (_sha(sha256), tombstone_id))
 
     def finish(self, tombstone_id: int, outcome: Outcome, *, erased_at: datetime,
                reason_code: str | None = None) -> None:

@@ -52,9 +52,9 @@ from signature.report import (
 )
 from signature.revocation import RevocationStatus, RevocationStore
 from signature.xmlparse import parse_xml
-from signature.zipreader import read_package
+from signature.zipreader import PackageFiles, read_package
 
-__all__ = ["TrustConfig", "verify_package"]
+__all__ = ["TrustConfig", "VerifiedContainer", "verify_and_read", "verify_package"]
 
 _SIGNER_USAGE = ("digital_signature", "content_commitment")  # content_commitment = nonRepudiation
 _PORTAL_USAGE = ("digital_signature",)
@@ -106,6 +106,22 @@ class _Progress:
     revocation_checked: bool = False
     signer_revoked_at: datetime | None = None
     crl_this_update: datetime | None = None
+    container: PackageFiles | None = None  # every file read, kept for verify_and_read()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedContainer:
+    """What :func:`verify_and_read` returns: the report, and every file of the container it read.
+
+    ``files`` holds every entry of the container — signed or not, in central-directory order — as
+    inflated for the report, so a caller that must also look at every file (the relay's malware
+    scan) does not read the ZIP a second time. ``None`` when the container itself could not be read
+    (then ``report.readable`` is False). The report's ``package_sha256`` is the digest of exactly the
+    bytes that were verified and read.
+    """
+
+    report: VerificationReport
+    files: PackageFiles | None
 
 
 def verify_package(
@@ -123,6 +139,22 @@ def verify_package(
     Never raises for a bad package: every problem becomes a FAILED or INDETERMINATE report.
     Raises :class:`SignatureError` only for a programming or configuration error (naive ``at``).
     """
+    return verify_and_read(data, trust, at=at, policy=policy).report
+
+
+def verify_and_read(
+    data: bytes,
+    trust: TrustConfig,
+    *,
+    at: datetime,
+    policy: VerificationPolicy | None = None,
+) -> VerifiedContainer:
+    """:func:`verify_package`, and the container's files it read (:class:`VerifiedContainer`).
+
+    The same decision and the same report; one reading of the ZIP for a caller that needs the
+    files too (the relay scans every file it forwards). The files are those of ``data``: whatever
+    the caller does with them is about these bytes, whose digest is ``report.package_sha256``.
+    """
     if at.tzinfo is None or at.utcoffset() is None:
         raise SignatureError("the validation time must be timezone-aware")
     policy = policy or VerificationPolicy()
@@ -133,8 +165,10 @@ def verify_package(
     except VerificationFailure as failure:
         if isinstance(failure, UnreadablePackage):
             progress.readable = False
-        return _report(progress, digest, failure.indication, failure.sub_indication, failure.code, failure.detail)
-    return _report(progress, digest, Indication.PASSED, None, None, "")
+        report = _report(progress, digest, failure.indication, failure.sub_indication, failure.code, failure.detail)
+    else:
+        report = _report(progress, digest, Indication.PASSED, None, None, "")
+    return VerifiedContainer(report, progress.container)
 
 
 def _report(
@@ -165,6 +199,7 @@ def _report(
 
 def _verify(data: bytes, trust: TrustConfig, at: datetime, policy: VerificationPolicy, p: _Progress) -> None:
     files = read_package(data, policy.limits)
+    p.container = files
     p.checks.append("container")
 
     arrival = verify_arrival(files, policy)

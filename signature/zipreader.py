@@ -388,19 +388,21 @@ def _inflate_deflate(compressed: memoryview, info: zipfile.ZipInfo, limits: ZipL
     # Raw deflate, as zipfile reads it: output in chunks of at most _CHUNK so that the caps are
     # overshot by at most that much; bytes after the end of the deflate stream are ignored, and a
     # stream cut short ends where the input ends (the length and CRC checks then refuse it).
+    # A BytesIO, not a bytearray: getvalue() hands over its buffer as the entry's bytes without a
+    # copy (CPython), so an entry is held once, not twice, at the end of its inflation.
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    body = bytearray()
+    body = io.BytesIO()
     pending: bytes | memoryview = compressed
     while True:
-        body += inflater.decompress(pending, _CHUNK)
+        body.write(inflater.decompress(pending, _CHUNK))
         pending = inflater.unconsumed_tail
         done = inflater.eof or not pending
         if done:
-            body += inflater.flush()
-        if before + len(body) > limits.max_total_uncompressed:
+            body.write(inflater.flush())
+        if before + body.tell() > limits.max_total_uncompressed:
             raise UnreadablePackage(
                 ReasonCode.ZIP_BOMB, f"entries inflate to more than {limits.max_total_uncompressed} bytes")
-        if _ratio_exceeded(len(body), info.compress_size, limits):
+        if _ratio_exceeded(body.tell(), info.compress_size, limits):
             raise UnreadablePackage(ReasonCode.ZIP_BOMB, f"an entry inflates at a ratio over {limits.max_ratio}")
         if done:
-            return bytes(body)
+            return body.getvalue()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine, select
 
@@ -19,6 +21,7 @@ from intake.api import create_app as create_intake_app
 from intake.db import make_session_factory
 from intake.models import Delivery
 from intake.runtime import Runtime
+from malware import NullScanner, ScanVerdict
 from portal_sim.api import ApiSettings, FaultInjection, FixedClock, RateLimit, create_app
 from signature.testing.samples import sample_pdf
 from tests.conftest import NOW, World
@@ -303,3 +306,116 @@ def test_pull_once_from_the_command_line(
     assert intake.deliveries() == ARRIVED
     for line in done.stderr.splitlines():  # every log line is JSON
         json.loads(line)
+
+
+# --- the next package is downloaded while the current one is handled (pull_prefetch) ---------------
+
+
+class _Watch:
+    """Sees the relay's package downloads (an httpx event hook on its portal client) and, in front
+    of the real (null) scanner, what had been downloaded when the first package was scanned."""
+
+    def __init__(self, wait_for: int | None) -> None:
+        self.downloads: list[str] = []
+        self.asked = threading.Event()
+        self.wait_for = wait_for
+        self.at_first_scan: list[str] | None = None
+        self.scanner = NullScanner()
+
+    def hook(self, request: httpx.Request) -> None:
+        if request.url.path.endswith("/package"):
+            self.downloads.append(request.url.path.split("/")[-2])
+            if self.wait_for is not None and len(self.downloads) >= self.wait_for:
+                self.asked.set()
+
+    def scan(self, name: str, data: bytes | bytearray | memoryview) -> ScanVerdict:
+        if self.at_first_scan is None:
+            if self.wait_for is not None:
+                self.asked.wait(timeout=30)  # bounded: returns as soon as the download was asked for
+            self.at_first_scan = list(self.downloads)
+        return self.scanner.scan(name, data)
+
+    def ping(self) -> bool:
+        return True
+
+
+def _watched(make_relay: RelayFactory, intake_url: str, portal: Portal, watch: _Watch, **settings: Any) -> Relay:
+    relay = make_relay(intake_url, portal_url=portal.url, scanner=watch, **settings)
+    assert relay.portal is not None
+    relay.portal.http.event_hooks = {"request": [watch.hook], "response": []}
+    return relay
+
+
+def _all_slots_free(relay: Relay) -> bool:
+    taken = 0
+    while relay.slots.acquire(blocking=False):
+        taken += 1
+    for _ in range(taken):
+        relay.slots.release()
+    return taken == relay.settings.max_concurrent_packages
+
+
+def test_the_next_package_is_downloaded_while_one_is_handled_and_no_further(
+    serve_portal: Any, intake: Intake, make_relay: RelayFactory
+) -> None:
+    portal = serve_portal()
+    watch = _Watch(wait_for=2)
+    relay = _watched(make_relay, intake.url, portal, watch, pull_prefetch=1)
+    assert relay.puller is not None
+    result = relay.puller.poll_once()
+    # While the first package was being scanned, the second had been asked for — not a third.
+    assert watch.at_first_scan is not None
+    assert len(watch.at_first_scan) == 2
+    assert result.stopped is None
+    assert result.count(Outcome.STORED) == ARRIVED
+    assert sorted(watch.downloads) == sorted(set(watch.downloads))  # each downloaded once
+    assert len(watch.downloads) == ARRIVED
+    assert stored_receipts(intake.engine) == sorted(a.receipt_number for a in portal.arrived())
+    # Handled in list order (tombstones are opened when a package's turn comes), whichever download
+    # was asked for first.
+    listed = sorted(portal.arrived(), key=lambda a: (a.arrived_at, a.receipt_number))
+    assert [s.receipt_number for s in relay.tombstones.all()] == [a.receipt_number for a in listed]
+    assert _all_slots_free(relay)
+
+
+def test_downloads_ahead_wait_for_a_free_package_slot(
+    serve_portal: Any, intake: Intake, make_relay: RelayFactory
+) -> None:
+    portal = serve_portal()
+    watch = _Watch(wait_for=None)
+    relay = _watched(make_relay, intake.url, portal, watch, pull_prefetch=1, max_concurrent_packages=1)
+    assert relay.puller is not None
+    result = relay.puller.poll_once()
+    # One slot: the package being handled holds it, so nothing was downloaded ahead of it.
+    assert watch.at_first_scan is not None
+    assert len(watch.at_first_scan) == 1
+    assert result.count(Outcome.STORED) == ARRIVED
+    assert len(watch.downloads) == ARRIVED
+    assert _all_slots_free(relay)
+
+
+def test_a_stopped_round_wipes_the_package_downloaded_ahead_and_the_next_round_takes_it_once(
+    serve_portal: Any, intake_engine: Engine, intake_runtime: Runtime, make_relay: RelayFactory
+) -> None:
+    portal = serve_portal()
+    front = _FailFrom(create_intake_app(intake_runtime, make_session_factory(intake_engine)), first=1)
+    watch = _Watch(wait_for=2)
+    with serve_in_thread(front) as intake_url:
+        relay = _watched(make_relay, intake_url, portal, watch, pull_prefetch=1, forward_attempts=1)
+        assert relay.puller is not None
+        first = relay.puller.poll_once()
+        assert first.stopped == "INTAKE_UNAVAILABLE"
+        assert watch.at_first_scan is not None
+        assert len(watch.at_first_scan) == 2
+        # Only the package whose turn came has a tombstone; the one fetched ahead was wiped and its
+        # slot is free; nothing was recorded about it (its turn never came).
+        stones = relay.tombstones.all()
+        assert [(s.receipt_number, s.outcome) for s in stones] == [(watch.downloads[0], Outcome.FAILED)]
+        assert _all_slots_free(relay)
+        assert relay.tombstones.item(watch.downloads[1]) is None
+        front.broken = False
+        second = relay.puller.poll_once()
+    assert second.stopped is None
+    assert second.count(Outcome.STORED) == ARRIVED
+    assert stored_receipts(intake_engine) == sorted(a.receipt_number for a in portal.arrived())
+    assert _all_slots_free(relay)

@@ -76,9 +76,10 @@ def install(plan: Mapping[str, int]) -> None:
     deliver = IntakeClient.deliver
 
     @functools.wraps(deliver)
-    def crashing_deliver(self: IntakeClient, body: bytes, relay_report: RelayReport | None = None) -> IntakeReceipt:
+    def crashing_deliver(self: IntakeClient, body: bytes, relay_report: RelayReport | None = None, *,
+                         sha256: str | None = None) -> IntakeReceipt:
         reached("before-forward")
-        receipt = deliver(self, body, relay_report)
+        receipt = deliver(self, body, relay_report, sha256=sha256)
         reached("after-receipt")
         return receipt
 
