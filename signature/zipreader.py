@@ -390,13 +390,18 @@ def _inflate_deflate(compressed: memoryview, info: zipfile.ZipInfo, limits: ZipL
     # stream cut short ends where the input ends (the length and CRC checks then refuse it).
     # A BytesIO, not a bytearray: getvalue() hands over its buffer as the entry's bytes without a
     # copy (CPython), so an entry is held once, not twice, at the end of its inflation.
+    # The input goes in pieces of at most _CHUNK too: zlib's unconsumed_tail is a copy of the rest
+    # of the input, so handing over the whole entry at once would copy it again on every step.
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     body = io.BytesIO()
-    pending: bytes | memoryview = compressed
+    position = 0
     while True:
+        pending: bytes | memoryview = inflater.unconsumed_tail
+        if not pending:
+            pending = compressed[position:position + _CHUNK]
+            position += len(pending)
         body.write(inflater.decompress(pending, _CHUNK))
-        pending = inflater.unconsumed_tail
-        done = inflater.eof or not pending
+        done = inflater.eof or (not inflater.unconsumed_tail and position >= len(compressed))
         if done:
             body.write(inflater.flush())
         if before + body.tell() > limits.max_total_uncompressed:
