@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -105,6 +106,7 @@ def _supervise(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role,
     except OSError as exc:
         refuse(f"cannot listen on {host}:{port} ({type(exc).__name__}: {exc.strerror})")
     children: dict[int, int] = {}
+    supervisor = os.getpid()
     passed_on = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
     # Blocked while forking: a signal now is handled once the supervisor can pass it on.
     signal.pthread_sigmask(signal.SIG_BLOCK, passed_on)
@@ -113,6 +115,7 @@ def _supervise(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role,
         if pid == 0:  # the worker: a whole intake on the shared socket
             code = 1
             try:
+                _stop_with_parent(supervisor)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, passed_on)
                 sessions.kw["bind"].dispose(close=False)  # the parent's pool (if any) is not ours
                 code = _serve_one(runtime, sessions, role=role, host=host, port=port, tls_cert=tls_cert,
@@ -160,6 +163,20 @@ def _supervise(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role,
         elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
             result = result or 1
     return result
+
+
+def _stop_with_parent(supervisor: int) -> None:
+    """Ask Linux to send this worker SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``), so that
+    a supervisor killed outright (SIGKILL, the OOM killer) leaves no worker serving on the port."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        _log.warning("PR_SET_PDEATHSIG failed (errno %s): a worker may outlive a killed supervisor",
+                     ctypes.get_errno())
+    if os.getppid() != supervisor:  # the supervisor died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _serve_one(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role, host: str, port: int,

@@ -144,6 +144,21 @@ def test_a_worker_that_dies_stops_the_service_with_an_error(
     assert "stopping the other workers" in (tmp_path / "serve.log").read_text(errors="replace")
 
 
+def test_a_supervisor_killed_outright_leaves_no_worker_serving(
+    env: dict[str, str], database_url: str, tmp_path: Path,
+) -> None:
+    """SIGKILL (or the OOM killer) gives the supervisor no chance to stop its workers: Linux does
+    (PR_SET_PDEATHSIG), so nothing keeps accepting on the port."""
+    with workers(env, 2, tmp_path / "serve.log") as (url, _ops, proc):
+        pids = children(proc.pid)
+        assert len(pids) == 2
+        proc.kill()
+        proc.wait(30)
+        wait_until(lambda: not any(alive(p) for p in pids), timeout=30, what="both workers gone")
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/healthz", timeout=2)
+
+
 @pytest.mark.parametrize(("args", "url_kind", "message"), [
     (["--workers", "2"], "postgresql", "--workers > 1 serves the machine API only (--only api)"),
     (["--only", "api", "--workers", "2"], "sqlite", "--workers > 1 needs PostgreSQL"),
