@@ -7,6 +7,8 @@ Time is pinned: NOW (tests/conftest.py).
 
 from __future__ import annotations
 
+import random
+import string
 import sys
 import unicodedata
 from collections.abc import Callable
@@ -197,6 +199,39 @@ def test_a_processing_instruction_in_a_signed_value_is_still_refused(
     report = verify_package(package, trust, at=NOW)
     assert report.reason_code is ReasonCode.BAD_MANIFEST, report.reason_en
     assert "手続名称 has child elements" in report.reason_en
+
+
+@pytest.mark.parametrize(("piece", "refused"), [(5_000_001, True), (4_000_000, False)],
+                         ids=["joined-over-the-text-limit", "joined-under-it"])
+def test_a_value_split_by_a_comment_is_limited_as_its_canonical_form(
+    world: World, trust: TrustConfig, spec: ApplicationSpec, piece: int, refused: bool,
+) -> None:
+    # Two pieces under libxml2's 10 000 000-byte text-node limit, one comment between them: in the
+    # canonical form they are one node over it, which the parse of the canonical bytes refused.
+    # Reading the parsed tree must refuse it too (found by differential testing, issue 19).
+    rng = random.Random(3)  # letters: they compress too little for the ZIP ratio limit
+    def letters() -> str:
+        return "".join(rng.choices(string.ascii_letters, k=piece))
+
+    root = manifest_document(spec)
+    el = root.find(f"{MANIFEST_ID}/管理情報/手続名称")
+    assert el is not None
+    el.text = letters()
+    comment = etree.Comment("c")
+    comment.tail = letters()
+    el.append(comment)
+    files = {spec.form_file: spec.form_xml, **{a.file_name: a.data for a in spec.attachments}}
+    kousei = sign_manifest(root, files, world.signer)
+    arrival = sign_arrival(arrival_document(spec, kousei), world.pki.portal_server)
+    report = verify_package(zip_package([(MANIFEST_FILE, kousei), (ARRIVAL_FILE, arrival), *files.items()]),
+                            trust, at=NOW)
+    if refused:
+        assert report.reason_code is ReasonCode.XML_MALFORMED, report.reason_en
+        assert not report.readable
+    else:
+        assert report.passed, report.reason_en
+        assert report.manifest is not None
+        assert len(report.manifest.procedure_name) == 2 * piece
 
 
 # ------------------------------------------------------------ duplicate IDs, found by one XPath
