@@ -21,10 +21,12 @@ import cProfile
 import io
 import json
 import pstats
+import random
 import re
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,26 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_intake import NOW, packages
+from bench.bench_relay import Maker, write_portal_dir
 from intake.db import Base, make_engine, make_session_factory
 from intake.deliveries.service import DeliveryRequest, expected_key, store_once
 from intake.runtime import Runtime
+from intake.settings import IntakeSettings
+from signature.testing.samples import sample_pdf
+from tests.support.chain import JST
 from tests.support.postgres import postgres_cluster
+
+
+def packages(count: int, base: Path, now: datetime) -> tuple[list[bytes], IntakeSettings]:
+    """``count`` ~106 KB packages as ``bench_intake.py`` builds them, and settings trusting their PKI."""
+    maker = Maker(base / "portal", now)
+    filler = sample_pdf("scan") + random.Random(5).randbytes(100_000)
+    bodies = [maker.package(i, filler)[1] for i in range(1, count + 1)]
+    portal = write_portal_dir(base / "portal", now, [])
+    settings = IntakeSettings(
+        environment="development", var_dir=base / "var", jpki_roots=[portal.jpki_roots],
+        portal_roots=[portal.portal_roots], jpki_intermediates=[portal.intermediates], crls=[portal.crl_dir])
+    return bodies, settings
 
 #: (label, file suffix, function name): cumulative time of these functions = the stage's time.
 STAGES = [
@@ -119,8 +136,9 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        bodies, settings = packages(args.count + 5, base)
-        runtime = Runtime.from_settings(settings, clock=lambda: NOW)
+        now = datetime.now(JST)
+        bodies, settings = packages(args.count + 5, base, now)
+        runtime = Runtime.from_settings(settings, clock=lambda: now)
         if args.engine in {"sqlite", "both"}:
             results["sqlite"] = run(f"sqlite:///{base / 'bench.db'}", bodies, runtime)
         if args.engine in {"postgresql", "both"}:
