@@ -119,3 +119,21 @@ def test_summary_and_compare_show_the_figures_ratios_and_changes(tmp_path: Path)
     assert row(compared, "verify: signxml plain verify (ASCII twin)")[1:5] == [
         "872.0", "860.0", "packages/s", "-1.4 % (worse)"]
     assert row(compared, "intake: SQLite, 4 clients")[1:4] == ["—", "90.0", "deliveries/s"]
+
+
+ENTRY_POINTS = sorted(p.name for p in (REPO / "bench").glob("*.py")
+                      if p.name.startswith(("bench_", "profile_")) or p.name in {"run.py", "summary.py", "compare.py"})
+
+
+def test_every_benchmark_entry_point_imports_and_parses_its_arguments() -> None:
+    """Each script's ``--help`` runs its imports and its argument parser and nothing else: a script
+    that imports a name another one no longer has (profile_intake.py did) fails here, not at the
+    next manual run."""
+    assert {"bench_intake.py", "bench_relay.py", "bench_verify.py", "profile_intake.py", "run.py"} <= set(ENTRY_POINTS)
+    running = {script: subprocess.Popen([sys.executable, str(REPO / "bench" / script), "--help"], cwd=REPO,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for script in ENTRY_POINTS}
+    for script, proc in running.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"{script}: exit {proc.returncode}\n{err[-2000:]}"
+        assert "usage:" in out, f"{script}: {out[:200]}"
