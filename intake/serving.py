@@ -91,8 +91,8 @@ class _AlertingSSLProtocol(sslproto.SSLProtocol):
     the client has already finished its side of the handshake when the server checks its certificate,
     so it sees only a closed connection after sending its request ("Server disconnected without
     sending a response"), indistinguishable from a server that crashed. Writing the BIO out first is
-    what the upstream fix does on this path (python/cpython PR 153620); on a Python that flushes itself the BIO is
-    already empty and this writes nothing. docs/decisions.md says when to remove it.
+    what the upstream fix does on this path (python/cpython PR 153620); on a Python that flushes it
+    itself the BIO is already empty and this writes nothing. docs/decisions.md says when to remove it.
     """
 
     def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
@@ -131,7 +131,11 @@ def _alert_fix_applies() -> bool:
 
 def listener_loop() -> asyncio.AbstractEventLoop:
     """The event loop the intake's listeners run on (a uvicorn ``loop`` factory: ``intake.serving:listener_loop``)."""
-    return _AlertingEventLoop() if _alert_fix_applies() else asyncio.SelectorEventLoop()
+    if _alert_fix_applies():
+        return _AlertingEventLoop()
+    _log.warning("this Python's asyncio is not the one the TLS alert fix was written for (CPython issue 98078): "
+                 "a refused client certificate may reach the relay as a bare close, read as the intake unavailable")
+    return asyncio.SelectorEventLoop()
 
 
 async def _run_all(servers: list[object], sockets: list[socket.socket] | None = None) -> None:

@@ -13,8 +13,10 @@ When it fails, this Python sends the alert itself and the workaround is to be re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -29,6 +31,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from intake import serving
 from tests.conftest import World
 from tests.support.servers import free_port, serve_in_thread
 from tests.support.tlscerts import RelayIntakeTls, TlsFiles, relay_intake_tls
@@ -127,3 +130,17 @@ def test_asyncio_on_this_python_still_drops_the_alert(pki: RelayIntakeTls) -> No
         port = int(url.rsplit(":", 1)[1])
         assert exchange(port, pki, pki.relay).startswith(b"HTTP/1.1 200")  # the listener works …
         assert exchange(port, pki, pki.rogue) == b""  # … and refuses another CA's certificate with a bare close
+
+
+def test_an_asyncio_the_fix_was_not_written_for_gets_the_stock_loop_and_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert serving._alert_fix_applies()  # this Python is the one it was written for; another is simulated
+    monkeypatch.setattr(serving, "_alert_fix_applies", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="intake.serving"):
+        loop = serving.listener_loop()
+    try:
+        assert type(loop) is asyncio.SelectorEventLoop
+    finally:
+        loop.close()
+    assert any("CPython issue 98078" in r.getMessage() for r in caplog.records)
