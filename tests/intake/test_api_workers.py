@@ -29,7 +29,7 @@ from intake.models import Application, Delivery
 from signature.testing.builder import ApplicationSpec
 from tests.conftest import PackageFactory
 from tests.support.chain import wait_until
-from tests.support.servers import free_port
+from tests.support.servers import free_port, free_port_run
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def workers(env: dict[str, str], count: int, log: Path) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
-    port, ops = free_port(), free_port()
+    port, ops = free_port(), free_port_run(count)  # the workers' operations listeners: ops … ops+count-1
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "intake", "serve", "--only", "api", "--port", str(port),
                                  "--ops-port", str(ops), "--workers", str(count)],

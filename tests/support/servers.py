@@ -6,17 +6,36 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-__all__ = ["free_port", "serve_in_thread"]
+__all__ = ["free_port", "free_port_run", "serve_in_thread"]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive ports that can all be bound now (``intake serve --workers N
+    --ops-port P`` listens on P … P+N-1). Searched below the kernel's ephemeral range: a port found
+    free inside it (as :func:`free_port` finds one) can be the next outbound connection's local port,
+    so the port after it may already be taken, or taken before the server binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for base in range(low - count, 1024, -count):
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(base, base + count):
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
 
 
 @contextlib.contextmanager

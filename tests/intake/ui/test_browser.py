@@ -35,18 +35,18 @@ pytestmark = [
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
+def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS, locale="ja-JP",
-            viewport={"width": 1280, "height": 900})
+    with sync_playwright() as p:  # a plain context, as the clerk's-day test explains
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        context = browser.new_context(locale="ja-JP", viewport={"width": 1280, "height": 900})
         try:
             yield context
         finally:
             context.close()
+            browser.close()
 
 
 def _login(page: object, world: UIWorld, login: str) -> None:
