@@ -79,8 +79,11 @@ lint: install lockcheck
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# Both cores: two pytest workers (tests/conftest.py keeps the machine-wide ones on one worker).
+# PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= 2
 test: lint wheelhouse
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The locked runtime wheels (and uv), hashes checked, for offline image builds (docker/python-service.Dockerfile).
 wheelhouse: install

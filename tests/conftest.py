@@ -104,3 +104,18 @@ def make_package(world: World, spec: ApplicationSpec) -> PackageFactory:
                              options=options, **kwargs)  # type: ignore[arg-type]
 
     return make
+
+
+#: Tests that use something the whole machine shares — the Docker engine they start, network
+#: namespaces and the firewall — run on one xdist worker, one after another (``make test`` runs
+#: ``pytest -n 2 --dist loadgroup``); everything else takes its own temporary directories, ports,
+#: PostgreSQL cluster and clamd per worker.
+MACHINE_WIDE = ("deploy", "docker", "zones")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        parts = item.path.resolve().relative_to(tests).parts
+        if parts and parts[0] in MACHINE_WIDE:
+            item.add_marker(pytest.mark.xdist_group("machine-wide"))

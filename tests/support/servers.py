@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -26,7 +27,9 @@ def free_port_run(count: int) -> int:
     free inside it (as :func:`free_port` finds one) can be the next outbound connection's local port,
     so the port after it may already be taken, or taken before the server binds it."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for base in range(low - count, 1024, -count):
+    # Each pytest-xdist worker searches its own stretch, so two workers do not find the same run at once.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    for base in range(low - count - 2000 * worker, 1024, -count):
         with contextlib.ExitStack() as stack:
             try:
                 for port in range(base, base + count):
