@@ -79,7 +79,7 @@ lint: install lockcheck
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-# Both cores: two pytest workers (tests/conftest.py keeps the machine-wide ones on one worker).
+# Both cores: two pytest workers; each test file runs whole on one, the machine-wide ones together (tests/conftest.py).
 # PYTEST_WORKERS=0 runs the suite in one process.
 PYTEST_WORKERS ?= 2
 test: lint wheelhouse

@@ -107,15 +107,18 @@ def make_package(world: World, spec: ApplicationSpec) -> PackageFactory:
 
 
 #: Tests that use something the whole machine shares — the Docker engine they start, network
-#: namespaces and the firewall — run on one xdist worker, one after another (``make test`` runs
-#: ``pytest -n 2 --dist loadgroup``); everything else takes its own temporary directories, ports,
-#: PostgreSQL cluster and clamd per worker.
+#: namespaces and the firewall — run on one pytest-xdist worker, one after another.
 MACHINE_WIDE = ("deploy", "docker", "zones")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``make test`` runs ``pytest -n 2 --dist loadgroup``: a group's tests run on one worker, in
+    file order. Every module is a group — its module-scoped fixtures are built once, and modules
+    whose tests are the steps of one story (the clerk's day in Chromium) keep their order — and the
+    machine-wide directories are one group together. Everything else a test uses (temporary
+    directories, ports, the PostgreSQL cluster, clamd) is its worker's own."""
     tests = Path(__file__).resolve().parent
     for item in items:
         parts = item.path.resolve().relative_to(tests).parts
-        if parts and parts[0] in MACHINE_WIDE:
-            item.add_marker(pytest.mark.xdist_group("machine-wide"))
+        group = "machine-wide" if parts and parts[0] in MACHINE_WIDE else "/".join(parts)
+        item.add_marker(pytest.mark.xdist_group(group))
