@@ -79,11 +79,11 @@ lint: install lockcheck
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-# Both cores: two pytest workers; each test file runs whole on one, the machine-wide ones together (tests/conftest.py).
+# Both cores: two pytest workers; each test file runs whole on one, the machine-wide ones together (tests/support/parallel.py).
 # PYTEST_WORKERS=0 runs the suite in one process.
 PYTEST_WORKERS ?= 2
 test: lint wheelhouse
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # The locked runtime wheels (and uv), hashes checked, for offline image builds (docker/python-service.Dockerfile).
 wheelhouse: install

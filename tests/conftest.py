@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from signature.testing.builder import ApplicationSpec, SigningOptions, build_pac
 from signature.testing.pki import Issued, Resident, TestPKI, sample_residents
 from signature.testing.samples import sample_spec
 from signature.verify import TrustConfig
+from tests.support.parallel import make_scheduler
 
 # No environment means production rules (issue 16). The suite builds its settings for development
 # explicitly; a test of production rules sets environment="production" itself.
@@ -106,19 +108,7 @@ def make_package(world: World, spec: ApplicationSpec) -> PackageFactory:
     return make
 
 
-#: Tests that use something the whole machine shares — the Docker engine they start, network
-#: namespaces and the firewall — run on one pytest-xdist worker, one after another.
-MACHINE_WIDE = ("deploy", "docker", "zones")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``make test`` runs ``pytest -n 2 --dist loadgroup``: a group's tests run on one worker, in
-    file order. Every module is a group — its module-scoped fixtures are built once, and modules
-    whose tests are the steps of one story (the clerk's day in Chromium) keep their order — and the
-    machine-wide directories are one group together. Everything else a test uses (temporary
-    directories, ports, the PostgreSQL cluster, clamd) is its worker's own."""
-    tests = Path(__file__).resolve().parent
-    for item in items:
-        parts = item.path.resolve().relative_to(tests).parts
-        group = "machine-wide" if parts and parts[0] in MACHINE_WIDE else "/".join(parts)
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """One worker per test file, the machine-wide tests together (tests/support/parallel.py)."""
+    return make_scheduler(config, log)
