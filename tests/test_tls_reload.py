@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import World
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_process
 from tests.support.tlscerts import TlsFiles, issue, make_ca
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,12 +104,7 @@ def _server(which: str, tmp_path: Path, world: World, pki: Pki,
     try:
         yield port, proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
         log.close()
 
 

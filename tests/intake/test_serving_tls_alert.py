@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -33,7 +32,7 @@ from starlette.routing import Route
 
 from intake import serving
 from tests.conftest import World
-from tests.support.servers import free_port, serve_in_thread
+from tests.support.servers import free_port, serve_in_thread, stop_process
 from tests.support.tlscerts import RelayIntakeTls, TlsFiles, relay_intake_tls
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,12 +92,7 @@ def intake_port(tmp_path_factory: pytest.TempPathFactory, world: World, pki: Rel
             pytest.fail("intake serve did not answer over TLS")
         yield port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc)
 
 
 @pytest.mark.parametrize(("who", "alert"), [

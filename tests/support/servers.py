@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["free_port", "free_port_run", "serve_in_thread"]
+__all__ = ["free_port", "free_port_run", "serve_in_thread", "stop_process"]
 
 
 def free_port() -> int:
@@ -39,6 +41,16 @@ def free_port_run(count: int) -> int:
                 continue
             return base
     raise RuntimeError(f"no {count} consecutive free ports below {low}")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM and wait for it (30 s); then SIGKILL, so a stuck service never outlives its test."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 @contextlib.contextmanager
