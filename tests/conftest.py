@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +20,7 @@ from signature.testing.builder import ApplicationSpec, SigningOptions, build_pac
 from signature.testing.pki import Issued, Resident, TestPKI, sample_residents
 from signature.testing.samples import sample_spec
 from signature.verify import TrustConfig
+from tests.support.browser import chromium_watchdog as browser_watchdog
 from tests.support.parallel import make_scheduler
 
 # No environment means production rules (issue 16). The suite builds its settings for development
@@ -112,3 +113,17 @@ def make_package(world: World, spec: ApplicationSpec) -> PackageFactory:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """One worker per test file, the machine-wide tests together (tests/support/parallel.py)."""
     return make_scheduler(config, log)
+
+
+#: Longer than any browser test takes on a loaded 2-core machine (the longest takes ~15 s).
+BROWSER_TEST_BOUND_S = 300.0
+
+
+@pytest.fixture
+def chromium_watchdog() -> Iterator[None]:
+    """For the browser tests (``pytestmark``): a test still running after BROWSER_TEST_BOUND_S gets
+    its Chromium killed and fails, instead of hanging the suite in a Playwright call that has no
+    timeout (tests/support/browser.py)."""
+    with browser_watchdog(BROWSER_TEST_BOUND_S) as fired:
+        yield
+    assert not fired.is_set(), f"the test ran past {BROWSER_TEST_BOUND_S} s: its Chromium was killed"

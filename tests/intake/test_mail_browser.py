@@ -32,8 +32,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 BAR = (0x1F, 0x5F, 0xA8)  # intake.mail.render._BAR_COLOR
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian's chromium is not installed at /usr/bin/chromium (make install does it)")
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="Debian's chromium is not installed at /usr/bin/chromium (make install does it)"),
+    pytest.mark.usefixtures("chromium_watchdog"),
+]
 
 
 @pytest.fixture

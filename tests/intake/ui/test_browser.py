@@ -31,6 +31,7 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
                                                      "(apt-get install chromium)"),
     pytest.mark.parametrize("engine", ["sqlite"], indirect=True),
+    pytest.mark.usefixtures("chromium_watchdog"),
 ]
 
 

@@ -60,9 +60,10 @@ CATALOGUE = ProcedureCatalogue({
 COMMENT = "児童手当の口座の通帳の写しが読み取れません。写しを撮り直して、補正として再提出してください。"
 SEARCH_TEXT = "高橋"
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     not CHROMIUM.exists() or shutil.which("pdftoppm") is None,
-    reason="needs Debian's chromium at /usr/bin/chromium and pdftoppm (apt-get install chromium poppler-utils)")
+    reason="needs Debian's chromium at /usr/bin/chromium and pdftoppm (apt-get install chromium poppler-utils)"),
+    pytest.mark.usefixtures("chromium_watchdog")]
 
 
 @dataclass

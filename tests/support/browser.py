@@ -1,0 +1,62 @@
+"""A watchdog for the browser tests: Playwright waits without a timeout in a few calls
+(``page.evaluate`` of a promise, ``page.close``), so a Chromium that stops answering would hang the
+suite until CI's limit. :func:`chromium_watchdog` kills this process's Chromium when a test runs
+past its bound: the pending call then raises (TargetClosedError) and the test fails, saying why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["chromium_watchdog", "descendants"]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below ``pid`` (from /proc)."""
+    children: dict[int, set[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), set()).add(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _kill_chromium() -> int:
+    killed = 0
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            if b"chrom" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+@contextlib.contextmanager
+def chromium_watchdog(seconds: float) -> Iterator[threading.Event]:
+    """Kill this process's Chromium if the block is still running after ``seconds``; yields the
+    event that says it fired (the caller fails the test on it)."""
+    fired = threading.Event()
+
+    def bite() -> None:
+        fired.set()
+        _kill_chromium()
+
+    timer = threading.Timer(seconds, bite)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
