@@ -20,7 +20,8 @@ SCENARIO = """
 import os, sys, time
 from pathlib import Path
 from playwright.sync_api import Error, sync_playwright
-from tests.support.browser import chromium_watchdog, descendants
+from tests.support.browser import chromium_watchdog
+from tests.support.servers import descendants
 
 bound = float(sys.argv[1])
 args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]

@@ -28,6 +28,7 @@ import portal_sim
 import portal_sim.cli
 import signature
 import signature.cli
+from tests.support.servers import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
@@ -96,22 +97,6 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, set[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), set()).add(int(stat.parent.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -145,7 +130,7 @@ def test_make_demo_stops_every_child_on_a_signal(sig: signal.Signals, demo_var: 
                     chunk = os.read(demo_proc.stdout.fileno(), 65536)
                     assert chunk, "demo ended early: " + seen.decode(errors="replace")[-2000:]
                     seen += chunk
-        children = _descendants(demo_proc.pid)
+        children = descendants(demo_proc.pid)
         assert len(children) >= 3, children  # portal_sim, the intake (mTLS) and the staff UI at least
         demo_proc.send_signal(sig)
         rest, _ = demo_proc.communicate(timeout=120)

@@ -13,24 +13,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["chromium_watchdog", "descendants"]
+from tests.support.servers import descendants
 
-
-def descendants(pid: int) -> set[int]:
-    """Every living process below ``pid`` (from /proc)."""
-    children: dict[int, set[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), set()).add(int(stat.parent.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
+__all__ = ["chromium_watchdog"]
 
 
 def _kill_chromium() -> int:

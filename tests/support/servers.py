@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["free_port", "free_port_run", "serve_in_thread", "stop_process"]
+__all__ = ["descendants", "free_port", "free_port_run", "serve_in_thread", "stop_process"]
 
 
 def free_port() -> int:
@@ -41,6 +41,23 @@ def free_port_run(count: int) -> int:
                 continue
             return base
     raise RuntimeError(f"no {count} consecutive free ports below {low}")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below ``pid`` (from /proc)."""
+    children: dict[int, set[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), set()).add(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
