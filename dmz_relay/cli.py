@@ -205,6 +205,7 @@ def _serve(args: argparse.Namespace, relay: object) -> int:
     from dmz_relay.push import create_app
     from dmz_relay.runtime import Relay
     from tlsreload import TlsReloader
+    from tlsreload.alerting import listener_loop
 
     assert isinstance(relay, Relay)  # noqa: S101 - narrows the type for mypy
     s = relay.settings
@@ -238,7 +239,10 @@ def _serve(args: argparse.Namespace, relay: object) -> int:
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    asyncio.run(run_all())
+    # The loop sends the TLS alert when the push API refuses a terminal's certificate, so the terminal
+    # reads why instead of a bare close (CPython issue 98078, tlsreload/alerting.py).
+    with asyncio.Runner(loop_factory=listener_loop) as runner:
+        runner.run(run_all())
     return 0
 
 

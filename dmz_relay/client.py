@@ -4,7 +4,10 @@ Uploads each ZIP (files, or the ``*.zip`` files of a folder, not recursive) as a
 progress, and deletes a local file **only** after the relay answered with the intake's receipt (201,
 or 200 for a repeat) *for exactly the bytes of that file* (the receipt's SHA-256 is compared).
 A refused file stays where it is and the reason is printed; a file the relay could not take now (503,
-connection error) stays too and is retried up to ``retries`` times, waiting ``Retry-After``.
+connection error) stays too and is retried up to ``retries`` times, waiting ``Retry-After``. A TLS
+handshake either side refuses (the relay does not accept this terminal's certificate, or this terminal
+does not trust the relay's) is not retried: waiting does not heal it; the file is kept and the line
+says which side refused and why (the TLS alert's name).
 Nothing is written anywhere else: the file is read into memory and sent from there.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import ssl
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,8 @@ from typing import TextIO
 
 import httpx
 from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
+
+from tlsreload.alerting import ssl_error_in
 
 __all__ = ["FileResult", "PushSummary", "collect_files", "push_files"]
 
@@ -29,6 +35,7 @@ class FileOutcome(enum.StrEnum):
     DUPLICATE = "duplicate"  # 200: the intake had it already, local file deleted
     REFUSED = "refused"  # 4xx: kept, reason printed
     FAILED = "failed"  # 503 / transport error after the retries: kept
+    MISCONFIGURED = "misconfigured"  # a TLS handshake one side refused: kept, not retried
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,8 @@ class PushSummary:
     def text(self) -> str:
         return (f"{len(self.results)} file(s): {self.count(FileOutcome.DELIVERED)} delivered, "
                 f"{self.count(FileOutcome.DUPLICATE)} already delivered, {self.count(FileOutcome.REFUSED)} refused, "
-                f"{self.count(FileOutcome.FAILED)} to retry later")
+                f"{self.count(FileOutcome.FAILED)} to retry later"
+                + (f", {n} not sent (TLS settings)" if (n := self.count(FileOutcome.MISCONFIGURED)) else ""))
 
 
 def collect_files(paths: Iterable[Path]) -> list[Path]:
@@ -89,6 +97,19 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
         return f"HTTP_{response.status_code}", ""
 
 
+def _handshake_refused(error: ssl.SSLError) -> str:
+    """The line's message for a refused TLS handshake: which side refused, and OpenSSL's reason."""
+    reason = error.reason or type(error).__name__
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (f"この端末が中継サーバの証明書を信頼できません（{reason}）。--url と --ca を確認してください"
+                " / this terminal does not trust the relay's certificate: check --url and --ca")
+    if "CERTIFICATE" in reason or "UNKNOWN_CA" in reason:  # the relay's alert about this terminal's certificate
+        return (f"中継サーバがこの端末の証明書を受け入れません（{reason}）。--cert と --key を確認してください"
+                " / the relay refused this terminal's certificate: check --cert and --key")
+    return (f"TLS の接続に失敗しました（{reason}）。--url と TLS の設定を確認してください"
+            " / the TLS handshake failed: check --url and the TLS settings")
+
+
 def push_one(http: httpx.Client, path: Path, *, retries: int, sleep: Callable[[float], None]) -> FileResult:
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
@@ -98,6 +119,9 @@ def push_one(http: httpx.Client, path: Path, *, retries: int, sleep: Callable[[f
         try:
             response = http.post("/api/v1/packages", content=data, headers={"Content-Type": "application/zip"})
         except httpx.TransportError as exc:
+            refused = ssl_error_in(exc)
+            if refused is not None:
+                return FileResult(path, FileOutcome.MISCONFIGURED, "TLS_HANDSHAKE", _handshake_refused(refused))
             if attempt > retries:
                 return FileResult(path, FileOutcome.FAILED, "CONNECT_ERROR", type(exc).__name__)
             sleep(min(2.0 ** attempt, 60.0))
@@ -138,6 +162,8 @@ def push_files(http: httpx.Client, files: Sequence[Path], *, out: TextIO, retrie
                 line = f"OK       {path}  受付番号 {result.receipt_number or '-'}  ({result.outcome.value}; deleted)"
             elif result.outcome is FileOutcome.REFUSED:
                 line = f"REFUSED  {path}  {result.code}: {result.message}  (kept)"
+            elif result.outcome is FileOutcome.MISCONFIGURED:
+                line = f"TLS      {path}  {result.code}: {result.message}  (kept; send again once fixed)"
             else:
                 line = f"RETRY    {path}  {result.code}: {result.message}  (kept; send again later)"
             bar.write(line, file=out)

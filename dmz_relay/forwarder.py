@@ -44,6 +44,7 @@ from handover import (
     classify_crl_answer,
     crl_path,
 )
+from tlsreload.alerting import ssl_error_in
 
 __all__ = [
     "BackoffPolicy",
@@ -115,16 +116,6 @@ class _Retryable(Exception):
         self.code = code
         self.status = status
         self.retry_after = retry_after
-
-
-def _tls_failure(exc: BaseException) -> bool:
-    """Whether a transport error is a TLS handshake failure (in its cause chain)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -237,7 +228,7 @@ class IntakeClient:
             except httpx.TimeoutException as exc:
                 raise _Retryable("TIMEOUT") from exc
             except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                if _tls_failure(exc):
+                if ssl_error_in(exc) is not None:
                     # A certificate the other side refuses (or ours refuses theirs) does not heal
                     # by waiting: a configuration error, at once.
                     raise IntakeMisconfigured("the TLS handshake with the intake failed", code="TLS_HANDSHAKE",

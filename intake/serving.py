@@ -16,10 +16,10 @@ when a worker dies it stops the others and exits non-zero, so systemd or the con
 restarts the whole service rather than leaving it short of a worker. Idempotency holds across
 workers: the idempotency key is unique in the database (:func:`intake.deliveries.service.store_once`).
 
-The listeners run on :func:`listener_loop`: asyncio's selector event loop, except that a TLS handshake
-the listener refuses (a client certificate not from the relay-only CA, or none) ends with the fatal
-TLS alert on the wire instead of a bare close (CPython issue 98078, see :class:`_AlertingSSLProtocol`),
-so the relay can tell a refused certificate from an intake that went away.
+The listeners run on :func:`tlsreload.alerting.listener_loop`: asyncio's selector event loop, except
+that a TLS handshake the listener refuses (a client certificate not from the relay-only CA, or none)
+ends with the fatal TLS alert on the wire instead of a bare close (CPython issue 98078), so the relay
+can tell a refused certificate from an intake that went away.
 """
 
 from __future__ import annotations
@@ -32,11 +32,8 @@ import os
 import signal
 import socket
 import ssl
-import sys
 import threading
-from asyncio import selector_events, sslproto
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,8 +43,9 @@ from intake.runtime import Runtime
 from intake.settings import IntakeSettings
 from intake.startup import refuse
 from tlsreload import TlsReloader
+from tlsreload.alerting import listener_loop
 
-__all__ = ["listener_loop", "listener_problem", "serve", "workers_problem"]
+__all__ = ["listener_problem", "serve", "workers_problem"]
 
 _log = logging.getLogger(__name__)
 
@@ -79,63 +77,6 @@ def workers_problem(settings: IntakeSettings, *, role: Role, workers: int) -> st
     if settings.effective_database_url.startswith("sqlite"):
         return "--workers > 1 needs PostgreSQL (SQLite has one writer)"
     return None
-
-
-class _AlertingSSLProtocol(sslproto.SSLProtocol):
-    """asyncio's TLS protocol, flushing the fatal alert when a server-side handshake fails.
-
-    CPython issue 98078 (https://github.com/python/cpython/issues/98078): when the handshake raises
-    ``ssl.SSLError``, ``SSLProtocol._do_handshake`` goes straight to ``_on_handshake_complete`` →
-    ``_fatal_error`` → ``transport._force_close`` without writing out what OpenSSL left in the outgoing
-    memory BIO — the alert that says why (``unknown_ca``, ``certificate_required``, …). Under TLS 1.3
-    the client has already finished its side of the handshake when the server checks its certificate,
-    so it sees only a closed connection after sending its request ("Server disconnected without
-    sending a response"), indistinguishable from a server that crashed. Writing the BIO out first is
-    what the upstream fix does on this path (python/cpython PR 153620); on a Python that flushes it
-    itself the BIO is already empty and this writes nothing. docs/decisions.md says when to remove it.
-    """
-
-    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
-        if handshake_exc is not None and self._server_side and self._transport is not None:
-            # The socket transport sends it at once when its buffer is empty, as it is during a handshake;
-            # what it had to buffer would be dropped by the force-close that follows. (A private method:
-            # not in typeshed.)
-            self._process_outgoing()  # type: ignore[attr-defined]
-        super()._on_handshake_complete(handshake_exc)
-
-
-class _AlertingEventLoop(asyncio.SelectorEventLoop):
-    """``asyncio.SelectorEventLoop`` whose TLS connections use :class:`_AlertingSSLProtocol`."""
-
-    def _make_ssl_transport(self, rawsock: Any, protocol: Any, sslcontext: Any, waiter: Any = None, *,
-                            server_side: bool = False, server_hostname: Any = None, extra: Any = None,
-                            server: Any = None, ssl_handshake_timeout: Any = None,
-                            ssl_shutdown_timeout: Any = None) -> Any:
-        # The body of SelectorEventLoop._make_ssl_transport (CPython 3.11.7) with the protocol swapped.
-        ssl_protocol = _AlertingSSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname,
-                                            ssl_handshake_timeout=ssl_handshake_timeout,
-                                            ssl_shutdown_timeout=ssl_shutdown_timeout)
-        transport = selector_events._SelectorSocketTransport  # type: ignore[attr-defined]  # private: not in typeshed
-        transport(self, rawsock, ssl_protocol, extra=extra, server=server)
-        return ssl_protocol._app_transport
-
-
-def _alert_fix_applies() -> bool:
-    """Whether this Python's asyncio is the one :class:`_AlertingSSLProtocol` was written against (CPython's
-    ``SSLProtocol`` of 3.11+, with the private methods it calls); otherwise the stock loop is used."""
-    return (sys.implementation.name == "cpython" and sys.version_info >= (3, 11)
-            and all(hasattr(sslproto.SSLProtocol, name)
-                    for name in ("_on_handshake_complete", "_process_outgoing"))
-            and hasattr(selector_events, "_SelectorSocketTransport"))
-
-
-def listener_loop() -> asyncio.AbstractEventLoop:
-    """The event loop the intake's listeners run on (a uvicorn ``loop`` factory: ``intake.serving:listener_loop``)."""
-    if _alert_fix_applies():
-        return _AlertingEventLoop()
-    _log.warning("this Python's asyncio is not the one the TLS alert fix was written for (CPython issue 98078): "
-                 "a refused client certificate may reach the relay as a bare close, read as the intake unavailable")
-    return asyncio.SelectorEventLoop()
 
 
 async def _run_all(servers: list[object], sockets: list[socket.socket] | None = None) -> None:

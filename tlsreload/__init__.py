@@ -1,5 +1,8 @@
 """TLS certificates and keys reloaded without a restart — for the intake's listeners and the relay's push API.
 
+Its module :mod:`tlsreload.alerting` is the other piece both zones' TLS listeners share: the event
+loop that sends the TLS alert when a listener refuses a client certificate (CPython issue 98078).
+
 A leaf package shared by both zones, like :mod:`malware`: it imports nothing of ours (an
 import-linter contract), so neither side pulls the other in through it.
 

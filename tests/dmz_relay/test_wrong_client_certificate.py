@@ -15,7 +15,7 @@ A tired operator installs the wrong file at the path the relay's settings name:
 Either way the pull round stops at the first package, nothing is marked done, no attempt is counted,
 the cursor stays, the portal is told nothing, readiness is red and the metrics show the stop; and it
 stops as what it is — ``misconfigured: TLS_HANDSHAKE``, at once, without retries. For the refused
-client certificate that needs the intake's listener loop (``intake.serving:listener_loop``, which the
+client certificate that needs the intake's listener loop (``tlsreload.alerting:listener_loop``, which the
 intake here runs on as ``intake serve`` does): under TLS 1.3 it is what sends the relay the alert that
 says why, where asyncio's own loop closes without it (CPython issue 98078) and the relay, seeing only
 "Server disconnected without sending a response", must retry it as an intake that went away. What
@@ -31,8 +31,11 @@ readiness and metrics show the resume.
 from __future__ import annotations
 
 import logging
+import random
 import shutil
+import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,7 +45,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from dmz_relay.forwarder import build_intake_http
+from dmz_relay.errors import IntakeUnavailable
+from dmz_relay.forwarder import BackoffPolicy, IntakeClient, build_intake_http
 from dmz_relay.runtime import Relay
 from intake.api import create_app as create_intake_app
 from intake.db import make_session_factory
@@ -87,7 +91,7 @@ def mtls_intake(intake_engine: Engine, intake_runtime: Runtime, pki: RelayIntake
     app = create_intake_app(strict, make_session_factory(intake_engine))
     with serve_in_thread(app, ssl_certfile=str(pki.server.cert), ssl_keyfile=str(pki.server.key),
                          ssl_ca_certs=str(pki.relay_ca.cert), ssl_cert_reqs=ssl.CERT_REQUIRED,
-                         loop="intake.serving:listener_loop") as url:
+                         loop="tlsreload.alerting:listener_loop") as url:
         assert url.startswith("https://")
         yield url
 
@@ -250,3 +254,34 @@ class Chain:
 def chain(world: World, tmp_path: Path, portal: Portal, mtls_intake: str, intake_engine: Engine,
           pki: RelayIntakeTls, make_relay: RelayFactory, sleeps: Sleeps, caplog: pytest.LogCaptureFixture) -> Chain:
     return Chain(world, tmp_path, portal, mtls_intake, intake_engine, pki, make_relay, sleeps, caplog)
+
+
+def test_an_intake_that_closes_during_the_handshake_is_retried_not_misconfigured() -> None:
+    """An intake restarting can close a connection in the middle of the TLS handshake; ``ssl`` reports
+    that as ``SSLEOFError``. It is a disconnect, retried like any other, not a certificate problem
+    that stops the channel (tlsreload.alerting.ssl_error_in)."""
+    attempts = 3
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def close_after_hello() -> None:
+            for _ in range(attempts):
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)  # the ClientHello
+                    conn.shutdown(socket.SHUT_WR)  # a clean close, no alert
+                    conn.recv(65536)
+
+        closer = threading.Thread(target=close_after_hello, daemon=True)
+        closer.start()
+        waits: list[float] = []
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(),
+                          timeout=10, trust_env=False) as http:
+            client = IntakeClient(http, backoff=BackoffPolicy(attempts=attempts), sleep=waits.append,
+                                  rng=random.Random(1))
+            with pytest.raises(IntakeUnavailable) as unavailable:
+                client.deliver(b"PK\x03\x04 not read by anyone")
+        closer.join(10)
+    assert unavailable.value.attempts == attempts
+    assert unavailable.value.code == "INTAKE_UNAVAILABLE"
+    assert len(waits) == attempts - 1

@@ -7,18 +7,16 @@ reads as ``misconfigured: TLS_HANDSHAKE`` — where asyncio's own loop (CPython 
 only an end of file, which the relay must read as an intake that went away and retry. The relay's
 certificate still gets its answer.
 
-The last test pins the bug itself on this Python: uvicorn on asyncio's stock loop drops the alert.
-When it fails, this Python sends the alert itself and the workaround is to be removed (docs/decisions.md).
+The loop itself (tlsreload/alerting.py), and the bug it works around, are tested in
+tests/test_tls_alert_loop.py; the relay's push listener, which runs on it too, in
+tests/dmz_relay/test_push_tls_alert.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import logging
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -26,17 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
-from intake import serving
 from tests.conftest import World
-from tests.support.servers import free_port, serve_in_thread, stop_process
-from tests.support.tlscerts import RelayIntakeTls, TlsFiles, relay_intake_tls
+from tests.support.servers import free_port, stop_process
+from tests.support.tlscerts import RelayIntakeTls, TlsFiles, relay_intake_tls, tls_exchange
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 
 @pytest.fixture(scope="module")
@@ -45,22 +38,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> RelayIntakeTls:
 
 
 def exchange(port: int, pki: RelayIntakeTls, client: TlsFiles | None) -> bytes:
-    """Handshake (TLS 1.3 only) with ``client``'s certificate, send one request, read until the server
-    closes. Returns what was read; raises what the ``ssl`` module raises (an alert: ``ssl.SSLError``)."""
-    ctx = ssl.create_default_context(cafile=str(pki.server_ca.cert))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    if client is not None:
-        ctx.load_cert_chain(str(client.cert), str(client.key))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-        # Under TLS 1.3 the client's handshake ends before the server has checked its certificate:
-        # the refusal can only arrive on the first read.
-        assert tls.version() == "TLSv1.3"
-        tls.sendall(REQUEST)
-        answer = b""
-        while chunk := tls.recv(65536):
-            answer += chunk
-        return answer
+    return tls_exchange(port, pki.server_ca, client)
 
 
 @pytest.fixture(scope="module")
@@ -112,29 +90,3 @@ def test_the_relay_certificate_still_gets_its_answer(intake_port: int, pki: Rela
     answer = exchange(intake_port, pki, pki.relay)
     assert answer.startswith(b"HTTP/1.1 200")
     assert answer.endswith(b'{"status":"ok"}')
-
-
-def test_asyncio_on_this_python_still_drops_the_alert(pki: RelayIntakeTls) -> None:
-    """Why intake/serving.py has ``_AlertingSSLProtocol``: uvicorn on asyncio's own loop closes without
-    the alert. If this fails, this Python sends it itself (CPython issue 98078 fixed here): remove the
-    workaround as docs/decisions.md says."""
-    app = Starlette(routes=[Route("/healthz", lambda _request: PlainTextResponse("ok"))])
-    with serve_in_thread(app, loop="asyncio", ssl_certfile=str(pki.server.cert), ssl_keyfile=str(pki.server.key),
-                         ssl_ca_certs=str(pki.relay_ca.cert), ssl_cert_reqs=ssl.CERT_REQUIRED) as url:
-        port = int(url.rsplit(":", 1)[1])
-        assert exchange(port, pki, pki.relay).startswith(b"HTTP/1.1 200")  # the listener works …
-        assert exchange(port, pki, pki.rogue) == b""  # … and refuses another CA's certificate with a bare close
-
-
-def test_an_asyncio_the_fix_was_not_written_for_gets_the_stock_loop_and_a_warning(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-) -> None:
-    assert serving._alert_fix_applies()  # this Python is the one it was written for; another is simulated
-    monkeypatch.setattr(serving, "_alert_fix_applies", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="intake.serving"):
-        loop = serving.listener_loop()
-    try:
-        assert type(loop) is asyncio.SelectorEventLoop
-    finally:
-        loop.close()
-    assert any("CPython issue 98078" in r.getMessage() for r in caplog.records)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["TlsFiles", "issue", "make_ca"]
+__all__ = ["PROBE_REQUEST", "RelayIntakeTls", "TlsFiles", "issue", "make_ca", "relay_intake_tls", "tls_exchange"]
 
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)  # fixed: certificates valid 2026-01-01 .. 2036-01-01
 
@@ -87,3 +89,26 @@ def relay_intake_tls(directory: Path) -> RelayIntakeTls:
         relay_ca_files, issue(directory, "relay", (relay_ca_cert, relay_ca_key), server=False),
         issue(directory, "rogue-client", (rogue_cert, rogue_key), server=False),
     )
+
+
+PROBE_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+def tls_exchange(port: int, server_ca: TlsFiles, client: TlsFiles | None, request: bytes = PROBE_REQUEST) -> bytes:
+    """Handshake (TLS 1.3 only) with ``client``'s certificate, send ``request``, read until the server
+    closes. Returns what was read; raises what the ``ssl`` module raises (an alert: ``ssl.SSLError``).
+    A raw ``ssl`` socket, as httpx uses it: the test sees exactly what arrived on the wire."""
+    ctx = ssl.create_default_context(cafile=str(server_ca.cert))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if client is not None:
+        ctx.load_cert_chain(str(client.cert), str(client.key))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        # Under TLS 1.3 the client's handshake ends before the server has checked its certificate:
+        # the refusal can only arrive on the first read.
+        assert tls.version() == "TLSv1.3"
+        tls.sendall(request)
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+        return answer

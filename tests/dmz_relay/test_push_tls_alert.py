@@ -1,0 +1,149 @@
+"""An LGWAN terminal whose certificate the relay's push API refuses is told so, and does not retry.
+
+The push API (``dmz_relay serve`` with ``TLS_CERT``, ``TLS_KEY`` and ``TLS_CLIENT_CA``) requires a
+client certificate from the terminals' CA. A tired operator installs the wrong one (another CA's), or
+none, or points ``--ca`` at the wrong file. Before, the relay closed such a connection without the TLS
+alert (CPython issue 98078), and the terminal client read "server disconnected", retried with
+back-off and reported "send again later", which never helps. Now the relay serves on the loop that
+sends the alert (tlsreload/alerting.py), and the client reports, at once and without retries, which
+side refused and why, and keeps the file. The terminal with the right certificate still delivers.
+
+Here the test PKI's server pair is the push API's certificate and its relay-only CA stands for the
+terminals' CA (``pki.relay`` is a terminal's certificate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dmz_relay.client import FileOutcome, push_files
+from tests.conftest import PackageFactory, World
+from tests.dmz_relay.conftest import Intake, Sleeps
+from tests.support.servers import free_port, stop_process
+from tests.support.tlscerts import RelayIntakeTls, TlsFiles, relay_intake_tls, tls_exchange
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> RelayIntakeTls:
+    return relay_intake_tls(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def push_port(world: World, intake: Intake, pki: RelayIntakeTls, tmp_path: Path) -> Iterator[int]:
+    """``dmz_relay serve``, the push API on TLS requiring the terminals' CA, as production runs it."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
+    env.update(PYTHONPATH=str(ROOT), SHINSEI_RELAY_ENVIRONMENT="development",
+               SHINSEI_RELAY_DATA_DIR=str(tmp_path / "relay"), SHINSEI_RELAY_SCANNER="none",
+               SHINSEI_RELAY_INTAKE_URL=intake.url, SHINSEI_RELAY_LISTEN_HOST="127.0.0.1",
+               SHINSEI_RELAY_LISTEN_PORT=str(port), SHINSEI_RELAY_TLS_CERT=str(pki.server.cert),
+               SHINSEI_RELAY_TLS_KEY=str(pki.server.key), SHINSEI_RELAY_TLS_CLIENT_CA=str(pki.relay_ca.cert),
+               SHINSEI_RELAY_JPKI_ROOTS=json.dumps([str(world.jpki_roots)]),
+               SHINSEI_RELAY_JPKI_INTERMEDIATES=json.dumps([str(world.intermediates)]),
+               SHINSEI_RELAY_PORTAL_ROOTS=json.dumps([str(world.portal_roots)]),
+               SHINSEI_RELAY_CRLS=json.dumps([str(world.crl_dir)]))
+    log_path = tmp_path / "relay.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dmz_relay", "serve"], env=env, cwd=tmp_path, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        for _ in range(600):  # bounded: until a terminal's certificate gets an answer, or the process exits
+            assert proc.poll() is None, "relay exited: " + log_path.read_text(errors="replace")[-2000:]
+            with contextlib.suppress(OSError):
+                if tls_exchange(port, pki.server_ca, pki.relay).startswith(b"HTTP/1.1 200"):
+                    break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.05)
+        else:
+            pytest.fail("dmz_relay serve did not answer over TLS")
+        yield port
+    finally:
+        stop_process(proc)
+
+
+def terminal(pki: RelayIntakeTls, port: int, *, cert: TlsFiles | None, ca: TlsFiles) -> httpx.Client:
+    """The terminal's client as ``dmz_relay push --url --ca --cert --key`` builds it."""
+    ctx = ssl.create_default_context(cafile=str(ca.cert))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert.cert), str(cert.key))
+    return httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ctx, timeout=60, trust_env=False)
+
+
+@pytest.mark.parametrize(("who", "alert"), [
+    ("certificate-from-another-ca", "TLSV1_ALERT_UNKNOWN_CA"),
+    ("no-certificate", "TLSV13_ALERT_CERTIFICATE_REQUIRED"),
+])
+def test_the_push_api_sends_the_alert_that_says_why(push_port: int, pki: RelayIntakeTls, who: str,
+                                                    alert: str) -> None:
+    with pytest.raises(ssl.SSLError) as refused:
+        tls_exchange(push_port, pki.server_ca, pki.rogue if who == "certificate-from-another-ca" else None)
+    assert refused.value.reason == alert
+
+
+def test_a_refused_terminal_certificate_is_reported_at_once_and_the_file_kept(
+    push_port: int, pki: RelayIntakeTls, intake: Intake, make_package: PackageFactory, sleeps: Sleeps,
+    tmp_path: Path,
+) -> None:
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    package = outbox / "a.zip"
+    package.write_bytes(make_package())
+    out = io.StringIO()
+    with terminal(pki, push_port, cert=pki.rogue, ca=pki.server_ca) as http:
+        summary = push_files(http, [package], out=out, retries=3, sleep=sleeps, progress=False)
+    result = summary.results[0]
+    assert (result.outcome, result.code) == (FileOutcome.MISCONFIGURED, "TLS_HANDSHAKE")
+    assert "TLSV1_ALERT_UNKNOWN_CA" in result.message
+    assert "--cert" in result.message  # what to check: this terminal's certificate
+    assert sleeps.waits == []  # not retried: waiting does not heal a certificate
+    assert package.exists()
+    assert intake.deliveries() == 0
+    assert "1 file(s): 0 delivered, 0 already delivered, 0 refused, 0 to retry later, 1 not sent (TLS settings)" \
+        in out.getvalue()
+    assert not summary.ok
+
+    # The operator points --ca at the wrong file instead: this side refuses, and the line says so.
+    with terminal(pki, push_port, cert=pki.relay, ca=pki.relay_ca) as http:
+        summary = push_files(http, [package], out=io.StringIO(), retries=3, sleep=sleeps, progress=False)
+    result = summary.results[0]
+    assert (result.outcome, result.code) == (FileOutcome.MISCONFIGURED, "TLS_HANDSHAKE")
+    assert "CERTIFICATE_VERIFY_FAILED" in result.message
+    assert "--ca" in result.message
+    assert sleeps.waits == []
+    assert package.exists()
+
+    # With the right files the same file is delivered, and only then deleted.
+    with terminal(pki, push_port, cert=pki.relay, ca=pki.server_ca) as http:
+        summary = push_files(http, [package], out=io.StringIO(), retries=3, sleep=sleeps, progress=False)
+    assert summary.results[0].outcome is FileOutcome.DELIVERED
+    assert not package.exists()
+    assert intake.deliveries() == 1
+
+
+def test_the_command_line_says_which_certificate_to_check(
+    push_port: int, pki: RelayIntakeTls, make_package: PackageFactory, tmp_path: Path,
+) -> None:
+    package = tmp_path / "a.zip"
+    package.write_bytes(make_package())
+    done = subprocess.run([sys.executable, "-m", "dmz_relay", "push", str(package), "--url",
+                           f"https://127.0.0.1:{push_port}", "--ca", str(pki.server_ca.cert), "--cert",
+                           str(pki.rogue.cert), "--key", str(pki.rogue.key), "--no-progress"],
+                          capture_output=True, text=True, timeout=300, check=False, cwd=ROOT)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "TLS_HANDSHAKE" in done.stdout
+    assert "中継サーバがこの端末の証明書を受け入れません（TLSV1_ALERT_UNKNOWN_CA）" in done.stdout
+    assert "1 not sent (TLS settings)" in done.stdout
+    assert package.exists()
