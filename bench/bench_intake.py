@@ -126,7 +126,7 @@ def run_process(url: str, bodies: list[bytes], clients: int, portal: PortalData,
     options = ChainOptions(database_url=url, proxy=False, tls=True, intake=scanner, intake_args=extra)
     with Chain(portal, work, options=options) as chain:
         chain.start_intake()
-        context = chain._intake_ssl()  # the relay's client certificate, the intake's CA
+        context = chain.intake_ssl()  # the relay's client certificate, the intake's CA
         return post_all(f"https://127.0.0.1:{chain.intake_port}", bodies, clients,
                         lambda base: httpx.Client(base_url=base, timeout=120, verify=context, trust_env=False))
 

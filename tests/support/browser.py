@@ -18,14 +18,11 @@ from tests.support.servers import descendants
 __all__ = ["chromium_watchdog"]
 
 
-def _kill_chromium() -> int:
-    killed = 0
+def _kill_chromium() -> None:
     for pid in descendants(os.getpid()):
         with contextlib.suppress(OSError):
             if b"chrom" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]:
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
-    return killed
 
 
 @contextlib.contextmanager

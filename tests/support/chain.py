@@ -383,7 +383,8 @@ class Chain:
         except httpx.HTTPError:
             return False
 
-    def _intake_ssl(self) -> ssl.SSLContext:
+    def intake_ssl(self) -> ssl.SSLContext:
+        """The relay's side of the mutual TLS to the intake: its client certificate and the intake's CA."""
         assert self._tls is not None
         ctx = ssl.create_default_context(cafile=str(self._tls["intake_ca"]))
         ctx.load_cert_chain(str(self._tls["client_cert"]), str(self._tls["client_key"]))
@@ -392,7 +393,7 @@ class Chain:
     def intake_ready(self) -> bool:
         """``/healthz`` straight at the intake (never through the proxy and its queued faults)."""
         if self._tls:
-            return self._get_ok(f"https://127.0.0.1:{self.intake_port}/healthz", self._intake_ssl())
+            return self._get_ok(f"https://127.0.0.1:{self.intake_port}/healthz", self.intake_ssl())
         return self._get_ok(f"http://127.0.0.1:{self.intake_port}/healthz")
 
     # -- services -------------------------------------------------------------------------------
