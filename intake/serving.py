@@ -107,10 +107,7 @@ def _supervise(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role,
     """Bind once, fork ``workers`` processes serving on the socket, and watch them (module docstring)."""
     if threading.active_count() != 1:  # a fork copies only the calling thread: never fork with others running
         refuse("--workers: a thread is running before the workers are started (a bug: report it)")
-    try:
-        listener = socket.create_server((host, port), backlog=2048, reuse_port=False)
-    except OSError as exc:
-        refuse(f"cannot listen on {host}:{port} ({type(exc).__name__}: {exc.strerror})")
+    listeners = _bind(host, port)
     children: dict[int, int] = {}
     supervisor = os.getpid()
     passed_on = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -127,7 +124,7 @@ def _supervise(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role,
                 code = _serve_one(runtime, sessions, role=role, host=host, port=port, tls_cert=tls_cert,
                                   tls_key=tls_key, client_ca=client_ca,
                                   ops_port=ops_port + index if ops_port is not None else None,
-                                  worker=index, sockets=[listener])
+                                  worker=index, sockets=listeners)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:  # noqa: BLE001 - logged; the supervisor sees the exit code
@@ -136,7 +133,8 @@ def _supervise(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role,
                 logging.shutdown()
                 os._exit(code)
         children[pid] = index
-    listener.close()  # the workers hold it
+    for listener in listeners:
+        listener.close()  # the workers hold them
     stopping = False
 
     def forward(signum: int, _frame: object) -> None:
@@ -169,6 +167,24 @@ def _supervise(runtime: Runtime, sessions: sessionmaker[Session], *, role: Role,
         elif code not in (0, -signal.SIGTERM, -signal.SIGINT):
             result = result or 1
     return result
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """The listening sockets for ``host``: one per address it resolves to, IPv4 and IPv6 alike, as
+    uvicorn binds them when it runs alone (an IPv6 socket is IPv6-only, as asyncio makes it)."""
+    try:
+        found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        refuse(f"cannot listen on {host}:{port} ({type(exc).__name__}: {exc.strerror})")
+    listeners: list[socket.socket] = []
+    try:
+        for family, address in dict.fromkeys((family, address) for family, _, _, _, address in found):
+            listeners.append(socket.create_server(address, family=family, backlog=2048))
+    except OSError as exc:
+        for listener in listeners:
+            listener.close()
+        refuse(f"cannot listen on {host}:{port} ({type(exc).__name__}: {exc.strerror})")
+    return listeners
 
 
 def _stop_with_parent(supervisor: int) -> None:

@@ -63,23 +63,26 @@ def alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def workers(env: dict[str, str], count: int, log: Path) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
+def workers(env: dict[str, str], count: int, log: Path,
+            host: str = "127.0.0.1") -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
     port, ops = free_port(), free_port_run(count)  # the workers' operations listeners: ops … ops+count-1
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "intake", "serve", "--only", "api", "--port", str(port),
-                                 "--ops-port", str(ops), "--workers", str(count)],
+        proc = subprocess.Popen([sys.executable, "-m", "intake", "serve", "--only", "api", "--host", host,
+                                 "--port", str(port), "--ops-port", str(ops), "--workers", str(count)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     try:
         def up() -> bool:
             assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
             try:
-                return all(httpx.get(f"http://127.0.0.1:{p}/healthz", timeout=1).status_code == 200
-                           for p in [port, *(ops + i for i in range(count))])
+                return (httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+                        and all(httpx.get(f"http://127.0.0.1:{ops + i}/healthz", timeout=1).status_code == 200
+                                for i in range(count)))
             except httpx.TransportError:
                 return False
 
         wait_until(up, timeout=60, what="every worker's listener")
-        yield f"http://127.0.0.1:{port}", ops, proc
+        yield base, ops, proc
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -131,6 +134,16 @@ def test_deliveries_spread_over_two_workers_are_each_stored_once(
     started = [json.loads(line)["args"][-1] for line in (tmp_path / "serve.log").read_text().splitlines()
                if line.startswith("{") and json.loads(line)["message"].startswith("intake serving ")]
     assert sorted(started) == [0, 1]
+
+
+def test_workers_listen_on_an_ipv6_address(env: dict[str, str], database_url: str, tmp_path: Path) -> None:
+    """``--host ::1`` (an IPv6 address; before, the workers' socket was always IPv4 and refused it)."""
+    with workers(env, 2, tmp_path / "serve.log", host="::1") as (url, _ops, proc):
+        assert url.startswith("http://[::1]:")
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        assert len(children(proc.pid)) == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
 
 
 def test_a_worker_that_dies_stops_the_service_with_an_error(
