@@ -7,6 +7,10 @@ folder). Everything lives under ``SHINSEI_VAR_DIR`` (default ``./var``): ``porta
 
 ``--headless`` (``make smoke``) runs the same flow, checks the outcome and exits 0/1; without it the
 servers keep running until Ctrl-C.
+
+The demo's day is the day before its moment: now, or ``--now`` — then the portal, the relay and the
+intake all run on development clocks from that moment (the smoke test pins one), so the run does not
+depend on when it is started.
 """
 
 from __future__ import annotations
@@ -112,7 +116,21 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--headless", action="store_true", help="run, check, exit 0/1 (make smoke)")
     ap.add_argument("--residents", type=int, default=40, help="residents the portal simulator makes (default 40)")
     ap.add_argument("--applications", type=int, default=120, help="applications of one day (default 120)")
+    ap.add_argument("--now", type=_moment, default=None, metavar="ISO-8601",
+                    help="the demo's moment, with its UTC offset (e.g. 2026-12-07T08:45:00+09:00); the day "
+                         "before is the demo's day, and the relay and the intake run on development clocks "
+                         "from this moment (default: now, on the real clocks)")
     return ap
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date and time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs its UTC offset (e.g. +09:00)")
+    return moment
 
 
 class Stopped(Exception):
@@ -143,8 +161,11 @@ def _main(args: argparse.Namespace) -> int:
     lay = Layout(var)
     log = lay.var / "log" / "demo.log"
     env = _base_env(var)
-    today = datetime.now(JST).date()
-    day = today - timedelta(days=1)
+    now, started = args.now or datetime.now(JST), time.monotonic()
+    # With --now every process's clock starts at that moment (the portal's is fixed at the end of the day).
+    clocks = {"SHINSEI_INTAKE_DEV_CLOCK": now.isoformat(), "SHINSEI_RELAY_DEV_CLOCK": now.isoformat()} \
+        if args.now else {}
+    day = now.astimezone(JST).date() - timedelta(days=1)
 
     print(f"1/7 portal_sim: {args.applications} applications of {day} from {args.residents} residents …")
     _run([PY, "-m", "portal_sim", "generate", "--out", str(lay.portal_data), "--residents", str(args.residents),
@@ -180,7 +201,8 @@ def _main(args: argparse.Namespace) -> int:
                   "SHINSEI_INTAKE_PROCEDURES_FILE": str(procedures),
                   "SHINSEI_INTAKE_MAIL__DEPARTMENTS_FILE": str(departments),
                   "SHINSEI_INTAKE_MAIL__EML_DIR": str(lay.var / "mail"),
-                  "SHINSEI_INTAKE_MAIL__START_DATE": day.isoformat()}
+                  "SHINSEI_INTAKE_MAIL__START_DATE": day.isoformat(),
+                  **{k: v for k, v in clocks.items() if k.startswith("SHINSEI_INTAKE_")}}
 
     print("3/7 intake: database, 番号紐付情報 import …")
     _run([PY, "-m", "intake", "db", "upgrade"], intake_env, log)
@@ -217,16 +239,17 @@ def _main(args: argparse.Namespace) -> int:
                      "SHINSEI_RELAY_PORTAL_URL": f"http://127.0.0.1:{portal_port}",
                      "SHINSEI_RELAY_MUNICIPALITY_CODE": manifest["municipality_code"],
                      "SHINSEI_RELAY_PORTAL_API_KEY": manifest["api_key"],
-                     "SHINSEI_RELAY_SCANNER": "none"}
+                     "SHINSEI_RELAY_SCANNER": "none",
+                     **{k: v for k, v in clocks.items() if k.startswith("SHINSEI_RELAY_")}}
         print("5/7 relay: pulling the day's applications (malware scanning is OFF in the demo) …")
         _run([PY, "-m", "dmz_relay", "pull", "--once"], relay_env, lay.var / "log" / "relay.log")
         _run([PY, "-m", "dmz_relay", "statuses", "--once"], relay_env, lay.var / "log" / "relay.log")
 
         print("6/7 daily mail …")
         # The mail that covers the demo's day goes out on the next business day at 08:30: the mail
-        # command runs on the intake's development clock at that moment (or now, if that is later),
-        # so it counts the demo's own applications whatever day the demo runs on.
-        send_at = max(datetime.now(JST) + timedelta(minutes=1),
+        # command runs on the intake's development clock at that moment (or the demo's clock now, if
+        # that is later), so it counts the demo's own applications whatever day the demo runs on.
+        send_at = max(now + timedelta(seconds=time.monotonic() - started, minutes=1),
                       datetime.combine(WardCalendar().next_business_day(day), datetime.min.time(), JST)
                       + timedelta(hours=8, minutes=31))
         _run([PY, "-m", "intake", "mail", "send", "--date", day.isoformat()],

@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "push":
         return _push(args)
     from dmz_relay.logs import configure_logging
-    from dmz_relay.runtime import Relay
+    from dmz_relay.runtime import Relay, clock_for
     from dmz_relay.settings import RelaySettings
 
     configure_logging()
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return backup_state(settings, args.out)
         return restore_state(settings, args.file, force=args.force)
     try:
-        relay = Relay.from_settings(settings)
+        relay = Relay.from_settings(settings, clock=clock_for(settings))
     except (RelayError, ValueError) as exc:
         print(f"dmz_relay: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -158,10 +158,10 @@ def _crl_refresh(settings: Any, *, redeliver: bool) -> int:
     """One CRL round; one line per source on stdout; 0 all fine, 1 a source failed or was refused
     (or another round was running), 2 cannot run (no sources configured, unusable material)."""
     from dmz_relay.crls import CrlFetcher
-    from dmz_relay.runtime import system_clock
+    from dmz_relay.runtime import clock_for
 
     try:
-        fetcher = CrlFetcher.from_settings(settings, clock=system_clock)
+        fetcher = CrlFetcher.from_settings(settings, clock=clock_for(settings))
     except RelayError as exc:
         print(f"dmz_relay: cannot start: {exc}", file=sys.stderr)
         return 2

@@ -35,13 +35,29 @@ from signature.errors import SignatureError
 from signature.policy import RevocationMode, VerificationPolicy, ZipLimits
 from signature.verify import TrustConfig
 
-__all__ = ["Relay", "system_clock"]
+__all__ = ["Relay", "clock_for", "system_clock"]
 
 _log = logging.getLogger(__name__)
 
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def clock_for(settings: RelaySettings) -> Clock:
+    """The process's clock: the system clock, or in development the ``dev_clock`` setting's moment,
+    running on in real time from when the process started (settings refuse it in production).
+    The intake has the same rule (``intake.runtime.clock_for``); the zones share no code."""
+    start = settings.dev_clock
+    if start is None:
+        return system_clock
+    origin = time.monotonic()
+
+    def shifted() -> datetime:
+        return start.astimezone(UTC) + timedelta(seconds=time.monotonic() - origin)
+
+    _log.warning("relay runs on a DEVELOPMENT CLOCK starting at %s", start.isoformat())
+    return shifted
 
 
 @dataclass

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handover import CRL_DEFAULT_MAX_BYTES, CRL_NAME_PATTERN
@@ -100,6 +100,11 @@ class RelaySettings(BaseSettings):
     portal_roots: list[Path] = Field(default_factory=list)
     crls: list[Path] = Field(default_factory=list)
     revocation: RevocationMode = RevocationMode.REQUIRE
+    #: Development only (refused in production): the relay's clock starts at this moment and runs on
+    #: from there — what it verifies, scans and records is judged at that time — so a demo or a test
+    #: can run a chosen moment through the real processes (the intake's ``dev_clock``, portal_sim's
+    #: ``--clock``).
+    dev_clock: AwareDatetime | None = None
 
     # --- CRL lifecycle: fetch from the distribution points, install, deliver to the intake ---
     crl_sources: list[CrlSource] = Field(default_factory=list)
@@ -216,6 +221,8 @@ class RelaySettings(BaseSettings):
             problems.append("crls are required in production")
         if self.revocation is not RevocationMode.REQUIRE:
             problems.append("revocation must be 'require' in production")
+        if self.dev_clock is not None:
+            problems.append("dev_clock is for development only (the relay runs on the real clock)")
         if not (self.tls_cert and self.tls_key):
             problems.append("tls_cert and tls_key are required in production (the push API is TLS only)")
         if not self.tls_client_ca:

@@ -1,4 +1,11 @@
-"""`make smoke`: the whole chain as the demo runs it (real processes, mTLS, linkage, daily mail)."""
+"""`make smoke`: the whole chain as the demo runs it (real processes, mTLS, linkage, daily mail).
+
+The run is pinned (``--now``) to 08:45 JST on Monday 7 December 2026, the business day after the
+demo's day: inside the window where the daily mail of that day is due. That is where a run on the
+real clock once found the serving intake's own mail scheduler sending the day's mail, with 0
+applications, before the relay had delivered anything; on the real clock the test passed or failed
+by the time of day it was started. Pinned, every run meets that moment.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+#: the business day after the demo's day (Sunday 6 December), after the daily mail's 08:30
+NOW = "2026-12-07T08:45:00+09:00"
+
 
 def test_demo_headless_runs_the_whole_chain(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHINSEI_")}
     env["SHINSEI_VAR_DIR"] = str(tmp_path / "var")
-    result = subprocess.run([sys.executable, "-m", "demo", "--headless", "--residents", "8", "--applications", "16"],
+    result = subprocess.run([sys.executable, "-m", "demo", "--headless", "--residents", "8", "--applications", "16",
+                             "--now", NOW],
                             env=env, capture_output=True, text=True, timeout=900, check=False,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -130,6 +130,8 @@ def test_production_settings_are_accepted_when_complete(tmp_path: Path) -> None:
                       "portal_api_key": "k" * 32}, "portal_url must be https", id="plain-http-portal"),
         pytest.param({"tls_cert": None, "tls_key": None}, "push API", id="plain-http-push-api"),
         pytest.param({"tls_client_ca": None}, "client certificates only", id="push-api-without-client-ca"),
+        pytest.param({"dev_clock": "2026-12-07T08:45:00+09:00"}, "dev_clock is for development only",
+                     id="development-clock"),
     ],
 )
 def test_production_refuses_insecure_values(tmp_path: Path, override: dict[str, object], message: str) -> None:
