@@ -246,6 +246,39 @@ def _serve(args: argparse.Namespace, relay: object) -> int:
     return 0
 
 
+def _push_tls(args: argparse.Namespace) -> tuple[str | None, ssl.SSLContext | bool]:
+    """The terminal's TLS for ``--url``, or why it cannot be used (one line: the option to fix).
+
+    Packages carry personal data: an ``http://`` URL is taken only for this machine (a development
+    relay on loopback), and never with ``--ca``/``--cert``/``--key``, which it would silently ignore."""
+    try:
+        url = httpx.URL(args.url)
+    except httpx.InvalidURL:
+        return f"--url {args.url!r} is not a URL", False
+    if url.scheme == "http":
+        if args.ca or args.cert or args.key:
+            return "--ca, --cert and --key need an https:// --url (http:// would send the packages unencrypted)", False
+        if url.host not in ("127.0.0.1", "::1", "localhost"):
+            return "--url must be https:// (the relay's push API is TLS only; http:// only to this machine)", False
+        return None, False
+    if url.scheme != "https":
+        return f"--url must be https:// (not {url.scheme or 'without a scheme'})", False
+    if args.key and not args.cert:
+        return "--key needs --cert", False
+    try:
+        ctx = ssl.create_default_context(cafile=str(args.ca) if args.ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        return f"--ca {args.ca} cannot be used ({type(exc).__name__}: {exc.strerror or exc})", False
+    if args.cert:
+        try:
+            ctx.load_cert_chain(str(args.cert), str(args.key) if args.key else None)
+        except (OSError, ssl.SSLError) as exc:
+            # a key that is not the certificate's, a certificate without its key (--key), a missing file
+            return (f"--cert {args.cert} and --key {args.key or '(none: the key must then be in the --cert file)'} "
+                    f"cannot be used together ({type(exc).__name__}: {getattr(exc, 'reason', None) or exc})"), False
+    return None, ctx
+
+
 def _push(args: argparse.Namespace) -> int:
     from dmz_relay.client import collect_files, push_files
 
@@ -254,12 +287,10 @@ def _push(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    verify: ssl.SSLContext | bool = True
-    if args.url.startswith("https://"):
-        ctx = ssl.create_default_context(cafile=str(args.ca) if args.ca else None)
-        if args.cert:
-            ctx.load_cert_chain(str(args.cert), str(args.key) if args.key else None)
-        verify = ctx
+    problem, verify = _push_tls(args)
+    if problem is not None:
+        print(f"dmz_relay push: cannot start: {problem}", file=sys.stderr)
+        return 2
     with httpx.Client(base_url=args.url, verify=verify, timeout=args.timeout, trust_env=False) as http:
         summary = push_files(http, files, out=sys.stdout, retries=args.retries, sleep=time.sleep,
                              progress=not args.no_progress and sys.stdout.isatty())

@@ -25,7 +25,7 @@ from typing import TextIO
 import httpx
 from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
 
-from tlsreload.alerting import ssl_error_in
+from tlsreload.alerting import tls_refusal
 
 __all__ = ["FileResult", "PushSummary", "collect_files", "push_files"]
 
@@ -101,10 +101,11 @@ def _handshake_refused(error: ssl.SSLError) -> str:
     """The line's message for a refused TLS handshake: which side refused, and OpenSSL's reason."""
     reason = error.reason or type(error).__name__
     if isinstance(error, ssl.SSLCertVerificationError):
-        return (f"この端末が中継サーバの証明書を信頼できません（{reason}）。--url と --ca を確認してください"
+        return (f"この端末が連携サーバの証明書を信頼できません（{reason}）。--url と --ca を確認してください"
                 " / this terminal does not trust the relay's certificate: check --url and --ca")
-    if "CERTIFICATE" in reason or "UNKNOWN_CA" in reason:  # the relay's alert about this terminal's certificate
-        return (f"中継サーバがこの端末の証明書を受け入れません（{reason}）。--cert と --key を確認してください"
+    if "ALERT" in reason and any(word in reason for word in ("CERTIFICATE", "UNKNOWN_CA", "HANDSHAKE_FAILURE")):
+        # the relay's alert about this terminal's certificate (HANDSHAKE_FAILURE: none sent, under TLS 1.2)
+        return (f"連携サーバがこの端末の証明書を受け入れません（{reason}）。--cert と --key を確認してください"
                 " / the relay refused this terminal's certificate: check --cert and --key")
     return (f"TLS の接続に失敗しました（{reason}）。--url と TLS の設定を確認してください"
             " / the TLS handshake failed: check --url and the TLS settings")
@@ -119,7 +120,7 @@ def push_one(http: httpx.Client, path: Path, *, retries: int, sleep: Callable[[f
         try:
             response = http.post("/api/v1/packages", content=data, headers={"Content-Type": "application/zip"})
         except httpx.TransportError as exc:
-            refused = ssl_error_in(exc)
+            refused = tls_refusal(exc)  # a refused handshake does not heal by waiting: no retries
             if refused is not None:
                 return FileResult(path, FileOutcome.MISCONFIGURED, "TLS_HANDSHAKE", _handshake_refused(refused))
             if attempt > retries:

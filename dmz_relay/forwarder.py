@@ -44,7 +44,7 @@ from handover import (
     classify_crl_answer,
     crl_path,
 )
-from tlsreload.alerting import ssl_error_in
+from tlsreload.alerting import tls_refusal
 
 __all__ = [
     "BackoffPolicy",
@@ -228,7 +228,7 @@ class IntakeClient:
             except httpx.TimeoutException as exc:
                 raise _Retryable("TIMEOUT") from exc
             except (httpx.ConnectError, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                if ssl_error_in(exc) is not None:
+                if tls_refusal(exc) is not None:
                     # A certificate the other side refuses (or ours refuses theirs) does not heal
                     # by waiting: a configuration error, at once.
                     raise IntakeMisconfigured("the TLS handshake with the intake failed", code="TLS_HANDSHAKE",

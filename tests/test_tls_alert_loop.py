@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -82,7 +83,7 @@ def test_an_asyncio_the_fix_was_not_written_for_gets_the_stock_loop_and_a_warnin
 
 
 def test_a_client_finds_the_tls_error_in_what_httpx_raises(pki: RelayIntakeTls) -> None:
-    """``ssl_error_in`` is how the relay and the terminal client tell a refused handshake (do not retry)
+    """``tls_refusal`` is how the relay and the terminal client tell a refused handshake (do not retry)
     from a disconnect (retry): httpx wraps the ``ssl.SSLError`` in its own transport errors."""
     with listening(pki, "tlsreload.alerting:listener_loop") as port:
         rogue = ssl.create_default_context(cafile=str(pki.server_ca.cert))
@@ -90,16 +91,16 @@ def test_a_client_finds_the_tls_error_in_what_httpx_raises(pki: RelayIntakeTls) 
         rogue.load_cert_chain(str(pki.rogue.cert), str(pki.rogue.key))
         with pytest.raises(httpx.TransportError) as refused:
             httpx.get(f"https://127.0.0.1:{port}/healthz", verify=rogue, timeout=10)
-        found = alerting.ssl_error_in(refused.value)
+        found = alerting.tls_refusal(refused.value)
         assert found is not None
         assert found.reason == "TLSV1_ALERT_UNKNOWN_CA"
         untrusting = ssl.create_default_context(cafile=str(pki.relay_ca.cert))  # not the server's CA
         with pytest.raises(httpx.TransportError) as untrusted:
             httpx.get(f"https://127.0.0.1:{port}/healthz", verify=untrusting, timeout=10)
-        assert isinstance(alerting.ssl_error_in(untrusted.value), ssl.SSLCertVerificationError)
+        assert isinstance(alerting.tls_refusal(untrusted.value), ssl.SSLCertVerificationError)
     with pytest.raises(httpx.TransportError) as closed:  # nothing listens: no TLS error in the chain
         httpx.get(f"https://127.0.0.1:{free_port()}/healthz", timeout=2)
-    assert alerting.ssl_error_in(closed.value) is None
+    assert alerting.tls_refusal(closed.value) is None
 
 
 def test_a_server_that_closes_during_the_handshake_is_a_disconnect_not_a_refusal() -> None:
@@ -127,4 +128,53 @@ def test_a_server_that_closes_during_the_handshake_is_a_disconnect_not_a_refusal
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
     assert any(isinstance(e, ssl.SSLEOFError) for e in chain)  # what the check must see through
-    assert alerting.ssl_error_in(ended.value) is None
+    assert alerting.tls_refusal(ended.value) is None
+
+
+def test_a_record_that_fails_its_check_after_the_request_is_no_refusal(pki: RelayIntakeTls) -> None:
+    """After the whole request was sent (and perhaps stored), the answer's record arrives corrupted — a
+    faulty middlebox or card. ``ssl`` raises an ``SSLError`` (bad record MAC), but nobody refused
+    anything: it is a broken connection, retried, and the request may have arrived."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(pki.server.cert), str(pki.server.key))
+    received: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def answer_with_a_broken_record() -> None:
+            raw, _ = server.accept()
+            with context.wrap_socket(raw, server_side=True) as tls:
+                request = b""
+                while not request.endswith(b"\r\n\r\n"):
+                    request += tls.recv(65536)
+                received.append(request)
+                # An application-data record whose MAC cannot check out, written past the TLS layer.
+                os.write(tls.fileno(), b"\x17\x03\x03\x00\x20" + bytes(range(32)))
+                with contextlib.suppress(OSError):  # the client's alert (bad record MAC), or its close
+                    tls.recv(1)
+
+        worker = threading.Thread(target=answer_with_a_broken_record, daemon=True)
+        worker.start()
+        client = ssl.create_default_context(cafile=str(pki.server_ca.cert))
+        with pytest.raises(httpx.TransportError) as broken:
+            httpx.get(f"https://127.0.0.1:{port}/healthz", verify=client, timeout=10)
+        worker.join(10)
+    assert received  # the request arrived whole
+    chain = []
+    seen: BaseException | None = broken.value
+    while seen is not None:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    assert any(isinstance(e, ssl.SSLError) for e in chain)  # what the check must see through
+    assert alerting.tls_refusal(broken.value) is None
+
+
+def test_https_to_a_plain_port_is_a_refusal(pki: RelayIntakeTls) -> None:
+    """``https://`` to a listener that speaks plain HTTP is a configuration error (``WRONG_VERSION_NUMBER``),
+    which waiting does not heal."""
+    with serve_in_thread(APP) as url, pytest.raises(httpx.TransportError) as wrong:
+        httpx.get(url.replace("http://", "https://") + "/healthz",
+                  verify=ssl.create_default_context(cafile=str(pki.server_ca.cert)), timeout=10)
+    refusal = alerting.tls_refusal(wrong.value)
+    assert refusal is not None
+    assert refusal.reason == "WRONG_VERSION_NUMBER"

@@ -10,22 +10,23 @@ finished its side of the handshake before the server checks its certificate, so 
 a closed connection after sending its request — the same as a server that crashed mid-request — and
 retries what will never work. :class:`_AlertingSSLProtocol` writes the alert out before the close.
 
-:func:`ssl_error_in` is the client's side: the TLS error that refused the handshake (the alert the
-server sent, or a server certificate this client refused) in a transport error's cause chain, ``None``
-for a disconnect — also one that ``ssl`` reports as an error (a server that closed mid-handshake,
-e.g. while restarting: ``SSLEOFError``), which is worth another attempt.
+:func:`tls_refusal` is the client's side: the TLS error by which a side refused the handshake (the
+alert the server sent, or a server certificate this client refused) in a transport error's cause
+chain, ``None`` for a connection that only ended — also where ``ssl`` reports that as an error (a
+server that closed mid-handshake while restarting: ``SSLEOFError``), which is worth another attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import sys
 from asyncio import selector_events, sslproto
 from typing import Any
 
-__all__ = ["alert_fix_applies", "listener_loop", "ssl_error_in"]
+__all__ = ["alert_fix_applies", "listener_loop", "tls_refusal"]
 
 _log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ class _AlertingEventLoop(asyncio.SelectorEventLoop):
                             server_side: bool = False, server_hostname: Any = None, extra: Any = None,
                             server: Any = None, ssl_handshake_timeout: Any = None,
                             ssl_shutdown_timeout: Any = None) -> Any:
-        # The body of SelectorEventLoop._make_ssl_transport (CPython 3.11.7) with the protocol swapped.
+        # The body of SelectorEventLoop._make_ssl_transport (CPython 3.11.7) with the protocol swapped, and
+        # the check that 3.12+ make first in theirs (no live transport on this socket already).
+        self._ensure_fd_no_transport(rawsock)  # type: ignore[attr-defined]  # private: not in typeshed
         ssl_protocol = _AlertingSSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname,
                                             ssl_handshake_timeout=ssl_handshake_timeout,
                                             ssl_shutdown_timeout=ssl_shutdown_timeout)
@@ -71,7 +74,8 @@ def alert_fix_applies() -> bool:
     return (sys.implementation.name == "cpython" and sys.version_info >= (3, 11)
             and all(hasattr(sslproto.SSLProtocol, name)
                     for name in ("_on_handshake_complete", "_process_outgoing"))
-            and hasattr(selector_events, "_SelectorSocketTransport"))
+            and hasattr(selector_events, "_SelectorSocketTransport")
+            and hasattr(selector_events.BaseSelectorEventLoop, "_ensure_fd_no_transport"))
 
 
 def listener_loop() -> asyncio.AbstractEventLoop:
@@ -84,18 +88,25 @@ def listener_loop() -> asyncio.AbstractEventLoop:
     return asyncio.SelectorEventLoop()
 
 
-#: what ``ssl`` raises when the connection ends, not when a side refuses: a disconnect, not a refusal
-_DISCONNECTS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+#: OpenSSL's reasons that mean a side refused the handshake — the peer's alert about this side's
+#: certificate or protocol, or this side finding the peer's protocol wrong (``https://`` to a plain
+#: port: ``WRONG_VERSION_NUMBER``). Anything else ``ssl`` raises — a connection that ended
+#: (``SSLEOFError``), a record that failed its check after the request was sent — is no refusal:
+#: it is retried like any broken connection, and the request may have arrived.
+_REFUSED = re.compile(r"CERTIFICATE|UNKNOWN_CA|HANDSHAKE_FAILURE|PROTOCOL_VERSION|WRONG_VERSION_NUMBER"
+                      r"|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS_AVAILABLE|INSUFFICIENT_SECURITY|ACCESS_DENIED"
+                      r"|UNRECOGNIZED_NAME|NO_SHARED_CIPHER|NO_CIPHERS_AVAILABLE")
 
 
-def ssl_error_in(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS error in ``exc``'s cause chain that refused the handshake (either side), or ``None``
-    (no TLS error, or only a connection that ended)."""
+def tls_refusal(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error in ``exc``'s cause chain by which a side refused the handshake (the alert the
+    server sent, or a server certificate or protocol this client refused), or ``None``: no TLS error,
+    or one that only ended the connection."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, _DISCONNECTS):
-            return None
-        if isinstance(seen, ssl.SSLError):
+        if isinstance(seen, ssl.SSLCertVerificationError):
             return seen
+        if isinstance(seen, ssl.SSLError):
+            return seen if _REFUSED.search(seen.reason or "") else None
         seen = seen.__cause__ or seen.__context__
     return None

@@ -8,6 +8,11 @@ back-off and reported "send again later", which never helps. Now the relay serve
 sends the alert (tlsreload/alerting.py), and the client reports, at once and without retries, which
 side refused and why, and keeps the file. The terminal with the right certificate still delivers.
 
+The operator's other TLS mistakes are refused before anything is sent, in one line naming the option
+(a key of another certificate, a missing file, ``http://`` with TLS options or to another machine);
+and a TLS error after the relay read the package (a corrupted record) is a broken connection, retried,
+not a refused certificate.
+
 Here the test PKI's server pair is the push API's certificate and its relay-only CA stands for the
 terminals' CA (``pki.relay`` is a terminal's certificate).
 """
@@ -18,9 +23,11 @@ import contextlib
 import io
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,6 +151,106 @@ def test_the_command_line_says_which_certificate_to_check(
                           capture_output=True, text=True, timeout=300, check=False, cwd=ROOT)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "TLS_HANDSHAKE" in done.stdout
-    assert "中継サーバがこの端末の証明書を受け入れません（TLSV1_ALERT_UNKNOWN_CA）" in done.stdout
+    assert "連携サーバがこの端末の証明書を受け入れません（TLSV1_ALERT_UNKNOWN_CA）" in done.stdout
     assert "1 not sent (TLS settings)" in done.stdout
+    assert package.exists()
+
+
+def _push_cli(package: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dmz_relay", "push", str(package), *options, "--no-progress",
+                           "--retries", "0"], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+
+
+@pytest.mark.parametrize(("case", "named"), [
+    ("key-of-another-certificate", "--cert"),
+    ("key-missing", "--cert"),
+    ("key-without-certificate", "--key needs --cert"),
+    ("ca-file-missing", "--ca"),
+    ("ca-file-not-a-certificate", "--ca"),
+])
+def test_a_wrong_tls_file_is_one_line_naming_the_option(pki: RelayIntakeTls, tmp_path: Path, case: str,
+                                                        named: str) -> None:
+    """What the tired operator types wrong before anything is sent: exit 2, one line naming the option to
+    fix, no traceback, the file kept."""
+    package = tmp_path / "a.zip"
+    package.write_bytes(b"PK\x05\x06" + bytes(18))
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate")
+    ca = ["--ca", str(pki.server_ca.cert)]
+    options = {"key-of-another-certificate": [*ca, "--cert", str(pki.relay.cert), "--key", str(pki.rogue.key)],
+               "key-missing": [*ca, "--cert", str(pki.relay.cert)],
+               "key-without-certificate": [*ca, "--key", str(pki.relay.key)],
+               "ca-file-missing": ["--ca", str(tmp_path / "missing.pem")],
+               "ca-file-not-a-certificate": ["--ca", str(not_pem)]}[case]
+    done = _push_cli(package, "--url", "https://127.0.0.1:9", *options)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("dmz_relay push: cannot start: ")
+    assert named in lines[0]
+    assert package.exists()
+
+
+@pytest.mark.parametrize(("url", "options", "why"), [
+    ("http://127.0.0.1:9", ["--cert", "c.pem", "--key", "c.key"], "need an https:// --url"),
+    ("http://127.0.0.1:9", ["--ca", "ca.pem"], "need an https:// --url"),
+    ("http://relay.example.lg.jp:8500", [], "must be https://"),
+    ("ftp://relay.example.lg.jp", [], "must be https://"),
+])
+def test_packages_are_not_sent_unencrypted_by_mistake(tmp_path: Path, url: str, options: list[str],
+                                                     why: str) -> None:
+    """An ``http://`` URL silently ignored ``--ca``/``--cert``/``--key``: to a plain listener the packages
+    went unencrypted and were deleted. Now http:// is for this machine only, and never with TLS options."""
+    package = tmp_path / "a.zip"
+    package.write_bytes(b"PK\x05\x06" + bytes(18))
+    done = _push_cli(package, "--url", url, *options)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert why in done.stderr
+    assert package.exists()
+
+
+def test_a_tls_error_after_the_relay_read_the_package_is_retried_not_reported_as_settings(
+    pki: RelayIntakeTls, tmp_path: Path, sleeps: Sleeps,
+) -> None:
+    """The relay read the whole package (and may have stored it); then the answer's record arrives
+    corrupted. That is a broken connection, not a refused certificate: retried (the push is
+    idempotent), the file kept until a receipt."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(pki.server.cert), str(pki.server.key))
+    package = tmp_path / "a.zip"
+    package.write_bytes(bytes(range(256)) * 16)
+    received: list[int] = []
+    attempts = 2
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def read_then_break() -> None:
+            for _ in range(attempts):
+                raw, _ = server.accept()
+                with context.wrap_socket(raw, server_side=True) as tls:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += tls.recv(65536)
+                    head, body = data.split(b"\r\n\r\n", 1)
+                    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                      if line.lower().startswith(b"content-length")))
+                    while len(body) < length:
+                        body += tls.recv(65536)
+                    received.append(len(body))
+                    os.write(tls.fileno(), b"\x17\x03\x03\x00\x20" + bytes(range(32)))  # a record failing its MAC
+                    with contextlib.suppress(OSError):
+                        tls.recv(1)
+
+        worker = threading.Thread(target=read_then_break, daemon=True)
+        worker.start()
+        with terminal(pki, port, cert=None, ca=pki.server_ca) as http:
+            summary = push_files(http, [package], out=io.StringIO(), retries=attempts - 1, sleep=sleeps,
+                                 progress=False)
+        worker.join(10)
+    assert received == [len(package.read_bytes())] * attempts  # the relay had every byte, twice
+    result = summary.results[0]
+    assert result.outcome is FileOutcome.FAILED, (result.code, result.message)
+    assert result.code == "CONNECT_ERROR"
+    assert len(sleeps.waits) == attempts - 1
     assert package.exists()

@@ -259,7 +259,7 @@ def chain(world: World, tmp_path: Path, portal: Portal, mtls_intake: str, intake
 def test_an_intake_that_closes_during_the_handshake_is_retried_not_misconfigured() -> None:
     """An intake restarting can close a connection in the middle of the TLS handshake; ``ssl`` reports
     that as ``SSLEOFError``. It is a disconnect, retried like any other, not a certificate problem
-    that stops the channel (tlsreload.alerting.ssl_error_in)."""
+    that stops the channel (tlsreload.alerting.tls_refusal)."""
     attempts = 3
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
