@@ -16,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import ssl
-import threading
 from collections.abc import Iterator
 
 import httpx
@@ -30,6 +27,7 @@ from starlette.routing import Route
 
 from tests.support.servers import free_port, serve_in_thread
 from tests.support.tlscerts import RelayIntakeTls, relay_intake_tls, tls_exchange
+from tests.support.tlsfaults import breaking_the_answer, cause_chain, closing_after_hello
 from tlsreload import alerting
 
 APP = Starlette(routes=[Route("/healthz", lambda _request: PlainTextResponse("ok"))])
@@ -107,27 +105,9 @@ def test_a_server_that_closes_during_the_handshake_is_a_disconnect_not_a_refusal
     """A server stopping or restarting can close a connection in the middle of its handshake. ``ssl``
     reports that as ``SSLEOFError``, an ``ssl.SSLError``; it must not stop the relay as misconfigured
     or keep the terminal from retrying."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-
-        def close_after_hello() -> None:
-            conn, _ = server.accept()
-            with conn:
-                conn.recv(65536)  # the ClientHello
-                conn.shutdown(socket.SHUT_WR)  # a clean close, no alert
-                conn.recv(65536)
-
-        closer = threading.Thread(target=close_after_hello, daemon=True)
-        closer.start()
-        with pytest.raises(httpx.TransportError) as ended:
-            httpx.get(f"https://127.0.0.1:{port}/healthz", timeout=10)
-        closer.join(10)
-    chain = []
-    seen: BaseException | None = ended.value
-    while seen is not None:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    assert any(isinstance(e, ssl.SSLEOFError) for e in chain)  # what the check must see through
+    with closing_after_hello() as port, pytest.raises(httpx.TransportError) as ended:
+        httpx.get(f"https://127.0.0.1:{port}/healthz", timeout=10)
+    assert any(isinstance(e, ssl.SSLEOFError) for e in cause_chain(ended.value))  # what the check must see through
     assert alerting.tls_refusal(ended.value) is None
 
 
@@ -137,35 +117,12 @@ def test_a_record_that_fails_its_check_after_the_request_is_no_refusal(pki: Rela
     anything: it is a broken connection, retried, and the request may have arrived."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(pki.server.cert), str(pki.server.key))
-    received: list[bytes] = []
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-
-        def answer_with_a_broken_record() -> None:
-            raw, _ = server.accept()
-            with context.wrap_socket(raw, server_side=True) as tls:
-                request = b""
-                while not request.endswith(b"\r\n\r\n"):
-                    request += tls.recv(65536)
-                received.append(request)
-                # An application-data record whose MAC cannot check out, written past the TLS layer.
-                os.write(tls.fileno(), b"\x17\x03\x03\x00\x20" + bytes(range(32)))
-                with contextlib.suppress(OSError):  # the client's alert (bad record MAC), or its close
-                    tls.recv(1)
-
-        worker = threading.Thread(target=answer_with_a_broken_record, daemon=True)
-        worker.start()
-        client = ssl.create_default_context(cafile=str(pki.server_ca.cert))
-        with pytest.raises(httpx.TransportError) as broken:
-            httpx.get(f"https://127.0.0.1:{port}/healthz", verify=client, timeout=10)
-        worker.join(10)
-    assert received  # the request arrived whole
-    chain = []
-    seen: BaseException | None = broken.value
-    while seen is not None:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    assert any(isinstance(e, ssl.SSLError) for e in chain)  # what the check must see through
+    received: list[int] = []
+    client = ssl.create_default_context(cafile=str(pki.server_ca.cert))
+    with breaking_the_answer(context, received) as port, pytest.raises(httpx.TransportError) as broken:
+        httpx.get(f"https://127.0.0.1:{port}/healthz", verify=client, timeout=10)
+    assert received == [0]  # the request arrived whole
+    assert any(isinstance(e, ssl.SSLError) for e in cause_chain(broken.value))  # what the check must see through
     assert alerting.tls_refusal(broken.value) is None
 
 

@@ -19,15 +19,12 @@ terminals' CA (``pki.relay`` is a terminal's certificate).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,8 +34,9 @@ import pytest
 from dmz_relay.client import FileOutcome, push_files
 from tests.conftest import PackageFactory, World
 from tests.dmz_relay.conftest import Intake, Sleeps
-from tests.support.servers import free_port, stop_process
+from tests.support.servers import free_port, stop_process, wait_answering
 from tests.support.tlscerts import RelayIntakeTls, TlsFiles, relay_intake_tls, tls_exchange
+from tests.support.tlsfaults import breaking_the_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,15 +65,8 @@ def push_port(world: World, intake: Intake, pki: RelayIntakeTls, tmp_path: Path)
         proc = subprocess.Popen([sys.executable, "-m", "dmz_relay", "serve"], env=env, cwd=tmp_path, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
-        for _ in range(600):  # bounded: until a terminal's certificate gets an answer, or the process exits
-            assert proc.poll() is None, "relay exited: " + log_path.read_text(errors="replace")[-2000:]
-            with contextlib.suppress(OSError):
-                if tls_exchange(port, pki.server_ca, pki.relay).startswith(b"HTTP/1.1 200"):
-                    break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.05)
-        else:
-            pytest.fail("dmz_relay serve did not answer over TLS")
+        wait_answering(proc, log_path, lambda: tls_exchange(port, pki.server_ca, pki.relay).startswith(
+            b"HTTP/1.1 200"), "dmz_relay serve (a terminal's certificate)")
         yield port
     finally:
         stop_process(proc)
@@ -222,32 +213,9 @@ def test_a_tls_error_after_the_relay_read_the_package_is_retried_not_reported_as
     package.write_bytes(bytes(range(256)) * 16)
     received: list[int] = []
     attempts = 2
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-
-        def read_then_break() -> None:
-            for _ in range(attempts):
-                raw, _ = server.accept()
-                with context.wrap_socket(raw, server_side=True) as tls:
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        data += tls.recv(65536)
-                    head, body = data.split(b"\r\n\r\n", 1)
-                    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                      if line.lower().startswith(b"content-length")))
-                    while len(body) < length:
-                        body += tls.recv(65536)
-                    received.append(len(body))
-                    os.write(tls.fileno(), b"\x17\x03\x03\x00\x20" + bytes(range(32)))  # a record failing its MAC
-                    with contextlib.suppress(OSError):
-                        tls.recv(1)
-
-        worker = threading.Thread(target=read_then_break, daemon=True)
-        worker.start()
-        with terminal(pki, port, cert=None, ca=pki.server_ca) as http:
-            summary = push_files(http, [package], out=io.StringIO(), retries=attempts - 1, sleep=sleeps,
-                                 progress=False)
-        worker.join(10)
+    with breaking_the_answer(context, received, attempts) as port, \
+            terminal(pki, port, cert=None, ca=pki.server_ca) as http:
+        summary = push_files(http, [package], out=io.StringIO(), retries=attempts - 1, sleep=sleeps, progress=False)
     assert received == [len(package.read_bytes())] * attempts  # the relay had every byte, twice
     result = summary.results[0]
     assert result.outcome is FileOutcome.FAILED, (result.code, result.message)

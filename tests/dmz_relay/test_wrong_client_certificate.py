@@ -33,9 +33,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,6 +57,7 @@ from tests.dmz_relay.test_pull import ARRIVED, Portal, stored_receipts
 from tests.portal_sim.api_support import API_KEY, MUNICIPALITY, App, write_data_dir
 from tests.support.servers import serve_in_thread
 from tests.support.tlscerts import RelayIntakeTls, TlsFiles, relay_intake_tls
+from tests.support.tlsfaults import closing_after_hello
 
 FAULTS = ["client-certificate-from-another-ca", "intake-ca-of-another-ca"]
 
@@ -261,27 +260,14 @@ def test_an_intake_that_closes_during_the_handshake_is_retried_not_misconfigured
     that as ``SSLEOFError``. It is a disconnect, retried like any other, not a certificate problem
     that stops the channel (tlsreload.alerting.tls_refusal)."""
     attempts = 3
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-
-        def close_after_hello() -> None:
-            for _ in range(attempts):
-                conn, _ = server.accept()
-                with conn:
-                    conn.recv(65536)  # the ClientHello
-                    conn.shutdown(socket.SHUT_WR)  # a clean close, no alert
-                    conn.recv(65536)
-
-        closer = threading.Thread(target=close_after_hello, daemon=True)
-        closer.start()
-        waits: list[float] = []
-        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(),
-                          timeout=10, trust_env=False) as http:
-            client = IntakeClient(http, backoff=BackoffPolicy(attempts=attempts), sleep=waits.append,
-                                  rng=random.Random(1))
-            with pytest.raises(IntakeUnavailable) as unavailable:
-                client.deliver(b"PK\x03\x04 not read by anyone")
-        closer.join(10)
+    waits: list[float] = []
+    with closing_after_hello(attempts) as port, httpx.Client(
+            base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(), timeout=10,
+            trust_env=False) as http:
+        client = IntakeClient(http, backoff=BackoffPolicy(attempts=attempts), sleep=waits.append,
+                              rng=random.Random(1))
+        with pytest.raises(IntakeUnavailable) as unavailable:
+            client.deliver(b"PK\x03\x04 not read by anyone")
     assert unavailable.value.attempts == attempts
     assert unavailable.value.code == "INTAKE_UNAVAILABLE"
     assert len(waits) == attempts - 1

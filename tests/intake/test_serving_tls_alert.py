@@ -14,7 +14,6 @@ tests/dmz_relay/test_push_tls_alert.py.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import ssl
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import World
-from tests.support.servers import free_port, stop_process
+from tests.support.servers import free_port, stop_process, wait_answering
 from tests.support.tlscerts import RelayIntakeTls, TlsFiles, relay_intake_tls, tls_exchange
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,15 +58,8 @@ def intake_port(tmp_path_factory: pytest.TempPathFactory, world: World, pki: Rel
     with log_path.open("wb") as log:
         proc = subprocess.Popen(argv, env=env, cwd=var, stdout=log, stderr=subprocess.STDOUT)
     try:
-        for _ in range(600):  # bounded: until the relay's certificate gets an answer, or the process exits
-            assert proc.poll() is None, "intake exited: " + log_path.read_text(errors="replace")[-2000:]
-            with contextlib.suppress(OSError):
-                if exchange(port, pki, pki.relay).startswith(b"HTTP/1.1 200"):
-                    break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.05)
-        else:
-            pytest.fail("intake serve did not answer over TLS")
+        wait_answering(proc, log_path, lambda: exchange(port, pki, pki.relay).startswith(b"HTTP/1.1 200"),
+                       "intake serve (the relay's certificate)")
         yield port
     finally:
         stop_process(proc)

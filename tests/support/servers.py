@@ -8,13 +8,13 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-__all__ = ["descendants", "free_port", "free_port_run", "serve_in_thread", "stop_process"]
+__all__ = ["descendants", "free_port", "free_port_run", "serve_in_thread", "stop_process", "wait_answering"]
 
 
 def free_port() -> int:
@@ -58,6 +58,19 @@ def descendants(pid: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def wait_answering(proc: subprocess.Popen[bytes], log: Path, answers: Callable[[], bool], what: str) -> None:
+    """Until ``answers()`` is true (an ``OSError`` counts as not yet), or fail the test at once when
+    ``proc`` exits (with the end of its ``log``) or after 600 tries 50 ms apart."""
+    for _ in range(600):
+        assert proc.poll() is None, f"{what} exited: " + log.read_text(errors="replace")[-2000:]
+        with contextlib.suppress(OSError):
+            if answers():
+                return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.05)
+    raise AssertionError(f"{what} did not answer")
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
