@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from intake.errors import Conflict, IntakeError
+from intake.errors import Conflict, IntakeError, InvalidRequest
 
-__all__ = ["PurgeRefused", "PurgeRunning"]
+__all__ = ["AtenaSearchInvalid", "PurgeRefused", "PurgeRunning"]
+
+
+class AtenaSearchInvalid(InvalidRequest):
+    """The access log is searched by a 宛名番号 (10 digits) only: anything else — a My Number typed in
+    the box — is refused before it is kept or logged (the message omits the value)."""
+
+    code = "ATENA_SEARCH_INVALID"
+
+    def __init__(self) -> None:
+        super().__init__("the access log is searched by a 宛名番号 (10 digits) only")
 
 
 class PurgeRefused(IntakeError):

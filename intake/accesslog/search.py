@@ -15,7 +15,9 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from intake.accesslog.checks import CheckRecord, latest_check, run_check, unchecked_rows
+from intake.accesslog.errors import AtenaSearchInvalid
 from intake.accesslog.service import append_access, newest_retention
+from intake.atena import is_atena_number
 from intake.authz import AUDIT_ROLES, Principal
 from intake.errors import ExportTooLarge
 from intake.jst import day_start
@@ -48,6 +50,10 @@ class AccessLogFilters:
     terminal: str | None = None
     department: str | None = None
     subject: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.atena_number and not is_atena_number(self.atena_number):
+            raise AtenaSearchInvalid
 
     def conditions(self) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session, SessionTransaction
 
+from intake.atena import is_atena_number
 from intake.auditkeys import AccessLogKeyError, AccessLogKeys
 from intake.authz import Actor
 from intake.db import ACCESS_LOG_KEYS_INFO
@@ -159,8 +160,12 @@ def append_access(
     reason: str | None = None, atena_number: str | None = None,
 ) -> None:
     """Note one access-log row; it is chained and inserted when the session commits (with the
-    caller's transaction, never without it)."""
+    caller's transaction, never without it). ``atena_number`` is a 宛名番号 or nothing: any other
+    value (a My Number typed into a search box, a fragment) is a bug of the caller and refused here,
+    before it can be kept for years."""
     require_aware(at)
+    if atena_number is not None and not is_atena_number(atena_number):
+        raise ValueError("the access log's 宛名番号 column takes a 宛名番号 (10 digits) or nothing")
     if session.get_transaction() is None:
         session.begin()
     innermost = session.get_nested_transaction() or session.get_transaction()

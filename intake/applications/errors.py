@@ -7,6 +7,7 @@
     ├── NoteInvalid          an internal note that is blank or too long (``limit``)
     ├── BulkTooLarge         more cases in one bulk change than allowed (``limit``)
     └── SearchInvalid        a person search without a usable term (which field, never the value)
+        └── SearchByMyNumber a My Number typed as the number to search by (never kept, never logged)
     PermissionDenied
     └── NotAColleague        a hand-over to someone who cannot work the case (inactive, other department, role)
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from intake.errors import InvalidRequest, PermissionDenied
 
-__all__ = ["BulkTooLarge", "CommentTooLong", "NotAColleague", "NoteInvalid", "SearchInvalid"]
+__all__ = ["BulkTooLarge", "CommentTooLong", "NotAColleague", "NoteInvalid", "SearchByMyNumber", "SearchInvalid"]
 
 
 class CommentTooLong(InvalidRequest):
@@ -51,6 +52,16 @@ class SearchInvalid(InvalidRequest):
     def __init__(self, field: str) -> None:
         super().__init__(f"person search: {field} is not usable")
         self.field = field
+
+
+class SearchByMyNumber(SearchInvalid):
+    """The 受付番号・宛名番号 search was given a My Number (12 digits with a valid check digit): the
+    list does not search by My Number (P14), and the number is neither kept nor logged."""
+
+    code = "SEARCH_BY_MY_NUMBER"
+
+    def __init__(self) -> None:
+        super().__init__("number")
 
 
 class NotAColleague(PermissionDenied):

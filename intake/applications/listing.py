@@ -17,12 +17,15 @@ from sqlalchemy.orm import Session, aliased, load_only
 
 from intake.accesslog.service import append_access
 from intake.applications.deadlines import overdue_clause
+from intake.applications.errors import SearchByMyNumber
+from intake.atena import is_atena_number
 from intake.authz import APPLICATION_ROLES, CHANGE_ROLES, EXPORT_ROLES, Principal
 from intake.errors import ExportTooLarge
 from intake.jst import day_start, jst_day
 from intake.kana import search_key
 from intake.models import ApplicantKey, Application, ApplicationVersion, LinkageState, StaffUser, VersionState
 from intake.personkeys import KIND_BIRTH, KIND_NAME, KIND_PHONE, birth_key, name_key, phone_key
+from signature.mynumber import is_valid_my_number
 from status import FINAL_STATUSES, Status
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "ApplicationRow",
     "ListFilters",
     "VersionFilter",
+    "check_number_search",
     "colleagues",
     "export_applications",
     "export_summary",
@@ -254,13 +258,22 @@ def list_applications(
 
 
 
+def check_number_search(number: str) -> str:
+    """``number`` if the list may be searched by it (a 受付番号 or a 宛名番号); a My Number is
+    :class:`SearchByMyNumber` — refused before it is kept or logged anywhere."""
+    if is_valid_my_number(number):
+        raise SearchByMyNumber
+    return number
+
+
 def _log_search(session: Session, principal: Principal, filters: ListFilters, *, at: datetime) -> None:
-    """A search that names a person is itself logged (who looked for whom). The 宛名番号 goes to the
-    log's own column; a フリガナ is recorded as "a name was searched", never the name itself."""
+    """A search that names a person is itself logged (who looked for whom). A searched 宛名番号 goes to
+    the log's own column (any other number — a 受付番号 — is logged as searched, not kept there); a
+    フリガナ is recorded as "a name was searched", never the name itself."""
     query = (filters.query or "").strip()
-    if query.isdigit():
+    if query:
         append_access(session, actor=principal.access_actor(), at=at, action="application.search",
-                      subject="search:atena_or_receipt", atena_number=query[:32])
+                      subject="search:atena_or_receipt", atena_number=query if is_atena_number(query) else None)
     for kind, given in (("kana", search_key(filters.kana or "")), ("name", name_key(filters.name or "")),
                         ("phone", (filters.phone or "").strip()), ("birth", filters.birth)):
         if given:
@@ -299,7 +312,7 @@ def export_applications(
         raise ExportTooLarge(max_rows)
     query = (filters.query or "").strip()
     append_access(session, actor=principal.access_actor(), at=at, action="application.export",
-                  subject=export_summary(filters), atena_number=query[:32] if query.isdigit() else None)
+                  subject=export_summary(filters), atena_number=query if is_atena_number(query) else None)
     return _list_rows(session, _ordered(_list_query(principal, filters, today=today), filters))
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
+from intake.atena import ATENA_NUMBER_RE, is_atena_number
 from intake.jst import jst_day
 from intake.linkage.errors import InvalidAtenaNumber
 
 __all__ = ["ATENA_NUMBER_RE", "SERIAL_RE", "arrival_day", "check_atena_number", "normalise_serial"]
 
-#: 宛名番号 as the resident register exports it (and portal_sim generates it): exactly 10 digits.
-ATENA_NUMBER_RE = re.compile(r"[0-9]{10}", re.ASCII)
 #: A certificate serial as hex digits, as the portal's arrival record may spell it.
 SERIAL_RE = re.compile(r"[0-9A-Fa-f]{1,64}", re.ASCII)
 
@@ -26,7 +25,7 @@ def normalise_serial(value: str) -> str | None:
 
 def check_atena_number(value: str) -> str:
     """``value`` if it is a 宛名番号, else :class:`InvalidAtenaNumber` (the message omits the value)."""
-    if not isinstance(value, str) or not ATENA_NUMBER_RE.fullmatch(value):
+    if not is_atena_number(value):
         raise InvalidAtenaNumber("宛名番号 must be exactly 10 digits")
     return value
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from intake.accesslog import search
+from intake.accesslog.errors import AtenaSearchInvalid
 from intake.accesslog.service import ChainProblem
 from intake.errors import ExportTooLarge
 from intake.jst import JST
@@ -20,6 +21,7 @@ from intake.models import AccessLogRow
 from intake.ui.deps import Ctx, Form, Staff
 from intake.ui.forms import Refusals, handle, parse_date, parse_int
 from intake.ui.rendering import csv_download
+from intake.ui.searches import SearchExpired
 
 __all__ = ["EXPORT_HEADER", "router"]
 
@@ -64,9 +66,12 @@ def _parse(source: Mapping[str, str], *, personal: bool) -> tuple[search.AccessL
 def _filters(request: Request, ctx: Ctx) -> tuple[search.AccessLogFilters, dict[str, str], str]:
     """The filters, their values (for the form) and the query that repeats them (pager, export):
     a saved search (``s``, from the POSTed form) or, without one, the query parameters other than
-    the personal ones."""
+    the personal ones. An ``s`` no longer held is :class:`SearchExpired`: never the whole log in its
+    place, which the auditor would take for one person's (and an export would copy)."""
     q = request.query_params
     saved = ctx.state.searches.load(q.get("s"), ctx.row.id, at=ctx.now())
+    if q.get("s") and saved is None:
+        raise SearchExpired
     if saved is not None:
         filters, values = _parse(saved, personal=True)
         return filters, values, urlencode({"s": q.get("s", "")})
@@ -83,14 +88,22 @@ def audit_search(ctx: Staff, form: Form) -> Response:
         _unused, values = _parse(form, personal=True)
         return ctx.state.searches.save(ctx.row.id, values, at=ctx.now())
 
-    return ctx.submit(form, save, refusals=Refusals([]), refused=lambda code, message: ctx.page(
+    return ctx.submit(form, save, refusals=Refusals([
+        (AtenaSearchInvalid, 400, "宛名番号は10桁の数字で入力してください（個人番号では検索できません）。"),
+    ]), refused=lambda code, message: ctx.page(
         "error.html", code, status=code, message=message),
         done=lambda token: RedirectResponse(f"/staff/audit?{urlencode({'s': token})}", status_code=303))
 
 
+_EXPIRED = "検索の有効期限が切れました（30分）。もう一度検索してください。"
+
+
 @router.get("/audit", response_class=HTMLResponse)
 def audit(request: Request, ctx: Staff) -> HTMLResponse:
-    filters, values, query_base = _filters(request, ctx)
+    try:
+        filters, values, query_base = _filters(request, ctx)
+    except SearchExpired:
+        return ctx.page("error.html", 400, status=400, message=_EXPIRED)
     result = search.search_access_log(ctx.session, ctx.principal, filters, at=ctx.now(),
                                       page=parse_int(request.query_params.get("page")),
                                       page_size=ctx.state.settings.page_size)
@@ -105,7 +118,6 @@ def audit_export(request: Request, ctx: Staff) -> Response:
     """The filtered log as CSV (:func:`intake.ui.web.csv_download`). Over the cap: 400 — the request
     (its filters) is what must change; 413 would say the request body was too
     large, and this request has none."""
-    filters, _values, _query = _filters(request, ctx)
     limit = ctx.state.settings.export_max_rows
 
     def download(rows: list[AccessLogRow]) -> Response:
@@ -116,9 +128,9 @@ def audit_export(request: Request, ctx: Staff) -> Response:
             name=f"access-log-{stamp}.csv")
 
     too_large = f"該当する行が出力の上限（{limit:,} 件）を超えています。条件を絞り込んでください。"
-    return handle(ctx.session, lambda: search.export_access_log(ctx.session, ctx.principal, filters, at=ctx.now(),
-                                                                max_rows=limit),
-                  refusals=Refusals([(ExportTooLarge, 400, too_large)]),
+    return handle(ctx.session, lambda: search.export_access_log(ctx.session, ctx.principal, _filters(request, ctx)[0],
+                                                                at=ctx.now(), max_rows=limit),
+                  refusals=Refusals([(ExportTooLarge, 400, too_large), (SearchExpired, 400, _EXPIRED)]),
                   refused=lambda code, message: ctx.page("error.html", code, status=code, message=message),
                   done=download)
 

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from handover import COMMENT_MAX_CHARS
-from intake.applications import casework, printing
+from intake.applications import casework, listing, printing
 from intake.applications.deadlines import business_days_left
-from intake.applications.errors import BulkTooLarge, CommentTooLong, NotAColleague, NoteInvalid
+from intake.applications.errors import BulkTooLarge, CommentTooLong, NotAColleague, NoteInvalid, SearchByMyNumber
 from intake.authz import APPLICATION_ROLES
 from intake.errors import InvalidDate, InvalidRequest, NotFound, PermissionDenied, ReasonRequired
 from intake.jst import jst_day
@@ -23,7 +23,7 @@ from intake.statusoutbox.service import notices_for
 from intake.ui.deps import Ctx, Form, Staff, ui_state
 from intake.ui.detailpage import render_detail, transition_rows
 from intake.ui.forms import Refusals, parse_enum, parse_int, read_form_pairs
-from intake.ui.searches import PersonSearch
+from intake.ui.searches import PersonSearch, SearchExpired
 from intake.wareki import parse_date
 from status import Action, NotPermitted
 
@@ -41,14 +41,14 @@ _DENIED = "この操作を行う権限がありません。"
 
 
 def person_filters(request: Request, ctx: Ctx) -> dict[str, Any]:
-    """The list filters a held person search adds (``?search=<id>``); an unknown or expired id is no
-    search (the page says so)."""
+    """The list filters a held person search adds (``?search=<id>``); an unknown or expired id is
+    :class:`intake.ui.searches.SearchExpired` (never the unfiltered list in its place)."""
     token = request.query_params.get("search", "")[:64]
     if not token:
         return {}
     held = ctx.state.searches.get(token, ctx.row.id, at=ctx.now())
     if held is None:
-        return {"query": None, "kana": None, "name": None, "phone": None, "birth": None, "search_expired": True}
+        raise SearchExpired
     return {"query": held.number, "kana": held.kana, "name": held.name, "phone": held.phone, "birth": held.birth}
 
 
@@ -59,8 +59,10 @@ def post_search(ctx: Staff, form: Form) -> Response:
     def hold() -> str:
         ctx.principal.require(APPLICATION_ROLES, "search applications")
         birth_text = form.get("birth", "").strip()[:32]
+        number = form.get("number", "").strip()[:64]
         search = PersonSearch(
-            number=form.get("number", "").strip()[:64] or None, name=form.get("name", "").strip()[:64] or None,
+            number=listing.check_number_search(number) if number else None,
+            name=form.get("name", "").strip()[:64] or None,
             kana=form.get("kana", "").strip()[:64] or None, phone=form.get("phone", "").strip()[:32] or None,
             birth=parse_date(birth_text) if birth_text else None)
         if search == PersonSearch():
@@ -72,6 +74,8 @@ def post_search(ctx: Staff, form: Form) -> Response:
 
     return ctx.submit(form, hold, refusals=Refusals([
         (InvalidDate, 400, "生年月日は 2003-08-02 や 平成15年8月2日 の形で入力してください。"),
+        (SearchByMyNumber, 400, "個人番号（マイナンバー）では検索できません。受付番号または宛名番号（10桁）を入力して"
+                                "ください。"),
         (InvalidRequest, 400, "検索する内容を入力してください。"),
     ]), refused=refused, done=lambda token: RedirectResponse(f"/staff/applications?search={quote(token)}",
                                                                  status_code=303))

@@ -7,7 +7,9 @@ made it; the pages, the pager and the export then refer to the id (``?search=…
 on the access log) — so the text is in no URL, browser history, proxy or uvicorn access log, and
 paging and the other filters still work. An id expires after :data:`SEARCH_TTL` (or with the process:
 the staff UI runs as one process, docs/intake.md); another session's id, an expired or unknown one
-is simply unknown (the page shows unfiltered). One store for both (:class:`SearchStore`).
+is :class:`SearchExpired` for the pages that refer to it: they show nothing and ask for the search
+again — never the unfiltered list or log, which staff would take for the search's result (and an
+export would copy whole). One store for both (:class:`SearchStore`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,21 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
 
-__all__ = ["SEARCH_TTL", "PersonSearch", "SearchStore"]
+from intake.errors import InvalidRequest
+
+__all__ = ["SEARCH_TTL", "PersonSearch", "SearchExpired", "SearchStore"]
 
 SEARCH_TTL = timedelta(minutes=30)
 _LIMIT = 10_000
+
+
+class SearchExpired(InvalidRequest):
+    """A page or an export refers to a search id this session does not hold (expired, unknown, another's)."""
+
+    code = "SEARCH_EXPIRED"
+
+    def __init__(self) -> None:
+        super().__init__("the search is no longer held: search again")
 
 
 @dataclass(frozen=True)

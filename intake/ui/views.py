@@ -34,6 +34,7 @@ from intake.ui.deps import DB, Ctx, Form, Staff, Terminal, UIState, ui_state
 from intake.ui.detailpage import render_detail
 from intake.ui.forms import Refusals, handle, parse_date, parse_enum, parse_int
 from intake.ui.rendering import LINKAGE_LABELS, csv_download
+from intake.ui.searches import SearchExpired
 from intake.ui.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -134,10 +135,10 @@ def home(ctx: Staff) -> HTMLResponse:
 
 def _filters(request: Request, ctx: Ctx) -> listing.ListFilters:
     """The list's filters from the query string; a person search only by its server-side id
-    (:func:`intake.ui.casework_views.person_filters`: no name or number in a URL)."""
+    (:func:`intake.ui.casework_views.person_filters`: no name or number in a URL; an id no longer
+    held is :class:`intake.ui.searches.SearchExpired`)."""
     q = request.query_params
     person = person_filters(request, ctx)
-    person.pop("search_expired", None)
     return listing.ListFilters(
         procedure=q.get("procedure") or None, status=parse_enum(Status, q.get("status")),
         date_from=parse_date(q.get("from")), date_to=parse_date(q.get("to")),
@@ -160,7 +161,7 @@ def application_export(request: Request, ctx: Staff) -> Response:
     """The filtered list as CSV (all pages; :func:`intake.ui.rendering.csv_download`)."""
     limit = ctx.state.settings.export_max_rows
 
-    def export() -> list[listing.ApplicationRow]:
+    def export() -> list[listing.ApplicationRow]:  # the filters inside: an expired search is a refusal
         return listing.export_applications(ctx.session, ctx.principal, _filters(request, ctx), at=ctx.now(),
                                            max_rows=limit)
 
@@ -175,7 +176,8 @@ def application_export(request: Request, ctx: Staff) -> Response:
 
     too_large = (f"該当する申請がCSV出力の上限（{limit:,} 件）を超えています。"
                  "手続・期間などで絞り込んでから出力してください。")
-    return handle(ctx.session, export, refusals=Refusals([(ExportTooLarge, 400, too_large)]),
+    return handle(ctx.session, export, refusals=Refusals([(ExportTooLarge, 400, too_large), (SearchExpired, 400, (
+        "検索の有効期限が切れました（30分）。もう一度検索してから出力してください。"))]),
                   refused=lambda code, message: ctx.page("error.html", code, status=code, message=message),
                   done=download)
 
@@ -183,9 +185,15 @@ def application_export(request: Request, ctx: Staff) -> Response:
 @router.get("/applications", response_class=HTMLResponse)
 def application_list(request: Request, ctx: Staff) -> HTMLResponse:
     q = request.query_params
-    filters = _filters(request, ctx)
-    result = listing.list_applications(ctx.session, ctx.principal, filters, page_size=ctx.state.settings.page_size,
-                                    at=ctx.now())
+    try:
+        filters = _filters(request, ctx)
+    except SearchExpired:  # nothing rather than the unfiltered list, which would pass for the search's result
+        filters, expired = listing.ListFilters(), True
+        result = listing.ApplicationPage([], 0, 1, 1)
+    else:
+        expired = False
+        result = listing.list_applications(ctx.session, ctx.principal, filters,
+                                           page_size=ctx.state.settings.page_size, at=ctx.now())
     today = ctx.now().astimezone(JST).date()
     procedures = sorted((p for p in ctx.state.runtime.procedures.procedures.values()
                          if ctx.principal.covers(p.id)), key=lambda p: p.id)
@@ -195,7 +203,7 @@ def application_list(request: Request, ctx: Staff) -> HTMLResponse:
                     linkage_states=list(LinkageState), query_base=query_base,
                     may_export=ctx.principal.has_any(EXPORT_ROLES), version_filters=VERSION_LABELS,
                     colleagues=listing.colleagues(ctx.session, ctx.principal), today=today,
-                    search_id=q.get("search", "")[:64], search_expired="search_expired" in person_filters(request, ctx),
+                    search_id=q.get("search", "")[:64], search_expired=expired,
                     may_change=ctx.principal.has_any(CHANGE_ROLES), bulk_actions=BULK_ACTIONS)
 
 

@@ -73,7 +73,7 @@ ROUTES = [
     Route("audit_export", lambda c, w, _s, _o: c.get("/staff/audit.csv"), "GET", "/audit.csv"),
     Route("audit_verify", lambda c, w, csrf, _o: c.post("/staff/audit/verify", data={"csrf": csrf}), "POST",
           "/audit/verify"),
-    Route("audit_search", lambda c, w, csrf, _o: c.post("/staff/audit/search", data={"csrf": csrf, "atena": "1"}),
+    Route("audit_search", lambda c, w, csrf, _o: c.post("/staff/audit/search", data={"csrf": csrf, "atena": "1111111111"}),
           "POST", "/audit/search"),
     Route("status", _post("/staff/applications/{app}/status", action="accept"), "POST",
           "/applications/{app_id}/status"),
