@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from intake.accesslog.service import access_log_keys, append_access
@@ -162,6 +162,13 @@ def login_with_password(
     """Check password and TOTP code; the new session's cookie token and row. The caller commits also
     on failure (the failure counter and the access-log row must stay)."""
     require_aware(at)
+    # One login attempt per account at a time, so parallel guesses cannot each read the failure
+    # counter before any of them writes it (the lockout would allow one guess per request in
+    # flight). PostgreSQL locks the row with FOR UPDATE; SQLite ignores FOR UPDATE, and its driver
+    # starts a transaction only at the first write, so a write comes first: the no-op UPDATE takes
+    # SQLite's write lock (other logins wait for this one's commit) and the read below is current.
+    session.execute(update(StaffUser).where(StaffUser.login == login)
+                    .values(failed_logins=StaffUser.failed_logins))
     user = session.scalar(select(StaffUser).where(StaffUser.login == login).with_for_update())
     if user is None or not user.active or user.password_hash is None:
         _verify_quietly(_DUMMY_HASH, password)
