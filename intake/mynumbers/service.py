@@ -115,7 +115,8 @@ def my_number_elements(root: etree._Element, paths: MyNumberPaths = NO_PATHS) ->
 
 
 def extract_my_numbers(form: bytes, paths: MyNumberPaths = NO_PATHS) -> tuple[str, list[ExtractedNumber]]:
-    """The form as text with every My Number field emptied, and the numbers with their positions.
+    """The form as text with every My Number field emptied — its text, its children (comments
+    included) and its attributes, whatever they hold — and the numbers with their positions.
 
     ``form`` must be the verified bytes; it is parsed with the hardened parser. ``paths``: the
     procedure's declared fields (:class:`MyNumberPaths`).
@@ -129,6 +130,7 @@ def extract_my_numbers(form: bytes, paths: MyNumberPaths = NO_PATHS) -> tuple[st
         for child in list(el):
             el.remove(child)
         el.text = None
+        el.attrib.clear()  # the format puts the number in the text; an attribute may carry one too
     return etree.tostring(root, encoding="unicode"), found
 
 

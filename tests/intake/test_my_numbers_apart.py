@@ -4,6 +4,7 @@ and leaves an access-log row. This test fails if a My Number appears anywhere el
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -109,3 +110,23 @@ def test_access_log_chain_detects_a_deleted_or_altered_row(
     rows[3].reason = "改ざん"
     session.commit()
     assert rows[3].id in verify_chain(session)
+
+
+def test_a_my_number_hidden_in_an_attribute_or_a_comment_of_the_field_is_not_stored(
+    engine: Engine, session: Session, runtime: Runtime, make_package: PackageFactory, spec: ApplicationSpec,
+) -> None:
+    """A hostile resident's form (a review): the number in an attribute of 個人番号 and in a comment
+    inside it. Only the field's text was emptied, so the attribute stayed in the stored form in the
+    clear. Now the field keeps nothing: text, children, attributes."""
+    hidden = "123456789018"
+    form = spec.form_xml.decode()
+    assert "<個人番号>" in form
+    doctored = form.replace("<個人番号>", f'<個人番号 番号="{hidden}" note="x"><!-- {hidden} -->', 1)
+    body = make_package(spec=replace(spec, form_xml=doctored.encode()))
+    store_delivery(session, runtime, body=body, key=expected_key(body), client_id="relay", relay_report=None)
+    session.commit()
+    for table, column, value in _cells(engine):  # the package itself, the evidence, is sealed too
+        assert hidden not in (value.decode(errors="replace") if isinstance(value, bytes) else str(value)), \
+            f"{table}.{column}"
+    masked, _found = extract_my_numbers(doctored.encode())
+    assert "note=" not in masked
