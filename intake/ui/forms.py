@@ -61,11 +61,20 @@ async def read_form_pairs(request: Request, settings: StaffUISettings, *, max_fi
         raise FormTooLarge("malformed form", code="FORM_MALFORMED") from exc
 
 
+#: The days a filter can mean: from the first day of 明治 to far beyond any record. A date outside
+#: (``0001-01-01``, ``9999-12-31`` in a hand-edited URL) is taken as its end of the range: the same
+#: rows, and no arithmetic past the ends of the calendar (it gave a 500).
+FILTER_DAYS = (date(1868, 1, 25), date(2200, 12, 31))
+
+
 def parse_date(value: str | None) -> date | None:
+    """A filter's ``YYYY-MM-DD`` (a date input's value), kept within :data:`FILTER_DAYS`; ``None`` for
+    none or anything else."""
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    return None if day is None else min(max(day, FILTER_DAYS[0]), FILTER_DAYS[1])
 
 
 def parse_enum(cls: Any, value: str | None) -> Any:

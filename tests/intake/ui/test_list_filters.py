@@ -238,3 +238,20 @@ def test_the_list_counts_up_to_a_cap_and_still_pages_beyond_it(two_apps: UIWorld
     with closing(two_apps.login("reviewer")) as client:
         page = client.get("/staff/applications").text
     assert "3 件（1 / 1 ページ）" in page
+
+
+def test_a_date_at_the_ends_of_the_calendar_is_a_filter_not_an_error(ui_world: UIWorld) -> None:
+    """A hand-edited URL (a review): ``from=0001-01-01`` or ``to=9999-12-31`` gave a 500 (arithmetic
+    past the calendar's ends); it is the widest filter, the same rows as none."""
+    viewer = ui_world.login("viewer")
+    auditor = ui_world.login("auditor")
+    try:
+        unfiltered = viewer.get("/staff/applications").text.count("<tr")
+        for query in ("from=0001-01-01", "to=9999-12-31", "from=0001-01-01&to=9999-12-31"):
+            page = viewer.get(f"/staff/applications?{query}")
+            assert page.status_code == 200, query
+            assert page.text.count("<tr") == unfiltered, query
+            assert auditor.get(f"/staff/audit?{query}").status_code == 200, query
+    finally:
+        viewer.close()
+        auditor.close()
