@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from intake.accesslog.checks import CheckRecord, latest_check, run_check, unchecked_rows
@@ -21,7 +21,15 @@ from intake.atena import is_atena_number
 from intake.authz import AUDIT_ROLES, Principal
 from intake.errors import ExportTooLarge
 from intake.jst import day_start
-from intake.models import AccessLogRetention, AccessLogRow
+from intake.models import (
+    AccessLogRetention,
+    AccessLogRow,
+    Application,
+    ApplicationVersion,
+    Attachment,
+    ForwardItem,
+    LinkageDecision,
+)
 
 __all__ = [
     "AccessLogFilters",
@@ -55,13 +63,15 @@ class AccessLogFilters:
         if self.atena_number and not is_atena_number(self.atena_number):
             raise AtenaSearchInvalid
 
-    def conditions(self) -> list[ColumnElement[bool]]:
+    def conditions(self, session: Session) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
-        for column, value in ((AccessLogRow.staff_id, self.staff_id), (AccessLogRow.atena_number, self.atena_number),
-                              (AccessLogRow.terminal, self.terminal), (AccessLogRow.department, self.department),
-                              (AccessLogRow.subject, self.subject)):
+        for column, value in ((AccessLogRow.staff_id, self.staff_id), (AccessLogRow.terminal, self.terminal),
+                              (AccessLogRow.department, self.department), (AccessLogRow.subject, self.subject)):
             if value:
                 found.append(column == value)
+        if self.atena_number:
+            found.append(or_(AccessLogRow.atena_number == self.atena_number,
+                             _about_chains_of(session, self.atena_number)))
         if self.action:
             found.append(AccessLogRow.action.startswith(self.action, autoescape=True) if self.action.endswith(".")
                          else AccessLogRow.action == self.action)
@@ -79,6 +89,26 @@ class AccessLogFilters:
         if self.atena_number:
             parts.append("atena=yes")
         return ";".join(parts) or "all"
+
+
+def _about_chains_of(session: Session, atena_number: str) -> ColumnElement[bool]:
+    """The rows about the chains of a person by their subject — the chain, its versions, attachments
+    and forwarding items — also those written before the chain was linked (with no 宛名番号), or while
+    it was linked to another number. A chain counts as the person's when it is linked to the number
+    now or ever was (its linkage decisions)."""
+    chains = set(session.scalars(select(Application.id).where(Application.atena_number == atena_number)))
+    chains |= set(session.scalars(select(LinkageDecision.application_id)
+                                  .where(LinkageDecision.atena_number == atena_number)))
+    if not chains:
+        return false()
+    versions = set(session.scalars(select(ApplicationVersion.id).where(ApplicationVersion.application_id.in_(chains))))
+    attachments: list[int] = list(session.scalars(select(Attachment.id).where(Attachment.version_id.in_(versions))))
+    items: list[int] = list(session.scalars(select(ForwardItem.id).where(ForwardItem.version_id.in_(versions))))
+    exact = ([f"application:{i}" for i in chains] + [f"version:{i}" for i in versions]
+             + [f"attachment:{i}" for i in attachments] + [f"forward_item:{i}" for i in items])
+    prefixes = [f"application:{i}:" for i in chains] + [f"version:{i}:" for i in versions]
+    return or_(AccessLogRow.subject.in_(exact),
+               *(AccessLogRow.subject.startswith(prefix, autoescape=True) for prefix in prefixes))
 
 
 @dataclass(frozen=True)
@@ -131,7 +161,7 @@ def search_access_log(
 ) -> AccessLogSearch:
     """One page of the log, newest first, and the chain status. Writes one ``audit.view`` row."""
     _require_auditor(principal)
-    conditions = filters.conditions()
+    conditions = filters.conditions(session)
     total = session.scalar(select(func.count()).select_from(AccessLogRow).where(*conditions)) or 0
     pages = max(1, -(-total // page_size))
     page = min(max(1, page), pages)
@@ -150,8 +180,8 @@ def export_access_log(
     """Every matching row, newest first, for the CSV export; :class:`ExportTooLarge` (nothing
     logged, nothing leaves) when more than ``max_rows`` match. One ``audit.export`` row per export."""
     _require_auditor(principal)
-    rows = list(session.scalars(select(AccessLogRow).where(*filters.conditions()).order_by(AccessLogRow.id.desc())
-                                .limit(max_rows + 1)))
+    rows = list(session.scalars(select(AccessLogRow).where(*filters.conditions(session))
+                                .order_by(AccessLogRow.id.desc()).limit(max_rows + 1)))
     if len(rows) > max_rows:
         raise ExportTooLarge(max_rows)
     subject, reason = _log_subject("export", filters)
