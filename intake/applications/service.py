@@ -245,8 +245,10 @@ def application_detail(
     history = history_of(session, app)
     decisions = list(session.scalars(select(LinkageDecision).where(LinkageDecision.application_id == app.id)
                                      .order_by(LinkageDecision.id)))
-    append_access(session, actor=principal.access_actor(), at=at, action="application.view",
-                  subject=f"application:{app.id}:version:{shown.id}", atena_number=app.atena_number)
+    # The diff shows the compared version's values too: the row names both versions read.
+    seen = f"application:{app.id}:version:{shown.id}" + (f":compare:{compare.id}" if compare is not None else "")
+    append_access(session, actor=principal.access_actor(), at=at, action="application.view", subject=seen,
+                  atena_number=app.atena_number)
     may_change = principal.has_any(CHANGE_ROLES)
     return ApplicationDetail(
         app=app, versions=versions, version=shown, compare_with=compare, fields=fields, changes=changes,

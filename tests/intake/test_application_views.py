@@ -48,6 +48,9 @@ def test_detail_diffs_the_newest_version_against_the_previous(session: Session, 
     session.commit()  # access-log rows are written at commit
     rows = session.scalars(select(AccessLogRow)).all()
     assert [(r.action, r.staff_id, r.atena_number) for r in rows] == [("application.view", "staff1", None)]
+    # the diff showed the previous version's values too: the row names both versions read
+    older = next(v for v in detail.versions if v.id != detail.version.id)
+    assert rows[0].subject == f"application:{app.id}:version:{detail.version.id}:compare:{older.id}"
     with pytest.raises(NotFound):
         application_detail(session, principal(Role.VIEWER, department=OTHER_DEPT), app.id, at=NOW)
 
