@@ -7,6 +7,7 @@ free of personal data, for clients and logs.
 ::
 
     IntakeError
+    ├── MyNumberInText             staff typed what looks like a My Number into free text (never echoed)
     ├── InvalidRequest
     │   ├── NaiveDateTime          a moment without a UTC offset (also a ValueError)
     │   ├── ReasonRequired         a 処理事由 is required and was blank
@@ -32,6 +33,7 @@ __all__ = [
     "IntakeError",
     "InvalidDate",
     "InvalidRequest",
+    "MyNumberInText",
     "NaiveDateTime",
     "NotFound",
     "PermissionDenied",
@@ -73,6 +75,18 @@ class NaiveDateTime(InvalidRequest, ValueError):
 
     def __init__(self) -> None:
         super().__init__("naive datetime refused: pass an aware datetime")
+
+
+class MyNumberInText(IntakeError):
+    """A note, a hand-over message, a comment for the resident or a 処理事由 holds what looks like a My
+    Number (12 digits with a valid check digit, as typed or in groups of four): free text is read by
+    staff without the reveal permission, sent to the portal or kept in the access log, so it must hold
+    none (P14). Not an :class:`InvalidRequest`: the pages answer it with its own message."""
+
+    code = "MY_NUMBER_IN_TEXT"
+
+    def __init__(self) -> None:
+        super().__init__("free text must not hold a My Number")
 
 
 class ReasonRequired(InvalidRequest):

@@ -36,6 +36,7 @@ from intake.atena import is_atena_number
 from intake.auditkeys import AccessLogKeyError, AccessLogKeys
 from intake.authz import Actor
 from intake.db import ACCESS_LOG_KEYS_INFO
+from intake.freetext import check_no_my_number
 from intake.jst import require_aware
 from intake.models import AccessLogRetention, AccessLogRow
 
@@ -166,6 +167,8 @@ def append_access(
     require_aware(at)
     if atena_number is not None and not is_atena_number(atena_number):
         raise ValueError("the access log's 宛名番号 column takes a 宛名番号 (10 digits) or nothing")
+    if reason:
+        check_no_my_number(reason)  # a 処理事由, a status comment: kept for years, read by auditors
     if session.get_transaction() is None:
         session.begin()
     innermost = session.get_nested_transaction() or session.get_transaction()

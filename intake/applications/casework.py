@@ -35,6 +35,7 @@ from intake.applications.errors import BulkTooLarge, NotAColleague, NoteInvalid
 from intake.applications.workflow import change_status
 from intake.authz import CHANGE_ROLES, Principal, department_of, load_for
 from intake.errors import IntakeError
+from intake.freetext import check_no_my_number
 from intake.models import Application, ApplicationVersion, CaseNote, StaffUser, VersionState
 from status import Action, StatusError
 
@@ -94,7 +95,7 @@ def add_note(session: Session, principal: Principal, application_id: int, *, bod
 
 
 def _note(session: Session, principal: Principal, app: Application, body: str, *, at: datetime) -> CaseNote:
-    text = body.strip()
+    text = check_no_my_number(body.strip())
     if not text or len(text) > NOTE_MAX_CHARS:
         raise NoteInvalid(NOTE_MAX_CHARS)
     note = CaseNote(application_id=app.id, at=at, author=principal.login, body=text)
@@ -138,6 +139,7 @@ def bulk_change(session: Session, principal: Principal, application_ids: Sequenc
                 comment: str, at: datetime) -> BulkResult:
     """Apply ``action`` to each case as if one by one (see the module docstring)."""
     principal.require(CHANGE_ROLES, "change statuses")
+    check_no_my_number(comment)  # once, before any case: it would fail every one
     ids = list(dict.fromkeys(application_ids))  # each case once, in the order ticked
     if len(ids) > BULK_LIMIT:
         raise BulkTooLarge(BULK_LIMIT)

@@ -29,6 +29,7 @@ from intake.applications.errors import CommentTooLong
 from intake.authz import Principal, load_for
 from intake.errors import InvalidRequest
 from intake.events import record_event
+from intake.freetext import check_no_my_number
 from intake.jst import require_aware
 from intake.models import (
     Application,
@@ -107,6 +108,7 @@ def change_status(
     require_aware(at)
     if len(comment.strip()) > COMMENT_MAX_CHARS:
         raise CommentTooLong(COMMENT_MAX_CHARS)
+    check_no_my_number(comment)  # it goes to the resident through the portal, and to the access log
     app = load_for(session, actor, application_id, lock=True)
     row = _apply(session, app, action, actor=actor.status_actor(), comment=comment, at=at,
                  calendar=actor.catalogue.calendar)

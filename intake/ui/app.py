@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from intake.errors import NotFound, PermissionDenied
+from intake.errors import MyNumberInText, NotFound, PermissionDenied
 from intake.runtime import Runtime
 from intake.ui import admin_views, audit_views, casework_views, linkage_views, views
 from intake.ui.deps import UIState
@@ -62,6 +62,14 @@ def create_ui_app(runtime: Runtime, session_factory: sessionmaker[Session]) -> F
         response = RedirectResponse("/staff/login?expired=1", status_code=303)
         delete_cookie(response, SESSION_COOKIE)
         return response
+
+    @ui.exception_handler(MyNumberInText)
+    def _my_number_in_text(_request: Request, _exc: MyNumberInText) -> HTMLResponse:
+        # Whatever the form (note, hand-over, comment, 処理事由): nothing was saved (the unit of work
+        # rolled back), and the page does not repeat the text.
+        return state.render("error.html", 400, status=400, message=(
+            "個人番号（マイナンバー）と思われる12桁の番号が含まれています。メモ・引継ぎ・コメント・処理事由には"
+            "個人番号を書けません（個人番号は申請の個人番号欄で確認できます）。番号を除いてもう一度入力してください。"))
 
     @ui.exception_handler(NotFound)
     def _not_found(_request: Request, _exc: NotFound) -> HTMLResponse:
