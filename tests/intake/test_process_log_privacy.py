@@ -27,7 +27,7 @@ from tests.intake.conftest import intake_process
 from tests.intake.ui.conftest import csrf_of
 
 PASSWORD = "a long enough password"  # noqa: S105 - a test account
-ATENA = "000012345678"
+ATENA = "0000123456"
 _MY_NUMBER_LIKE = re.compile(rb"(?<!\d)\d{12}(?!\d)")
 
 
