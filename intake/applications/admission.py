@@ -56,7 +56,7 @@ from intake.applications.applicantkeys import index_applicant
 from intake.applications.workflow import system_action
 from intake.authz import CHANGE_ROLES, Principal, load_for
 from intake.errors import IllegalStateChange, NotFound, ReasonRequired
-from intake.events import record_event
+from intake.events import record_event, write_event
 from intake.forwarding.routes import Route
 from intake.forwarding.service import enqueue_forwarding
 from intake.linkage.service import atena_numbers_for, resolve_on_arrival
@@ -240,9 +240,9 @@ def hold(session: Session, app: Application, version: ApplicationVersion, reason
     """Keep ``version`` without effect: HELD with ``reason``, the chain back in the reviewer's queue."""
     version.state, version.hold_reason = VersionState.HELD, reason.value
     app.needs_review = True
-    record_event(session, "version.held", at=at, receipt_number=version.receipt_number,
-                 first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id,
-                 reason=reason.value, application_kind=version.kind)
+    write_event(session, "version.held", at=at, receipt_number=version.receipt_number,
+                first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id,
+                reason=reason.value, application_kind=version.kind)
 
 
 def _admit(session: Session, app: Application, version: ApplicationVersion, rules: Rules, *, at: datetime,
@@ -260,25 +260,25 @@ def _admit(session: Session, app: Application, version: ApplicationVersion, rule
             for old in app.versions:
                 if old.id != version.id and old.state is VersionState.CURRENT:
                     old.state, old.superseded_at = VersionState.SUPERSEDED, at
-                    record_event(session, "version.superseded", at=at, receipt_number=old.receipt_number,
-                                 first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id,
-                                 superseded_by=version.receipt_number)
+                    write_event(session, "version.superseded", at=at, receipt_number=old.receipt_number,
+                                first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id,
+                                superseded_by=version.receipt_number)
             index_applicant(session, app, version)
         if version.kind == "取下げ" and app.state is not ApplicationState.WITHDRAWN:
             app.state = ApplicationState.WITHDRAWN
-            record_event(session, "application.withdrawn", at=at, receipt_number=version.receipt_number,
-                         first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id)
+            write_event(session, "application.withdrawn", at=at, receipt_number=version.receipt_number,
+                        first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id)
         app.needs_review = True
         app.updated_at = at
         if current:
             _move_status(session, app, version, at=at)
-    record_event(session, "version.admitted", at=at, receipt_number=version.receipt_number,
-                 first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id, rule=by)
+    write_event(session, "version.admitted", at=at, receipt_number=version.receipt_number,
+                first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id, rule=by)
     resolve_on_arrival(session, app, version, at=at)
     known = rules.procedures.knows(app.procedure_id)
     if not known:
-        record_event(session, "application.unknown_procedure", at=at, receipt_number=version.receipt_number,
-                     first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id)
+        write_event(session, "application.unknown_procedure", at=at, receipt_number=version.receipt_number,
+                    first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id)
     if known and version.state is VersionState.CURRENT:
         enqueue_forwarding(session, version, at=at, routes=rules.routes)
 

@@ -10,14 +10,19 @@ Services never commit.
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, insert
 from sqlalchemy.orm import Session
 
+from intake.db import table_of
 from intake.kana import search_key
 from intake.models import ApplicantKey, Application, ApplicationVersion
 from intake.personkeys import keys_for
 
 __all__ = ["index_applicant"]
+
+_KEYS = table_of(ApplicantKey)
+_DELETE_KEYS = delete(_KEYS).where(_KEYS.c.application_id == bindparam("b_application_id"))
+_INSERT_KEY = insert(_KEYS)
 
 
 def index_applicant(session: Session, app: Application, version: ApplicationVersion) -> None:
@@ -27,6 +32,11 @@ def index_applicant(session: Session, app: Application, version: ApplicationVers
     signer = version.signer
     keys = keys_for(version.applicant, signer_names=(signer.name, signer.name_alt) if signer else (),
                     birth_date=signer.birth_date if signer else None)
-    session.execute(delete(ApplicantKey).where(ApplicantKey.application_id == app.id))
-    session.add_all(ApplicantKey(application_id=app.id, kind=kind, key=key) for kind, key in sorted(keys))
-    session.flush()
+    # Core on the session's connection, no ORM objects: the keys are only ever read by queries
+    # (:mod:`intake.applications.listing`), never loaded as objects (docs/decisions.md, "Core for a
+    # delivery's writes").
+    connection = session.connection()
+    connection.execute(_DELETE_KEYS, {"b_application_id": app.id})
+    if keys:
+        connection.execute(_INSERT_KEY, [{"application_id": app.id, "kind": kind, "key": key}
+                                         for kind, key in sorted(keys)])

@@ -21,7 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -30,7 +30,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from intake.applications.admission import Rules, hold, is_first, judge, lock_chain, settle
 from intake.applications.applicantkeys import index_applicant
 from intake.crypto import Sealer
-from intake.events import KIND_BY_APPLICATION_KIND, record_event
+from intake.db import insert_loaded, table_of
+from intake.events import KIND_BY_APPLICATION_KIND, write_event
 from intake.models import (
     Application,
     ApplicationVersion,
@@ -50,6 +51,11 @@ from intake.sealing import seal_attachment
 from signature.report import FileRole, VerificationReport
 
 __all__ = ["Arrival", "add_version"]
+
+_ATTACHMENTS = table_of(Attachment)
+_INSERT_ATTACHMENTS = insert(_ATTACHMENTS).returning(_ATTACHMENTS.c.id, sort_by_parameter_order=True)
+_SET_ATTACHMENT_DATA = update(_ATTACHMENTS).where(_ATTACHMENTS.c.id == bindparam("b_id")).values(
+    data=bindparam("b_data"))
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,8 @@ def add_version(
             ApplicationVersion.receipt_number == arrival.receipt_number)) is not None:
         # The same 受付番号 with other bytes: never a second version, never an overwrite. The
         # delivery and its report are kept as evidence and the event puts it in front of staff.
-        record_event(session, "delivery.receipt_conflict", at=at, receipt_number=arrival.receipt_number,
-                     first_receipt_number=first, procedure_id=manifest.procedure_id)
+        write_event(session, "delivery.receipt_conflict", at=at, receipt_number=arrival.receipt_number,
+                    first_receipt_number=first, procedure_id=manifest.procedure_id)
         return None
     app, opened = _chain(session, first, manifest.procedure_id, manifest.procedure_name, at=at)
     if not opened:
@@ -92,42 +98,49 @@ def add_version(
     masked_form, numbers = extract_my_numbers(report.file(FileRole.FORM).data, my_number_paths)
     applicant, applicant_numbers = extract_applicant_numbers(manifest.applicant, first_position=len(numbers))
     s = report.signer
-    version = ApplicationVersion(
-        application=app, delivery_id=delivery.id, receipt_number=arrival.receipt_number,
-        kind=manifest.application_kind, arrived_at=arrival.arrived_at, stored_at=at,
-        state=VersionState.HELD, indication=report.indication.value, procedure_id=manifest.procedure_id,
-        user_cert_serial=arrival.user_cert_serial, form_xml=masked_form, form_file=manifest.form_file,
-        applicant=applicant,
-        # Built with the version, so storing it reads nothing back (assigning it later would load
-        # the version's old, empty, relationship first).
-        signer=SignerIdentityRow(
-            name=s.name, name_alt=s.name_alt, sex=s.sex, birth_date=s.birth_date, address=s.address,
-            address_alt=s.address_alt, cert_serial=s.cert_serial, issuer=s.issuer, not_before=s.not_before,
-            not_after=s.not_after,
-        ) if s is not None else None,
-    )
-    if is_first(app, version):
+    first_application = arrival.receipt_number == app.first_receipt_number and manifest.application_kind == "新規申請"
+    state, superseded_at = VersionState.HELD, None
+    if first_application:
         # The first application defines the chain: its procedure, and the current version from its
         # arrival (older only than versions admitted before it came, from before the rule existed).
         # Decided before the version is inserted, so its state is written once.
         app.procedure_id, app.procedure_name = manifest.procedure_id, manifest.procedure_name
-        newer = any(v.arrived_at > version.arrived_at and v.admitted_at is not None for v in app.versions
-                    if v is not version and v.state is VersionState.CURRENT)
-        version.state = VersionState.SUPERSEDED if newer else VersionState.CURRENT
-        version.superseded_at = at if newer else None
+        newer = any(v.arrived_at > arrival.arrived_at and v.admitted_at is not None for v in app.versions
+                    if v.state is VersionState.CURRENT)
+        state = VersionState.SUPERSEDED if newer else VersionState.CURRENT
+        superseded_at = at if newer else None
         if not newer:
             for old in app.versions:
-                if old is not version and old.state is VersionState.CURRENT:
+                if old.state is VersionState.CURRENT:
                     old.state, old.superseded_at = VersionState.SUPERSEDED, at
-    session.add(version)
-    session.flush()
-    record_event(session, KIND_BY_APPLICATION_KIND[manifest.application_kind], at=at,
-                 receipt_number=arrival.receipt_number, first_receipt_number=first,
-                 procedure_id=manifest.procedure_id, indication=report.indication.value,
-                 out_of_order=version.state is VersionState.SUPERSEDED)
+    # The version's rows are written with Core, outside the unit of work (docs/decisions.md, "Core
+    # for a delivery's writes"); the objects are as if loaded, linked to the chain without a read.
+    version = insert_loaded(session, ApplicationVersion, {
+        "application_id": app.id, "delivery_id": delivery.id, "receipt_number": arrival.receipt_number,
+        "kind": manifest.application_kind, "arrived_at": arrival.arrived_at, "stored_at": at, "state": state,
+        "superseded_at": superseded_at, "indication": report.indication.value,
+        "procedure_id": manifest.procedure_id, "user_cert_serial": arrival.user_cert_serial,
+        "form_xml": masked_form, "form_file": manifest.form_file, "applicant": applicant,
+        "admitted_at": None, "admitted_by": None, "hold_reason": None,
+        "decided_by": None, "decided_at": None, "decision_reason": None,
+    })
+    signer = insert_loaded(session, SignerIdentityRow, {
+        "version_id": version.id, "name": s.name, "name_alt": s.name_alt, "sex": s.sex,
+        "birth_date": s.birth_date, "address": s.address, "address_alt": s.address_alt,
+        "cert_serial": s.cert_serial, "issuer": s.issuer, "not_before": s.not_before, "not_after": s.not_after,
+    }) if s is not None else None
+    if signer is not None:
+        set_committed_value(signer, "version", version)
+    set_committed_value(version, "signer", signer)
+    set_committed_value(version, "application", app)
+    set_committed_value(app, "versions", [*app.versions, version])  # as the unit of work's backref appended it
+    write_event(session, KIND_BY_APPLICATION_KIND[manifest.application_kind], at=at,
+                receipt_number=arrival.receipt_number, first_receipt_number=first,
+                procedure_id=manifest.procedure_id, indication=report.indication.value,
+                out_of_order=version.state is VersionState.SUPERSEDED)
     if not rules.procedures.knows(manifest.procedure_id):
-        record_event(session, "application.unknown_procedure", at=at, receipt_number=arrival.receipt_number,
-                     first_receipt_number=first, procedure_id=manifest.procedure_id)
+        write_event(session, "application.unknown_procedure", at=at, receipt_number=arrival.receipt_number,
+                    first_receipt_number=first, procedure_id=manifest.procedure_id)
     app.needs_review = True  # a new version puts the chain back in the reviewer's queue
     app.updated_at = at
     store_my_numbers(session, version, [*numbers, *applicant_numbers], my_number_sealer)
@@ -152,9 +165,9 @@ def _chain(session: Session, first: str, procedure_id: str, procedure_name: str,
     read and joined as the next version (SQLite has one writer: the second transaction waits whole).
     """
     dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     opened = session.scalar(
-        insert(Application)
+        upsert(Application)
         .values(first_receipt_number=first, procedure_id=procedure_id, procedure_name=procedure_name,
                 created_at=at, updated_at=at)
         .on_conflict_do_nothing(index_elements=[Application.first_receipt_number])
@@ -175,9 +188,14 @@ def _store_attachments(session: Session, version: ApplicationVersion, report: Ve
     """Attachments only: the original form carries the My Numbers, which live in my_numbers alone;
     the version keeps the masked form, and the sealed raw package remains the evidence."""
     files = [f for f in report.files if f.role is FileRole.ATTACHMENT]
-    rows = [Attachment(version_id=version.id, name=f.name, role=f.role.value, size=f.size, sha256=f.sha256,
-                       media_type=f.media_type, data=b"", malware_flagged=f.name in flagged_files) for f in files]
-    session.add_all(rows)
-    session.flush()  # one INSERT for all of them: each row's id is the associated data of its seal
-    for row, f in zip(rows, files, strict=True):
-        row.data = seal_attachment(sealer, row.id, f.data)
+    if not files:
+        return
+    connection = session.connection()
+    # One INSERT for all of them (insertmanyvalues on PostgreSQL): each row's id is the associated
+    # data of its seal, so the sealed bytes follow in one UPDATE.
+    ids = connection.execute(_INSERT_ATTACHMENTS, [
+        {"version_id": version.id, "name": f.name, "role": f.role.value, "size": f.size, "sha256": f.sha256,
+         "media_type": f.media_type, "data": b"", "malware_flagged": f.name in flagged_files} for f in files
+    ]).scalars().all()
+    connection.execute(_SET_ATTACHMENT_DATA, [{"b_id": row_id, "b_data": seal_attachment(sealer, row_id, f.data)}
+                                              for row_id, f in zip(ids, files, strict=True)])

@@ -28,7 +28,7 @@ from intake.applications.deadlines import on_status_change
 from intake.applications.errors import CommentTooLong
 from intake.authz import Principal, load_for
 from intake.errors import InvalidRequest
-from intake.events import record_event
+from intake.events import write_event
 from intake.freetext import check_no_my_number
 from intake.jst import require_aware
 from intake.models import (
@@ -92,10 +92,10 @@ def _apply(session: Session, app: Application, action: Action, *, actor: StatusA
     enqueue_status(session, receipt_number=receipt, status=step.target.value, at=at, transition_id=row.id,
                    comment=None if actor is SYSTEM_ACTOR else step.comment)
     on_status_change(session, app, source=step.source, target=step.target, at=at, calendar=calendar)
-    record_event(session, EVENT_STATUS_CHANGED, at=at, receipt_number=receipt,
-                 first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id,
-                 action=step.action.value, source=step.source.value, target=step.target.value,
-                 by="system" if actor is SYSTEM_ACTOR else "staff")
+    write_event(session, EVENT_STATUS_CHANGED, at=at, receipt_number=receipt,
+                first_receipt_number=app.first_receipt_number, procedure_id=app.procedure_id,
+                action=step.action.value, source=step.source.value, target=step.target.value,
+                by="system" if actor is SYSTEM_ACTOR else "staff")
     session.flush()
     return row
 

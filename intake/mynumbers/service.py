@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lxml import etree
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from intake.accesslog.service import append_access
 from intake.authz import REVEAL_PERMISSION, Actor
 from intake.crypto import Sealer
+from intake.db import table_of
 from intake.errors import NotFound, ReasonRequired
 from intake.models import ApplicationVersion, MyNumberRow
 from intake.mynumbers.errors import MyNumberAccessDenied
@@ -157,17 +158,21 @@ def extract_applicant_numbers(
     return masked, found
 
 
+_INSERT_MY_NUMBER = insert(table_of(MyNumberRow))
+
+
 def store_my_numbers(
     session: Session, version: ApplicationVersion, numbers: list[ExtractedNumber], sealer: Sealer
 ) -> None:
-    for n in numbers:
-        if not n.value:
-            continue  # an unanswered field
-        session.add(MyNumberRow(
-            version_id=version.id, position=n.position, path=n.path, source=n.source, valid_check_digit=n.valid,
-            ciphertext=seal_my_number(sealer, version.id, n.position, n.value),
-            key_id=sealer.active_key_id,
-        ))
+    """Seal and insert the answered numbers of ``version`` (already inserted), in one Core
+    statement on the session's connection: no ORM objects (docs/decisions.md, "Core for a
+    delivery's writes")."""
+    rows = [{"version_id": version.id, "position": n.position, "path": n.path, "source": n.source,
+             "valid_check_digit": n.valid, "ciphertext": seal_my_number(sealer, version.id, n.position, n.value),
+             "key_id": sealer.active_key_id}
+            for n in numbers if n.value]  # an empty value: an unanswered field
+    if rows:
+        session.connection().execute(_INSERT_MY_NUMBER, rows)
 
 
 def reveal_my_number(
