@@ -101,15 +101,15 @@ def make_session_factory(engine: Engine, *, access_log_keys: AccessLogKeys | Non
     return sessionmaker(engine, expire_on_commit=False, info={ACCESS_LOG_KEYS_INFO: keys})
 
 
-_M = TypeVar("_M", bound=Base)
-#: ``Session.info`` key: the objects :func:`insert_loaded` put in the identity map inside :func:`rows_inserted`.
-_INSERTED_INFO = "shinsei.rows_inserted"
 def table_of(entity: type[Base]) -> Table:
     """``entity``'s table, typed as one (``__table__`` is typed as any ``FromClause``), for the
     Core statements written outside the unit of work."""
     return cast(Table, entity.__table__)
 
 
+_M = TypeVar("_M", bound=Base)
+#: ``Session.info`` key: the objects :func:`insert_loaded` put in the identity map inside :func:`rows_inserted`.
+_INSERTED_INFO = "shinsei.rows_inserted"
 #: One prebuilt ``INSERT … RETURNING id`` per table (compiled once, from SQLAlchemy's cache after).
 _INSERTS: dict[Table, Insert] = {}
 

@@ -115,6 +115,8 @@ def add_version(
                     old.state, old.superseded_at = VersionState.SUPERSEDED, at
     # The version's rows are written with Core, outside the unit of work (docs/decisions.md, "Core
     # for a delivery's writes"); the objects are as if loaded, linked to the chain without a read.
+    # The chain's versions are taken first: loaded after the insert, they would hold the new one too.
+    versions = list(app.versions)
     version = insert_loaded(session, ApplicationVersion, {
         "application_id": app.id, "delivery_id": delivery.id, "receipt_number": arrival.receipt_number,
         "kind": manifest.application_kind, "arrived_at": arrival.arrived_at, "stored_at": at, "state": state,
@@ -133,7 +135,7 @@ def add_version(
         set_committed_value(signer, "version", version)
     set_committed_value(version, "signer", signer)
     set_committed_value(version, "application", app)
-    set_committed_value(app, "versions", [*app.versions, version])  # as the unit of work's backref appended it
+    set_committed_value(app, "versions", [*versions, version])  # as the unit of work's backref appended it
     write_event(session, KIND_BY_APPLICATION_KIND[manifest.application_kind], at=at,
                 receipt_number=arrival.receipt_number, first_receipt_number=first,
                 procedure_id=manifest.procedure_id, indication=report.indication.value,
