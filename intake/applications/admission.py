@@ -76,6 +76,7 @@ __all__ = [
     "is_first",
     "judge",
     "lock_chain",
+    "opens_chain",
     "settle",
 ]
 
@@ -137,7 +138,12 @@ class Decision(enum.StrEnum):
 
 def is_first(app: Application, version: ApplicationVersion) -> bool:
     """The chain's first application: its 新規申請 under the 初回受付番号."""
-    return version.receipt_number == app.first_receipt_number and version.kind == "新規申請"
+    return opens_chain(app, version.receipt_number, version.kind)
+
+
+def opens_chain(app: Application, receipt_number: str, kind: str) -> bool:
+    """:func:`is_first` for a version not built yet (its 受付番号 and 申請種別)."""
+    return receipt_number == app.first_receipt_number and kind == "新規申請"
 
 
 def judge(session: Session, app: Application, version: ApplicationVersion, procedures: ProcedureCatalogue

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from intake.applications.admission import Rules, hold, is_first, judge, lock_chain, settle
+from intake.applications.admission import Rules, hold, is_first, judge, lock_chain, opens_chain, settle
 from intake.applications.applicantkeys import index_applicant
 from intake.crypto import Sealer
 from intake.db import insert_loaded, table_of
@@ -98,7 +98,7 @@ def add_version(
     masked_form, numbers = extract_my_numbers(report.file(FileRole.FORM).data, my_number_paths)
     applicant, applicant_numbers = extract_applicant_numbers(manifest.applicant, first_position=len(numbers))
     s = report.signer
-    first_application = arrival.receipt_number == app.first_receipt_number and manifest.application_kind == "新規申請"
+    first_application = opens_chain(app, arrival.receipt_number, manifest.application_kind)
     state, superseded_at = VersionState.HELD, None
     if first_application:
         # The first application defines the chain: its procedure, and the current version from its
