@@ -8,9 +8,9 @@ folder). Everything lives under ``SHINSEI_VAR_DIR`` (default ``./var``): ``porta
 ``--headless`` (``make smoke``) runs the same flow, checks the outcome and exits 0/1; without it the
 servers keep running until Ctrl-C.
 
-The demo's day is the day before its moment: now, or ``--now`` — then the portal, the relay and the
-intake all run on development clocks from that moment (the smoke test pins one), so the run does not
-depend on when it is started.
+The demo's day is the day before its moment: now, or ``--now`` — then the relay and the intake run on
+development clocks from that moment (portal_sim runs on its fixed clock at the end of the demo's day,
+either way; the smoke test pins a moment), so the run does not depend on when it is started.
 """
 
 from __future__ import annotations
