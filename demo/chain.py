@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 from intake.workdays import WardCalendar
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_process
 from tests.support.tlscerts import issue, make_ca
 
 JST = timezone(timedelta(hours=9))
@@ -71,17 +71,7 @@ def _start(cmd: list[str], env: dict[str, str], log: Path, stack: ExitStack) -> 
     out = log.open("ab")
     stack.callback(out.close)
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop() -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-    stack.callback(stop)
+    stack.callback(stop_process, proc)  # SIGTERM, then SIGKILL if it does not stop (a no-op once it exited)
     return proc
 
 
