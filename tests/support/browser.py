@@ -2,6 +2,11 @@
 (``page.evaluate`` of a promise, ``page.close``), so a Chromium that stops answering would hang the
 suite until CI's limit. :func:`chromium_watchdog` kills this process's Chromium when a test runs
 past its bound: the pending call then raises (TargetClosedError) and the test fails, saying why.
+
+One hang is ours to avoid: Chromium can acknowledge a ``page.close()`` that races a navigation's
+commit and never close the page (crbug.com/536385539; playwright#41900, #42068). A test waits for the
+page a click leads to (``page.wait_for_url``) before it closes the page: the clerk's-day test's
+``logout()`` does.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def browser(day: Day) -> Iterator[Any]:
     # A browser and a fresh context, not a persistent context: each test closes its page, and headless
     # Chromium sometimes never finishes closing the last page of a persistent context (playwright PR
     # 18485) — page.close() has no timeout, so the suite hung at the end of test 5 until chromium was
-    # killed by hand.
+    # killed by hand. (A close racing a navigation hangs too, whatever the context: see logout().)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         context = browser.new_context(locale="ja-JP", viewport={"width": 1280, "height": 900}, accept_downloads=True)
@@ -196,7 +196,12 @@ def login(day: Day, page: Any, user: str) -> None:
 
 
 def logout(page: Any) -> None:
+    """Log out, and wait until the login page has loaded. Each test closes its page next, and Chromium
+    can acknowledge a close that races a navigation's commit without ever closing the page
+    (crbug.com/536385539, playwright#41900 and #42068): ``page.close()`` then waits for ever. In CI
+    test 6 hung that way until the watchdog killed Chromium at 300 s."""
     page.get_by_role("button", name="ログアウト").click()
+    page.wait_for_url("**/staff/login")
 
 
 def shot(page: Any, name: str, *, docs: bool = False) -> None:
