@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import random
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -113,6 +115,26 @@ def make_package(world: World, spec: ApplicationSpec) -> PackageFactory:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """One worker per test file, the machine-wide tests together (tests/support/parallel.py)."""
     return make_scheduler(config, log)
+
+
+#: The names of the threads our services start (probes, intake/crls/watcher.py, tlsreload,
+#: dmz_relay/push.py, intake/linkage/jobs.py).
+SERVICE_THREADS = ("readiness", "crl-watch", "crl-reverify", "tls-reload", "relay-pull", "relay-status",
+                   "relay-crls", "linkage-import-")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_service_thread_outlives_its_module() -> Iterator[None]:
+    """A service thread a test module started ends with the module. One left behind keeps working on
+    a server, a database or files that are gone for the rest of the worker's session: CI's log once
+    filled with a dropped database's errors from readiness schedules nobody stopped."""
+    before = set(threading.enumerate())
+    yield
+    left = [t for t in threading.enumerate() if t not in before and t.name.startswith(SERVICE_THREADS)]
+    deadline = time.monotonic() + 15.0
+    for thread in left:  # stopping threads finish their current round first (bounded)
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert [t.name for t in left if t.is_alive()] == [], "service threads left running by this module"
 
 
 #: Longer than any browser test takes on a loaded 2-core machine (the longest takes ~15 s).

@@ -14,7 +14,8 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["descendants", "free_port", "free_port_run", "serve_in_thread", "stop_process", "wait_answering"]
+__all__ = ["descendants", "free_port", "free_port_run", "serve_in_thread", "stop_process", "stop_readiness",
+           "wait_answering"]
 
 
 def free_port() -> int:
@@ -105,3 +106,18 @@ def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+        stop_readiness(app)
+
+
+def stop_readiness(app: Any) -> None:
+    """Stop the readiness schedule of ``app`` (or of the app it wraps, ``.app``). The intake's
+    ``/readyz`` starts the schedule on first use when no server did (``intake serve`` starts and stops
+    its own); a test's server ends with its block, so the schedule ends there too, or its thread polls a
+    dropped database every 10 s for the rest of the session (tests/conftest.py checks none is left)."""
+    for _ in range(5):  # middleware over middleware over the app, at most
+        monitor = getattr(getattr(app, "state", None), "readiness", None)
+        if monitor is not None:
+            monitor.stop()
+        app = getattr(app, "app", None)
+        if app is None:
+            return
