@@ -38,6 +38,7 @@ from intake.mynumbers.service import (
     APPLICANT_PATH,
     FORM,
     KOUSEI,
+    TEXT,
     element_path,
     is_my_number_name,
     local_name,
@@ -70,6 +71,8 @@ class FormField:
     label: str  # 「請求者 / 氏名」
     value: str
     my_number_position: int | None = None  # a 個人番号 field: revealed only on request
+    #: My Numbers the resident typed into this field's text, masked there (［個人番号］), in order
+    in_text: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,17 @@ class FieldChange:
     after: str | None
 
 
-def flatten_form(form_xml: str, my_numbers: Mapping[str, int] | None = None) -> list[FormField]:
+def flatten_form(form_xml: str, my_numbers: Mapping[str, int] | None = None,
+                 in_text: Mapping[str, int] | None = None) -> list[FormField]:
     """The leaves of a (masked) form in document order, labelled by their local names.
 
     ``my_numbers``: element path → position of the version's sealed My Numbers of the form (their
     fields show masked, with the reveal). Any element whose local name is 個人番号 shows empty
-    whatever it holds, as a second line of defence (issue 15 §2)."""
+    whatever it holds, as a second line of defence (issue 15 §2). ``in_text``: path → position of
+    those found in the form's other text (source ``text``, path ``<element>/text()[k]`` or
+    ``<element>/@attr/text()[k]``); a field lists those of its element."""
     numbers = my_numbers or {}
+    typed = sorted((in_text or {}).items(), key=lambda item: item[1])
     root = parse_xml(form_xml.encode())
     fields: list[FormField] = []
     for el in root.iter():
@@ -97,7 +104,8 @@ def flatten_form(form_xml: str, my_numbers: Mapping[str, int] | None = None) -> 
         number = numbers.get(key)
         if number is not None or is_my_number_name(el.tag):
             value = ""
-        fields.append(FormField(key, " / ".join(names), value, number))
+        fields.append(FormField(key, " / ".join(names), value, number,
+                                tuple(p for path, p in typed if path.startswith(key + "/"))))
     return fields
 
 
@@ -206,6 +214,9 @@ class ApplicationDetail:
     held: list[ApplicationVersion] = field(default_factory=list)
     #: hold reasons staff may accept (the others wait for facts)
     acceptable_holds: frozenset[str] = frozenset()
+    #: the form's My Numbers no field of the table shows: typed into a comment or mixed content, or
+    #: in a field nested deeper than ``my_numbers.path`` can say (:func:`intake.mynumbers.service.stored_path`)
+    my_numbers_elsewhere: list[int] = field(default_factory=list)
 
 
 def application_detail(
@@ -227,9 +238,12 @@ def application_detail(
     if compare_id is not None and compare is None:
         raise NotFound("no such version")
     sealed = _my_numbers(session, [shown.id] if compare is None else [shown.id, compare.id])
-    fields = flatten_form(shown.form_xml, sealed.get((shown.id, FORM), {}))
+    fields = flatten_form(shown.form_xml, sealed.get((shown.id, FORM), {}), sealed.get((shown.id, TEXT), {}))
     changes = (form_diff(flatten_form(compare.form_xml, sealed.get((compare.id, FORM), {})), fields)
                if compare is not None else [])
+    in_fields = {p for f in fields for p in f.in_text} | {f.my_number_position for f in fields}
+    elsewhere = sorted(p for source in (FORM, TEXT) for p in sealed.get((shown.id, source), {}).values()
+                       if p not in in_fields)
     verification = session.scalar(select(VerificationRecord).where(VerificationRecord.delivery_id == shown.delivery_id))
     applicant = [(str(k), str(v)) for k, v in shown.applicant]
     typed = dict(applicant)
@@ -253,7 +267,7 @@ def application_detail(
     return ApplicationDetail(
         app=app, versions=versions, version=shown, compare_with=compare, fields=fields, changes=changes,
         attachments=list(shown.attachments), verification=verification, identity=identity,
-        my_number_positions=positions, history=history,
+        my_number_positions=positions, history=history, my_numbers_elsewhere=elsewhere,
         actions=allowed_actions(history.current, principal.roles) if may_change else [],
         may_change=may_change, may_set_atena=may_change, may_reveal=REVEAL_PERMISSION in principal.permissions,
         decisions=decisions, results=verification_results(session, shown.delivery_id),

@@ -15,19 +15,20 @@ with its position, its path and where it came from (``form`` / ``kousei``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from lxml import etree
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from intake.accesslog.service import append_access
 from intake.authz import REVEAL_PERMISSION, Actor
 from intake.crypto import Sealer
 from intake.db import table_of
 from intake.errors import NotFound, ReasonRequired
+from intake.freetext import my_number_spans
 from intake.models import ApplicationVersion, MyNumberRow
 from intake.mynumbers.errors import MyNumberAccessDenied
 from intake.procedures import MyNumberPaths, PathSyntaxError
@@ -41,9 +42,12 @@ __all__ = [
     "KOUSEI",
     "MY_NUMBER_ELEMENT",
     "NO_PATHS",
+    "TEXT",
+    "TEXT_MASK",
     "ExtractedNumber",
     "MyNumberPaths",
     "PathSyntaxError",
+    "TypedNumbersProgress",
     "element_path",
     "extract_applicant_numbers",
     "extract_my_numbers",
@@ -51,13 +55,19 @@ __all__ = [
     "local_name",
     "my_number_elements",
     "reveal_my_number",
+    "seal_typed_numbers",
     "store_my_numbers",
+    "stored_path",
 ]
 
 MY_NUMBER_ELEMENT = "個人番号"
 #: ``my_numbers.source``: the form, or kousei.xml's 申請者情報
 FORM = "form"
 KOUSEI = "kousei"
+#: ``my_numbers.source`` of a My Number found in the form's other text (a 備考, an attribute…)
+TEXT = "text"
+#: what stands in the stored form where a resident typed a My Number into text
+TEXT_MASK = "［個人番号］"
 #: The path of 申請者情報 in kousei.xml (signature.package reads it there, without a namespace).
 APPLICANT_PATH = "/DataRoot/構成情報/管理情報/申請者連絡先情報/申請者情報"
 
@@ -132,7 +142,49 @@ def extract_my_numbers(form: bytes, paths: MyNumberPaths = NO_PATHS) -> tuple[st
             el.remove(child)
         el.text = None
         el.attrib.clear()  # the format puts the number in the text; an attribute may carry one too
+    found.extend(_seal_from_text(root, first_position=len(found)))
     return etree.tostring(root, encoding="unicode"), found
+
+
+def _masked(text: str, owner: etree._Element, suffix: str, seen: dict[str, int], found: list[ExtractedNumber],
+            first_position: int) -> str:
+    """``text`` with each My Number in it replaced by TEXT_MASK; the numbers added to ``found``
+    with the path ``<owner's path><suffix>/text()[k]``, the k-th found there (from 1)."""
+    spans = my_number_spans(text)
+    if not spans:
+        return text
+    path = element_path(owner) + suffix
+    pieces, end = [], 0
+    for start, stop, digits in spans:
+        seen[path] = seen.get(path, 0) + 1
+        found.append(ExtractedNumber(first_position + len(found), f"{path}/text()[{seen[path]}]", digits, True,
+                                     TEXT))
+        pieces += [text[end:start], TEXT_MASK]
+        end = stop
+    return "".join([*pieces, text[end:]])
+
+
+def _seal_from_text(root: etree._Element, *, first_position: int) -> list[ExtractedNumber]:
+    """A resident's My Number typed into any other text of the form — a 備考, an attribute, a
+    comment — masked in place, in document order (:func:`intake.freetext.my_number_spans` says what
+    counts: 12 digits with a valid check digit, in one run or groups of four, half- or full-width)."""
+    found: list[ExtractedNumber] = []
+    seen: dict[str, int] = {}
+
+    def mask(text: str | None, owner: etree._Element, suffix: str = "") -> str | None:
+        return _masked(text, owner, suffix, seen, found, first_position) if text else text
+
+    for node in list(root.iter()):
+        parent = node.getparent()
+        if isinstance(node.tag, str):
+            node.text = mask(node.text, node)
+            for name, value in node.attrib.items():
+                node.set(name, mask(value, node, f"/@{local_name(name)}") or "")
+        elif parent is not None:  # a comment or processing instruction: its element's
+            node.text = mask(node.text, parent, "/comment()")
+        if parent is not None:  # text after the node belongs to its parent (mixed content)
+            node.tail = mask(node.tail, parent)
+    return found
 
 
 def extract_applicant_numbers(
@@ -159,6 +211,15 @@ def extract_applicant_numbers(
 
 
 _INSERT_MY_NUMBER = insert(table_of(MyNumberRow))
+#: ``my_numbers.path``'s length
+MAX_PATH = 512
+
+
+def stored_path(path: str) -> str:
+    """``path`` as ``my_numbers.path`` holds it: a path longer than the column (a form nested a few
+    hundred deep) keeps its end, after "…". The resident's application is stored all the same; the
+    form view lists such a number apart, as it cannot say which field it was."""
+    return path if len(path) <= MAX_PATH else "…" + path[-(MAX_PATH - 1):]
 
 
 def store_my_numbers(
@@ -167,12 +228,59 @@ def store_my_numbers(
     """Seal and insert the answered numbers of ``version`` (already inserted), in one Core
     statement on the session's connection: no ORM objects (docs/decisions.md, "Core for a
     delivery's writes")."""
-    rows = [{"version_id": version.id, "position": n.position, "path": n.path, "source": n.source,
-             "valid_check_digit": n.valid, "ciphertext": seal_my_number(sealer, version.id, n.position, n.value),
+    _insert_sealed(session, version.id, numbers, sealer)
+
+
+def _insert_sealed(session: Session, version_id: int, numbers: list[ExtractedNumber], sealer: Sealer) -> None:
+    rows = [{"version_id": version_id, "position": n.position, "path": stored_path(n.path), "source": n.source,
+             "valid_check_digit": n.valid, "ciphertext": seal_my_number(sealer, version_id, n.position, n.value),
              "key_id": sealer.active_key_id}
             for n in numbers if n.value]  # an empty value: an unanswered field
     if rows:
         session.connection().execute(_INSERT_MY_NUMBER, rows)
+
+
+@dataclass(frozen=True)
+class TypedNumbersProgress:
+    examined: int  # versions read so far
+    masked: int  # of which forms held a My Number in their text, now masked
+    sealed: int  # My Numbers sealed from them
+
+
+def seal_typed_numbers(sessions: sessionmaker[Session], sealer: Sealer, *,
+                       batch: int = 200) -> Iterator[TypedNumbersProgress]:
+    """For forms stored before a My Number typed into their text was sealed (docs/decisions.md,
+    2026-12-07): mask and seal it as a delivery now does, version by version, one committed
+    transaction per batch; yields progress after each. The numbers get positions after the
+    version's existing ones. Idempotent and resumable: a masked form holds nothing to find, and a
+    form is written back only if it is still the one that was read."""
+    last, examined, masked, sealed = 0, 0, 0, 0
+    while True:
+        with sessions() as session:
+            rows = session.execute(select(ApplicationVersion.id, ApplicationVersion.form_xml)
+                                   .where(ApplicationVersion.id > last).order_by(ApplicationVersion.id)
+                                   .limit(batch)).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            examined += len(rows)
+            for version_id, form_xml in rows:
+                root = parse_xml(form_xml.encode())
+                top = session.scalar(select(func.max(MyNumberRow.position)).where(MyNumberRow.version_id == version_id))
+                found = _seal_from_text(root, first_position=0 if top is None else top + 1)
+                if not found:
+                    continue
+                written = session.execute(
+                    update(ApplicationVersion)
+                    .where(ApplicationVersion.id == version_id, ApplicationVersion.form_xml == form_xml)
+                    .values(form_xml=etree.tostring(root, encoding="unicode"))
+                    .execution_options(synchronize_session=False))
+                if not written.rowcount:  # type: ignore[attr-defined]
+                    continue  # changed since it was read: the next run reads it again
+                _insert_sealed(session, version_id, found, sealer)
+                masked, sealed = masked + 1, sealed + len(found)
+            session.commit()
+        yield TypedNumbersProgress(examined, masked, sealed)
 
 
 def reveal_my_number(

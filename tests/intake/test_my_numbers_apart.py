@@ -12,15 +12,18 @@ from sqlalchemy import Engine, MetaData, select
 from sqlalchemy.orm import Session
 
 from intake.accesslog.service import verify_chain
+from intake.applications.service import application_detail
 from intake.authz import REVEAL_PERMISSION, Actor
 from intake.deliveries.service import expected_key, store_delivery
 from intake.errors import NotFound, ReasonRequired
-from intake.models import AccessLogRow, ApplicationVersion
+from intake.models import AccessLogRow, ApplicationVersion, MyNumberRow
 from intake.mynumbers.errors import MyNumberAccessDenied
-from intake.mynumbers.service import extract_my_numbers, reveal_my_number
+from intake.mynumbers.service import MAX_PATH, extract_my_numbers, reveal_my_number
 from intake.runtime import Runtime
 from signature.testing.builder import ApplicationSpec
+from status import Role
 from tests.conftest import NOW, PackageFactory
+from tests.intake.staffdata import principal
 
 CLERK = Actor("staff-001", "子ども家庭課", "term-01", frozenset())
 SUPERVISOR = Actor("staff-002", "子ども家庭課", "term-02", frozenset({REVEAL_PERMISSION}))
@@ -130,3 +133,52 @@ def test_a_my_number_hidden_in_an_attribute_or_a_comment_of_the_field_is_not_sto
             f"{table}.{column}"
     masked, _found = extract_my_numbers(doctored.encode())
     assert "note=" not in masked
+
+
+def test_my_numbers_in_a_form_s_other_text_are_found_in_order_with_where_they_were() -> None:
+    """Two in one 備考, one in the text after a child (mixed content), one in a comment before the
+    document element (dropped with the prolog: the stored form is the element), none in a 13-digit
+    法人番号 or in 12 digits whose check digit is wrong. The field's own number comes first."""
+    number, other = "123456789018", "000000000019"
+    form = (f"<!-- {number} --><DataRoot><個人番号>{other}</個人番号>"
+            f"<備考>{number} と {other[:4]} {other[4:8]} {other[8:]}</備考>"
+            f"<連絡>前<b/>後 {number}</連絡><法人>1{number}</法人><誤り>123456789010</誤り></DataRoot>")
+    masked, found = extract_my_numbers(form.encode())
+    assert [(n.position, n.path, n.source, n.value) for n in found] == [
+        (0, "/DataRoot/個人番号", "form", other),
+        (1, "/DataRoot/備考/text()[1]", "text", number),
+        (2, "/DataRoot/備考/text()[2]", "text", other),
+        (3, "/DataRoot/連絡/text()[1]", "text", number),
+    ]
+    assert masked == ("<DataRoot><個人番号/><備考>［個人番号］ と ［個人番号］</備考><連絡>前<b/>後 ［個人番号］</連絡>"
+                      f"<法人>1{number}</法人><誤り>123456789010</誤り></DataRoot>")
+
+
+def test_a_my_number_nested_deeper_than_its_path_column_is_stored_and_shown_apart(
+    session: Session, runtime: Runtime, make_package: PackageFactory, spec: ApplicationSpec,
+) -> None:
+    """A hostile resident's form nests its 個人番号 (and a 備考 with another number) 150 elements deep:
+    the paths are ~800 characters, longer than ``my_numbers.path``. PostgreSQL refused the row and
+    the delivery failed; now the path keeps its end, the application is stored, and the form view
+    lists both numbers apart, revealable."""
+    field, typed = "123456789018", "000000000019"
+    opening = "".join(f"<階層{i}>" for i in range(150))
+    closing = "".join(f"</階層{i}>" for i in reversed(range(150)))
+    form = spec.form_xml.decode().replace(
+        "<備考/>", f"<備考/>{opening}<個人番号>{field}</個人番号><備考>控え {typed}</備考>{closing}", 1)
+    body = make_package(spec=replace(spec, form_xml=form.encode()))
+    store_delivery(session, runtime, body=body, key=expected_key(body), client_id="relay", relay_report=None)
+    session.commit()
+    version = session.scalar(select(ApplicationVersion))
+    assert version is not None
+    paths = {row.path for row in session.scalars(select(MyNumberRow).where(MyNumberRow.version_id == version.id))}
+    deep = sorted(p for p in paths if p.startswith("…"))
+    assert [len(p) for p in deep] == [MAX_PATH, MAX_PATH]
+    assert deep[0].endswith("/階層149/個人番号")
+    assert deep[1].endswith("/階層149/備考/text()[1]")
+    detail = application_detail(session, principal(Role.REVIEWER, reveal=True), version.application_id, at=NOW)
+    assert len(detail.my_numbers_elsewhere) == 2
+    revealed = {reveal_my_number(session, actor=SUPERVISOR, version_id=version.id, position=p, reason="検査", at=NOW,
+                                 sealer=runtime.my_number_sealer) for p in detail.my_numbers_elsewhere}
+    assert revealed == {field, typed}
+    session.rollback()

@@ -3,7 +3,9 @@
 Real signed packages (the test package factory) whose forms write 個人番号 in every namespace
 style — none, a default namespace, a prefix, a second namespace for the number alone, a default
 namespace redeclared inside — plus a field the procedure catalogue declares under another name,
-plus a 個人番号 in kousei.xml's 申請者情報 (with and without a namespace). After storing them, the
+plus a 個人番号 in kousei.xml's 申請者情報 (with and without a namespace), plus My Numbers a resident
+typed into the form's free text (a 備考: full-width in hyphenated groups, in an attribute, in a
+comment) beside numbers that are not My Numbers and must stay readable. After storing them, the
 **whole database** is scanned as bytes: the SQLite file with its WAL, and a PostgreSQL ``pg_dump``.
 The numbers are known from the packages' own bytes (every 12-digit value in them), not from the code
 under test. Every one of them must be in ``my_numbers`` (sealed, revealable) and nowhere else: not
@@ -22,6 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from lxml import etree
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -57,6 +60,56 @@ def _with_spouse(form: bytes, number: str) -> bytes:
     return head + sep + spouse + tail
 
 
+def _with_remark(form: bytes, text: str, *, attribute: str | None = None, comment: str | None = None) -> bytes:
+    """The form with its 備考 (whatever its namespace) holding ``text``, and an attribute or a comment."""
+    root = etree.fromstring(form)
+    [remark] = [el for el in root.iter() if isinstance(el.tag, str) and etree.QName(el).localname == "備考"]
+    remark.text = text
+    if attribute is not None:
+        remark.set("メモ", attribute)
+    if comment is not None:
+        remark.append(etree.Comment(comment))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _grouped(number: str, *, full_width: bool) -> str:
+    groups = [number[:4], number[4:8], number[8:]]
+    if full_width:  # 全角 digits and 全角 hyphens, as an IME writes them
+        return "－".join(g.translate(str.maketrans("0123456789", "０１２３４５６７８９")) for g in groups)
+    return " ".join(groups)
+
+
+#: receipt number → My Numbers a resident typed into free text → how they were written there
+TYPED: dict[str, dict[str, str]] = {}
+#: not My Numbers, in the same 備考: a 法人番号 (13 digits), a phone number, 12 digits whose check digit is wrong
+NOT_MY_NUMBERS = ("1234567890123", "03-1234-5678")
+WRONG_CHECK_DIGIT: set[str] = set()
+
+
+def _typed_in_remarks(specs: list[ApplicationSpec], rng: random.Random) -> list[ApplicationSpec]:
+    TYPED.clear()
+    WRONG_CHECK_DIGIT.clear()
+    out = list(specs)
+    for index, how in ((1, "text"), (2, "attribute"), (3, "comment")):
+        number = make_my_number(rng)
+        spec = out[index]
+        if how == "text":
+            written = _grouped(number, full_width=True)
+            wrong = number[:11] + str((int(number[11]) + 1) % 10)
+            WRONG_CHECK_DIGIT.add(wrong)
+            remark = _with_remark(spec.form_xml, f"番号は{written}です。法人番号 {NOT_MY_NUMBERS[0]}、"
+                                                 f"電話 {NOT_MY_NUMBERS[1]}、控え {wrong}")
+        elif how == "attribute":
+            written = _grouped(number, full_width=False)
+            remark = _with_remark(spec.form_xml, "添付を確認してください", attribute=written)
+        else:
+            written = number
+            remark = _with_remark(spec.form_xml, "後日提出", comment=f" 控え {written} ")
+        TYPED[spec.receipt_number] = {number: written}
+        out[index] = replace(spec, form_xml=remark)
+    return out
+
+
 def _specs(world: World) -> list[ApplicationSpec]:
     rng = random.Random(15)
     specs = []
@@ -75,16 +128,22 @@ def _specs(world: World) -> list[ApplicationSpec]:
                          first_receipt_number=first.receipt_number, arrived_at=first.arrived_at + timedelta(minutes=10),
                          form_xml=first.form_xml.replace(b"<\xe5\x82\x99\xe8\x80\x83/>",  # <備考/>
                                                          "<備考>口座を変更</備考>".encode())))
-    return specs
+    return _typed_in_remarks(specs, rng)
 
 
 def numbers_in(spec: ApplicationSpec) -> set[str]:
-    """Every My Number a package carries, read from its bytes: every 12-digit value of the form, and
-    the applicant's number of 申請者情報."""
+    """Every My Number a package carries, read from its bytes: every 12-digit value of the form but
+    the one written with a wrong check digit, the applicant's number of 申請者情報, and the numbers typed
+    into a 備考 (TYPED)."""
     found = {m.decode() for m in _TWELVE.findall(spec.form_xml)}
     if spec.applicant.my_number:
         found.add(spec.applicant.my_number)
-    return found
+    return (found - WRONG_CHECK_DIGIT) | set(TYPED.get(spec.receipt_number, {}))
+
+
+def written(numbers: set[str]) -> set[str]:
+    """The numbers, and each as the resident wrote it in free text."""
+    return numbers | {w for typed in TYPED.values() for n, w in typed.items() if n in numbers}
 
 
 @pytest.fixture
@@ -115,7 +174,8 @@ def test_whole_database_holds_no_my_number_in_the_clear(
     engine: Engine, session: Session, runtime: Runtime, stored: list[ApplicationSpec], tmp_path: Path,
 ) -> None:
     numbers = set().union(*(numbers_in(s) for s in stored))
-    assert len(numbers) == 15  # two in each of five forms, two spouses (declared path), three in 申請者情報
+    # two in each of five forms, two spouses (declared path), three in 申請者情報, three typed in a 備考
+    assert len(numbers) == 18
     # all of them sealed and revealable: extraction found every one
     revealed = set()
     for row in session.scalars(select(MyNumberRow)):
@@ -124,10 +184,11 @@ def test_whole_database_holds_no_my_number_in_the_clear(
     session.rollback()
     assert revealed == numbers
     assert session.scalar(select(func.count()).where(MyNumberRow.source == "kousei")) == 4  # the 再申請 repeats one
+    assert session.scalar(select(func.count()).where(MyNumberRow.source == "text")) == 3
     session.close()
     dump = _database_bytes(engine, tmp_path)
     assert b"DataRoot" in dump  # the forms themselves are in what was scanned
-    leaked = sorted(n for n in numbers if n.encode() in dump)
+    leaked = sorted(n for n in written(numbers) if n.encode() in dump)
     assert leaked == [], f"{len(leaked)} My Number(s) in the clear in the database"
 
 
@@ -139,12 +200,13 @@ def test_views_diffs_and_payloads_show_none(session: Session, runtime: Runtime, 
         assert version is not None, spec.receipt_number
         numbers = numbers_in(spec)
         stored_text = version.form_xml + repr(version.applicant)
-        assert not [n for n in numbers if n in stored_text]
+        assert not [n for n in written(numbers) if n in stored_text]
         detail = application_detail(session, reader, version.application_id, at=NOW, version_id=version.id)
         shown = repr(detail.fields) + repr(detail.changes) + repr(detail.identity.applicant)
-        assert not [n for n in numbers if n in shown]
+        assert not [n for n in written(numbers) if n in shown]
         positions = {f.my_number_position for f in detail.fields if f.my_number_position is not None}
         positions |= set(detail.identity.applicant_my_numbers.values())
+        positions |= {p for f in detail.fields for p in f.in_text} | set(detail.my_numbers_elsewhere)
         assert positions == set(detail.my_number_positions)  # every sealed number has its masked field
         assert len(positions) == len(numbers)
         for entitled in (False, True):
@@ -158,4 +220,30 @@ def test_views_diffs_and_payloads_show_none(session: Session, runtime: Runtime, 
     assert second is not None
     detail = application_detail(session, reader, second.id, at=NOW)
     assert [c.label for c in detail.changes] == ["児童手当認定請求書 / 備考"]  # the numbers are not "changes"
+    session.rollback()
+
+
+def test_a_resident_s_free_text_keeps_what_is_not_a_my_number(
+    session: Session, stored: list[ApplicationSpec],
+) -> None:
+    """Only a My Number is masked: a 法人番号, a phone number and 12 digits with a wrong check digit
+    stay as the resident typed them, and staff see where each masked number was (the 備考 field, its
+    attribute; a comment is not a field, so it is listed apart)."""
+    reader = principal(Role.REVIEWER, reveal=True)
+    shown = {}
+    for spec in stored[1:4]:
+        version = session.scalar(select(ApplicationVersion).where(ApplicationVersion.receipt_number ==
+                                                                  spec.receipt_number))
+        assert version is not None
+        detail = application_detail(session, reader, version.application_id, at=NOW, version_id=version.id)
+        remarks = [f for f in detail.fields if f.label.endswith("備考")]
+        shown[spec.receipt_number] = (remarks[0].value if remarks else None,
+                                      len(remarks[0].in_text) if remarks else 0, len(detail.my_numbers_elsewhere))
+    text, attribute, comment = (shown[s.receipt_number] for s in stored[1:4])
+    [number] = TYPED[stored[1].receipt_number]
+    wrong = number[:11] + str((int(number[11]) + 1) % 10)
+    kept = f"法人番号 {NOT_MY_NUMBERS[0]}、電話 {NOT_MY_NUMBERS[1]}、控え {wrong}"
+    assert text == (f"番号は［個人番号］です。{kept}", 1, 0)
+    assert attribute == ("添付を確認してください", 1, 0)
+    assert comment == (None, 0, 1)  # 備考 holds a comment: not a leaf, listed apart
     session.rollback()
