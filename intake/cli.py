@@ -1,8 +1,8 @@
 """``python -m intake``: every command and option has its help (``python -m intake COMMAND --help``).
 
 serve · db upgrade|downgrade|current|history · check · linkage import · outbox run|retry ·
-mail send|status · audit verify|purge · staff add · keys status|rotate|retire-check · reverify ·
-backup · restore. A bad setting stops any command with one line on stderr and exit 2.
+mail send|status · audit verify|purge · staff add · keys status|rotate|retire-check · mynumbers seal-typed ·
+reverify · backup · restore. A bad setting stops any command with one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -119,6 +119,12 @@ def parser() -> argparse.ArgumentParser:
     retire = keyss.add_parser("retire-check", help="exit 0 only if no blob is sealed with KEY_ID any more")
     retire.add_argument("key_id", help="the key id to retire")
 
+    mynumbers = sub.add_parser("mynumbers", help="My Numbers (特定個人情報) held apart")
+    mns = mynumbers.add_subparsers(dest="action", required=True)
+    typed = mns.add_parser("seal-typed", help="mask and seal My Numbers typed into the text of forms stored "
+                                              "before they were (once after upgrading; resumable)")
+    typed.add_argument("--batch", type=_positive, default=200, help="versions per committed batch (default 200)")
+
     reverify = sub.add_parser(
         "reverify", help="verify chosen deliveries again from their stored bytes (a new result beside the old; "
                          "a version that now passes is admitted, linked and forwarded once)")
@@ -138,6 +144,16 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--force", action="store_true",
                          help="restore although the database holds applications (they are replaced)")
     return top
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of 1 or more, not {text!r}")
+    return value
 
 
 def _aware_time(text: str) -> datetime:
@@ -232,6 +248,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         refuse(f"{type(exc).__name__}: {exc}")
     if args.command == "reverify":
         return _reverify(args, runtime, sessions)
+    if args.command == "mynumbers":
+        from intake.mynumbers.service import TypedNumbersProgress, seal_typed_numbers
+
+        progress = None
+        for progress in seal_typed_numbers(sessions, runtime.my_number_sealer, batch=args.batch):
+            logging.getLogger("intake.mynumbers").info("seal-typed: %d versions read, %d masked, %d My Numbers sealed",
+                      progress.examined, progress.masked, progress.sealed)
+        done = progress or TypedNumbersProgress(0, 0, 0)
+        print(f"{done.examined} version(s) read: {done.masked} form(s) held a typed My Number, "
+              f"{done.sealed} sealed")
+        return 0
     if args.command == "serve":
         from intake.serving import serve
 
