@@ -313,7 +313,9 @@ class Attachment(Base):
 
     id: Mapped[IntPK]
     version_id: Mapped[int] = mapped_column(ForeignKey("application_versions.id"), index=True)
-    name: Mapped[str] = mapped_column(String(255))
+    #: the file name as the package names it, whole: the format sets no length (docs/package-format.md,
+    #: "Values the intake stores"), and it is what was signed and what a business system receives
+    name: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(16))
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))

@@ -3,7 +3,8 @@ read — so a hostile or broken field is a refusal with a reason code, never a d
 
 A signature covers the bytes, not their sense: a portal-signed 到達日時 of ``0001-01-01`` verifies and
 then overflows a date conversion; a 2 000-character procedure id verifies and then fails a column.
-The limits below are the columns' (intake/models.py) and the format's (docs/package-format.md). A
+The limits below are the columns' (intake/models.py) and the format's (docs/package-format.md,
+"Values the intake stores"); what a resident legitimately writes long is stored whole, not refused. A
 package that breaks one is refused with 422 ``PACKAGE_VALUE_OUT_OF_RANGE`` — a documented package
 refusal (``handover.PACKAGE_REFUSALS``): the relay records it as refused and tells the portal, and
 nothing of it is stored. The message names the field, never its value.
@@ -37,12 +38,13 @@ def _refuse(field: str, why: str) -> DeliveryRefused:
     return DeliveryRefused(422, OUT_OF_RANGE, f"{field}: {why}")
 
 
-def _text(field: str, value: str | None, limit: int, *, required: bool = True) -> None:
+def _text(field: str, value: str | None, limit: int | None, *, required: bool = True) -> None:
+    """``limit``: the column's length (``None``: a ``TEXT`` column, stored whole however long)."""
     if value is None or value == "":
         if required:
             raise _refuse(field, "missing")
         return
-    if len(value) > limit:
+    if limit is not None and len(value) > limit:
         raise _refuse(field, f"longer than {limit} characters")
     if any(ord(c) < 0x20 and c not in "\t\n\r" for c in value):
         raise _refuse(field, "control characters")
@@ -70,7 +72,10 @@ def check_values(report: VerificationReport, *, at: datetime) -> None:
     if len(report.files) > MAX_FILES:
         raise _refuse("files", f"more than {MAX_FILES}")
     for f in report.files:
-        _text("file name", f.name, 255)
+        # A resident's file name is stored whole (``attachments.name`` is TEXT): the format sets no
+        # length and the name is what they signed. The form's name is the portal's (申請書ファイル名称,
+        # bounded below); the media type is one of signature.media's six.
+        _text("file name", f.name, None)
         _text("file media type", f.media_type, 64)
     arrival = report.arrival
     if arrival is not None:

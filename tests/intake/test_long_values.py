@@ -2,8 +2,9 @@
 
 SQLite does not enforce ``VARCHAR(n)``; PostgreSQL raises ``StringDataRightTruncation``, which would
 fail the whole delivery. So each value a resident (or the portal on their behalf) controls is either
-kept whole with a bounded search key beside it (the フリガナ), or bounded by the package format and
-refused before anything is written — 422 ``PACKAGE_VALUE_OUT_OF_RANGE``, a documented refusal
+stored whole however long it is (an attachment's file name: the column is ``TEXT``), kept as a bounded search
+key beside the whole value (the フリガナ), or bounded by the package format and refused before
+anything is written — 422 ``PACKAGE_VALUE_OUT_OF_RANGE``, a documented refusal
 (:mod:`intake.deliveries.admission`) — while a value exactly at the limit is stored. Real signed
 packages; the at-limit cases are what prove that the check and the column agree.
 """
@@ -32,7 +33,9 @@ from intake.models import (
 )
 from intake.runtime import Runtime
 from signature.testing.builder import ApplicationSpec
+from signature.testing.builder import Attachment as SpecAttachment
 from signature.testing.pki import Issued
+from signature.testing.samples import sample_pdf
 from tests.conftest import PackageFactory, World
 
 
@@ -54,6 +57,21 @@ def stored_count(session: Session) -> int:
 
 
 # --- stored whole, however long ---------------------------------------------------------------
+
+#: 300 characters: no file system the portal's users have writes such a name (255 at most), but
+#: the format sets no limit, the portal may prefix what it stores, and the name is what was signed.
+LONG_ATTACHMENT = "令和八年度児童手当認定請求書添付資料" * 16 + "_健康保険証の写し.pdf"
+
+
+def test_a_long_attachment_name_is_stored_whole(
+    session: Session, runtime: Runtime, make_package: PackageFactory, spec: ApplicationSpec,
+) -> None:
+    assert len(LONG_ATTACHMENT) > 300
+    long_spec = replace(spec, attachments=(*spec.attachments,
+                                           SpecAttachment("健康保険証の写し", LONG_ATTACHMENT, sample_pdf("card"))))
+    deliver(session, runtime, make_package(spec=long_spec))
+    names = set(session.scalars(select(Attachment.name)))
+    assert names == {"保険証.pdf", "口座確認.png", LONG_ATTACHMENT}
 
 
 def test_a_long_kana_name_is_kept_whole_and_searched_by_its_first_128_characters(
@@ -83,6 +101,7 @@ BOUNDED: list[tuple[str, int, SpecChange]] = [
     ("手続ID", 128, lambda s, n: replace(s, procedure_id="P" * n)),
     ("手続名称", 256, lambda s, n: replace(s, procedure_name="名" * n)),
     ("申請者情報 (value)", 2000, lambda s, n: replace(s, applicant=replace(s.applicant, address="住" * n))),
+    ("申請書ファイル名称", 255, lambda s, n: replace(s, form_file="F" * (n - 4) + ".xml")),
 ]
 
 
