@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from intake.applications.listing import ListFilters, list_applications
 from intake.deliveries.admission import OUT_OF_RANGE
 from intake.deliveries.errors import DeliveryRefused
 from intake.deliveries.service import expected_key, store_delivery
@@ -36,7 +37,11 @@ from signature.testing.builder import ApplicationSpec
 from signature.testing.builder import Attachment as SpecAttachment
 from signature.testing.pki import Issued
 from signature.testing.samples import sample_pdf
-from tests.conftest import PackageFactory, World
+from status import Role
+from tests.conftest import NOW, PackageFactory, World
+from tests.intake.staffdata import principal
+
+REVIEWER = principal(Role.REVIEWER, login="reviewer1")
 
 
 def deliver(session: Session, runtime: Runtime, body: bytes) -> None:
@@ -90,6 +95,9 @@ def test_a_long_kana_name_is_kept_whole_and_searched_by_its_first_128_characters
     assert search_key(kana).startswith(key)
     assert key.startswith("ジュゲムジュゲムゴコウノスリキレ")
     assert max(len(k) for k in session.scalars(select(ApplicantKey.key))) == 128
+    for typed in (kana, kana[:20], kana.replace(" ", "")):  # what staff type: all of it, or its start
+        page = list_applications(session, REVIEWER, ListFilters(kana=typed), page_size=20, at=NOW)
+        assert [r.first_receipt_number for r in page.rows] == [spec.receipt_number]
 
 
 # --- bounded by the format: at the limit stored, past it refused --------------------------------
