@@ -11,17 +11,22 @@ packages; the at-limit cases are what prove that the check and the column agree.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from intake.applications.listing import ListFilters, list_applications
+from intake.applications.service import download_attachment
 from intake.deliveries.admission import OUT_OF_RANGE
 from intake.deliveries.errors import DeliveryRefused
 from intake.deliveries.service import expected_key, store_delivery
+from intake.forwarding.payload import build_payload
+from intake.forwarding.routes import parse_routes
 from intake.kana import search_key
 from intake.models import (
     ApplicantKey,
@@ -69,14 +74,24 @@ LONG_ATTACHMENT = "令和八年度児童手当認定請求書添付資料" * 16 
 
 
 def test_a_long_attachment_name_is_stored_whole(
-    session: Session, runtime: Runtime, make_package: PackageFactory, spec: ApplicationSpec,
+    session: Session, runtime: Runtime, make_package: PackageFactory, spec: ApplicationSpec, tmp_path: Path,
 ) -> None:
+    """Stored, downloaded and forwarded under the name the resident signed."""
     assert len(LONG_ATTACHMENT) > 300
     long_spec = replace(spec, attachments=(*spec.attachments,
                                            SpecAttachment("健康保険証の写し", LONG_ATTACHMENT, sample_pdf("card"))))
     deliver(session, runtime, make_package(spec=long_spec))
     names = set(session.scalars(select(Attachment.name)))
     assert names == {"保険証.pdf", "口座確認.png", LONG_ATTACHMENT}
+    attachment = session.scalars(select(Attachment).where(Attachment.name == LONG_ATTACHMENT)).one()
+    download = download_attachment(session, REVIEWER, attachment.id, at=NOW, sealer=runtime.package_sealer)
+    assert (download.name, download.data) == (LONG_ATTACHMENT, sample_pdf("card"))
+    route = parse_routes({"routes": [{"name": "r", "procedures": ["*"], "kind": "file", "target": str(tmp_path),
+                                      "format": "json"}]}, base_dir=tmp_path)[0]
+    payload = build_payload(session, runtime, version_id=attachment.version_id, idempotency_key="k", route=route,
+                            at=NOW)
+    forwarded = [a["file_name"] for a in json.loads(payload.body)["attachments"]]
+    assert LONG_ATTACHMENT in forwarded
 
 
 def test_a_long_kana_name_is_kept_whole_and_searched_by_its_first_128_characters(
