@@ -258,8 +258,9 @@ class ApplicationVersion(Base):
     #: when the version was admitted to its chain and its effects applied (supersede, 取下げ,
     #: status, linkage, forwarding) — exactly once; None while held or awaiting verification
     admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: how the signer was found to be the chain's applicant (a rule name, or ``staff``); no personal data
-    admitted_by: Mapped[str | None] = mapped_column(String(64))
+    #: how the signer was found to be the chain's applicant (a rule name, or ``staff:<login>``, a login
+    #: being up to 64 characters); no personal data
+    admitted_by: Mapped[str | None] = mapped_column(String(80))
     #: why a HELD version is held (:class:`intake.applications.admission.HoldReason`)
     hold_reason: Mapped[str | None] = mapped_column(String(32))
     #: staff's decision on a held version: who, when and their 処理事由
