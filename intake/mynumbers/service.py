@@ -6,11 +6,13 @@ What counts as a My Number field (issue 15 §2), so that none stays in the clear
 * in the form, **every element whose local name is 個人番号, in any namespace** (no namespace, a
   default namespace, any prefix), and every element a **path the procedure catalogue declares**
   for the procedure names (:class:`MyNumberPaths`: fields that carry a My Number under another name);
-* in ``kousei.xml``'s 申請者情報, every field whose local name is 個人番号.
+* in ``kousei.xml``'s 申請者情報, every field whose local name is 個人番号;
+* in the form's other text (a 備考, an attribute, a comment, mixed content), whatever looks like a
+  My Number (:func:`intake.freetext.my_number_spans`): replaced there by ``［個人番号］``.
 
 Each is emptied where it is stored (the form as ``form_xml``, the applicant data as
 ``application_versions.applicant``) and its value sealed with the My Number key in ``my_numbers``,
-with its position, its path and where it came from (``form`` / ``kousei``).
+with its position, its path and where it came from (``form`` / ``kousei`` / ``text``).
 """
 
 from __future__ import annotations
