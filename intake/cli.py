@@ -257,8 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       progress.examined, progress.masked, progress.sealed)
         done = progress or TypedNumbersProgress(0, 0, 0)
         print(f"{done.examined} version(s) read: {done.masked} form(s) held a typed My Number, "
-              f"{done.sealed} sealed")
-        return 0
+              f"{done.sealed} sealed" + (f"; {done.unreadable} form(s) could not be read (see the log)"
+                                         if done.unreadable else ""))
+        return 1 if done.unreadable else 0
     if args.command == "serve":
         from intake.serving import serve
 

@@ -17,6 +17,8 @@ with its position, its path and where it came from (``form`` / ``kousei`` / ``te
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +37,7 @@ from intake.models import ApplicationVersion, MyNumberRow
 from intake.mynumbers.errors import MyNumberAccessDenied
 from intake.procedures import MyNumberPaths, PathSyntaxError
 from intake.sealing import open_my_number, seal_my_number
+from signature.errors import UnreadablePackage
 from signature.mynumber import is_valid_my_number
 from signature.xmlparse import parse_xml
 
@@ -61,6 +64,8 @@ __all__ = [
     "store_my_numbers",
     "stored_path",
 ]
+
+_log = logging.getLogger(__name__)
 
 MY_NUMBER_ELEMENT = "個人番号"
 #: ``my_numbers.source``: the form, or kousei.xml's 申請者情報
@@ -148,14 +153,45 @@ def extract_my_numbers(form: bytes, paths: MyNumberPaths = NO_PATHS) -> tuple[st
     return etree.tostring(root, encoding="unicode"), found
 
 
+class _Paths:
+    """:func:`element_path` of every element of one tree, each parent's children counted once (one
+    call per find scanned all siblings: quadratic, minutes for a form of 20 000 typed numbers)."""
+
+    def __init__(self) -> None:
+        self._paths: dict[etree._Element, str] = {}
+
+    def __call__(self, el: etree._Element) -> str:
+        path = self._paths.get(el)
+        if path is None:
+            parent = el.getparent()
+            if parent is None:
+                path = "/" + local_name(el.tag)
+            else:
+                self._count(parent)
+                path = self._paths[el]
+        return path
+
+    def _count(self, parent: etree._Element) -> None:
+        children = list(parent)
+        names = [local_name(c.tag) for c in children]
+        total: dict[str, int] = {}
+        for name in names:
+            total[name] = total.get(name, 0) + 1
+        seen: dict[str, int] = {}
+        base = self(parent)
+        for child, name in zip(children, names, strict=True):
+            seen[name] = seen.get(name, 0) + 1
+            self._paths[child] = f"{base}/{name}" + (f"[{seen[name]}]" if total[name] > 1 else "")
+
+
 def _masked(text: str, owner: etree._Element, suffix: str, seen: dict[str, int], found: list[ExtractedNumber],
-            first_position: int) -> str:
+            first_position: int, paths: _Paths) -> str:
     """``text`` with each My Number in it replaced by TEXT_MASK; the numbers added to ``found``
     with the path ``<owner's path><suffix>/text()[k]``, the k-th found there (from 1)."""
     spans = my_number_spans(text)
     if not spans:
         return text
-    path = element_path(owner) + suffix
+    path = paths(owner) + suffix
     pieces, end = [], 0
     for start, stop, digits in spans:
         seen[path] = seen.get(path, 0) + 1
@@ -172,9 +208,10 @@ def _seal_from_text(root: etree._Element, *, first_position: int) -> list[Extrac
     counts: 12 digits with a valid check digit, in one run or groups of four, half- or full-width)."""
     found: list[ExtractedNumber] = []
     seen: dict[str, int] = {}
+    paths = _Paths()
 
     def mask(text: str | None, owner: etree._Element, suffix: str = "") -> str | None:
-        return _masked(text, owner, suffix, seen, found, first_position) if text else text
+        return _masked(text, owner, suffix, seen, found, first_position, paths) if text else text
 
     for node in list(root.iter()):
         parent = node.getparent()
@@ -220,8 +257,13 @@ MAX_PATH = 512
 def stored_path(path: str) -> str:
     """``path`` as ``my_numbers.path`` holds it: a path longer than the column (a form nested a few
     hundred deep) keeps its end, after "…". The resident's application is stored all the same; the
-    form view lists such a number apart, as it cannot say which field it was."""
-    return path if len(path) <= MAX_PATH else "…" + path[-(MAX_PATH - 1):]
+    form view lists such a number apart, as it cannot say which field it was. A digest of the whole
+    path follows the "…", so that two such paths with the same end stay apart (the form view maps
+    path → position: equal paths hid one number)."""
+    if len(path) <= MAX_PATH:
+        return path
+    head = f"…{hashlib.sha256(path.encode()).hexdigest()[:16]}…"
+    return head + path[-(MAX_PATH - len(head)):]
 
 
 def store_my_numbers(
@@ -247,6 +289,9 @@ class TypedNumbersProgress:
     examined: int  # versions read so far
     masked: int  # of which forms held a My Number in their text, now masked
     sealed: int  # My Numbers sealed from them
+    #: forms the hardened parser refuses (over its limits): left as they are, named in the log by
+    #: version id only, so that one such form does not stop every later one from being sealed
+    unreadable: int = 0
 
 
 def seal_typed_numbers(sessions: sessionmaker[Session], sealer: Sealer, *,
@@ -256,7 +301,7 @@ def seal_typed_numbers(sessions: sessionmaker[Session], sealer: Sealer, *,
     transaction per batch; yields progress after each. The numbers get positions after the
     version's existing ones. Idempotent and resumable: a masked form holds nothing to find, and a
     form is written back only if it is still the one that was read."""
-    last, examined, masked, sealed = 0, 0, 0, 0
+    last, examined, masked, sealed, unreadable = 0, 0, 0, 0, 0
     while True:
         with sessions() as session:
             rows = session.execute(select(ApplicationVersion.id, ApplicationVersion.form_xml)
@@ -267,7 +312,13 @@ def seal_typed_numbers(sessions: sessionmaker[Session], sealer: Sealer, *,
             last = rows[-1][0]
             examined += len(rows)
             for version_id, form_xml in rows:
-                root = parse_xml(form_xml.encode())
+                try:
+                    root = parse_xml(form_xml.encode())
+                except UnreadablePackage as exc:
+                    unreadable += 1
+                    _log.warning("seal-typed: the stored form of version %d cannot be read (%s)", version_id,
+                                 exc.code.value)
+                    continue
                 top = session.scalar(select(func.max(MyNumberRow.position)).where(MyNumberRow.version_id == version_id))
                 found = _seal_from_text(root, first_position=0 if top is None else top + 1)
                 if not found:
@@ -282,7 +333,7 @@ def seal_typed_numbers(sessions: sessionmaker[Session], sealer: Sealer, *,
                 _insert_sealed(session, version_id, found, sealer)
                 masked, sealed = masked + 1, sealed + len(found)
             session.commit()
-        yield TypedNumbersProgress(examined, masked, sealed)
+        yield TypedNumbersProgress(examined, masked, sealed, unreadable)
 
 
 def reveal_my_number(
