@@ -39,7 +39,7 @@ from intake.mynumbers.service import (
     FORM,
     KOUSEI,
     TEXT,
-    element_path,
+    ElementPaths,
     is_my_number_name,
     local_name,
     reveal_my_number,
@@ -92,20 +92,26 @@ def flatten_form(form_xml: str, my_numbers: Mapping[str, int] | None = None,
     those found in the form's other text (source ``text``, path ``<element>/text()[k]`` or
     ``<element>/@attr/text()[k]``); a field lists those of its element."""
     numbers = my_numbers or {}
-    typed = sorted((in_text or {}).items(), key=lambda item: item[1])
+    # by the element the text belongs to: <element>/text()[k], <element>/@attr/text()[k] (a leaf has no
+    # comment: a comment child makes it a group); one pass, not one scan per field
+    by_owner: dict[str, list[int]] = {}
+    for path, p in sorted((in_text or {}).items(), key=lambda item: item[1]):
+        owner = path.rsplit("/text()[", 1)[0]
+        head, _, last = owner.rpartition("/")
+        by_owner.setdefault(head if last.startswith("@") else owner, []).append(p)
     root = parse_xml(form_xml.encode())
+    paths = ElementPaths()
     fields: list[FormField] = []
     for el in root.iter():
         if not isinstance(el.tag, str) or len(el):
             continue
         names = [local_name(a.tag) for a in reversed(list(el.iterancestors())) if a is not root] + [local_name(el.tag)]
-        key = element_path(el)
+        key = paths(el)
         value = (el.text or "").strip()
         number = numbers.get(key)
         if number is not None or is_my_number_name(el.tag):
             value = ""
-        fields.append(FormField(key, " / ".join(names), value, number,
-                                tuple(p for path, p in typed if path.startswith(key + "/"))))
+        fields.append(FormField(key, " / ".join(names), value, number, tuple(by_owner.get(key, ()))))
     return fields
 
 

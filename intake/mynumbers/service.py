@@ -49,6 +49,7 @@ __all__ = [
     "NO_PATHS",
     "TEXT",
     "TEXT_MASK",
+    "ElementPaths",
     "ExtractedNumber",
     "MyNumberPaths",
     "PathSyntaxError",
@@ -153,7 +154,7 @@ def extract_my_numbers(form: bytes, paths: MyNumberPaths = NO_PATHS) -> tuple[st
     return etree.tostring(root, encoding="unicode"), found
 
 
-class _Paths:
+class ElementPaths:
     """:func:`element_path` of every element of one tree, each parent's children counted once (one
     call per find scanned all siblings: quadratic, minutes for a form of 20 000 typed numbers)."""
 
@@ -185,7 +186,7 @@ class _Paths:
 
 
 def _masked(text: str, owner: etree._Element, suffix: str, seen: dict[str, int], found: list[ExtractedNumber],
-            first_position: int, paths: _Paths) -> str:
+            first_position: int, paths: ElementPaths) -> str:
     """``text`` with each My Number in it replaced by TEXT_MASK; the numbers added to ``found``
     with the path ``<owner's path><suffix>/text()[k]``, the k-th found there (from 1)."""
     spans = my_number_spans(text)
@@ -208,7 +209,7 @@ def _seal_from_text(root: etree._Element, *, first_position: int) -> list[Extrac
     counts: 12 digits with a valid check digit, in one run or groups of four, half- or full-width)."""
     found: list[ExtractedNumber] = []
     seen: dict[str, int] = {}
-    paths = _Paths()
+    paths = ElementPaths()
 
     def mask(text: str | None, owner: etree._Element, suffix: str = "") -> str | None:
         return _masked(text, owner, suffix, seen, found, first_position, paths) if text else text
