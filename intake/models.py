@@ -337,7 +337,7 @@ class MyNumberRow(Base):
 
     id: Mapped[IntPK]
     version_id: Mapped[int] = mapped_column(ForeignKey("application_versions.id"), index=True)
-    #: n-th My Number field of the form, from 0; those of 申請者情報 follow the form's
+    #: from 0: the form's fields, the form's typed numbers, 申請者情報's; seal-typed's after all of them
     position: Mapped[int] = mapped_column(Integer)
     #: element path (local names), e.g. /DataRoot/…/個人番号, in the form or in kousei.xml
     path: Mapped[str] = mapped_column(String(512))

@@ -32,7 +32,7 @@ from intake.authz import REVEAL_PERMISSION, Actor
 from intake.crypto import Sealer
 from intake.db import table_of
 from intake.errors import NotFound, ReasonRequired
-from intake.freetext import my_number_spans
+from intake.freetext import MyNumberSpan, my_number_spans
 from intake.models import ApplicationVersion, MyNumberRow
 from intake.mynumbers.errors import MyNumberAccessDenied
 from intake.procedures import MyNumberPaths, PathSyntaxError
@@ -193,11 +193,17 @@ def _masked(text: str, owner: etree._Element, suffix: str, seen: dict[str, int],
     if not spans:
         return text
     path = paths(owner) + suffix
-    pieces, end = [], 0
-    for start, stop, digits in spans:
+    for _start, _stop, digits in spans:
         seen[path] = seen.get(path, 0) + 1
         found.append(ExtractedNumber(first_position + len(found), f"{path}/text()[{seen[path]}]", digits, True,
                                      TEXT))
+    return _replace(text, spans)
+
+
+def _replace(text: str, spans: list[MyNumberSpan]) -> str:
+    """``text`` with each span replaced by TEXT_MASK."""
+    pieces, end = [], 0
+    for start, stop, _digits in spans:
         pieces += [text[end:start], TEXT_MASK]
         end = stop
     return "".join([*pieces, text[end:]])
@@ -231,18 +237,25 @@ def extract_applicant_numbers(
     applicant: Iterable[tuple[str, str]], *, first_position: int,
 ) -> tuple[list[list[str]], list[ExtractedNumber]]:
     """kousei.xml's 申請者情報 (``(tag, text)`` pairs) with every 個人番号 emptied, and the numbers
-    (positions from ``first_position``, after the form's; source ``kousei``)."""
+    (positions from ``first_position``, after the form's; source ``kousei``). A My Number typed into
+    another field (住所, 電話番号…) is replaced there by TEXT_MASK and sealed with source ``text``
+    and the path ``…/申請者情報/<field>/text()[k]``: these values are shown to every reader of the
+    case, and 電話番号 becomes a search key."""
     pairs = [(str(tag), str(text)) for tag, text in applicant]
     masked: list[list[str]] = []
     found: list[ExtractedNumber] = []
     names = [local_name(tag) for tag, _ in pairs]
     for index, (tag, text) in enumerate(pairs):
-        if not is_my_number_name(tag):
-            masked.append([tag, text])
-            continue
         name = local_name(tag)
         if names.count(name) > 1:
             name += f"[{names[:index + 1].count(name)}]"
+        if not is_my_number_name(tag):
+            spans = my_number_spans(text)
+            for k, (_start, _stop, digits) in enumerate(spans, start=1):
+                found.append(ExtractedNumber(first_position + len(found), f"{APPLICANT_PATH}/{name}/text()[{k}]",
+                                             digits, True, TEXT))
+            masked.append([tag, _replace(text, spans) if spans else text])
+            continue
         value = text.strip()
         found.append(ExtractedNumber(first_position + len(found), f"{APPLICANT_PATH}/{name}", value,
                                      is_valid_my_number(value), KOUSEI))

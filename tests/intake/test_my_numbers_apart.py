@@ -18,7 +18,7 @@ from intake.deliveries.service import expected_key, store_delivery
 from intake.errors import NotFound, ReasonRequired
 from intake.models import AccessLogRow, ApplicationVersion, MyNumberRow
 from intake.mynumbers.errors import MyNumberAccessDenied
-from intake.mynumbers.service import MAX_PATH, extract_my_numbers, reveal_my_number
+from intake.mynumbers.service import MAX_PATH, TEXT_MASK, extract_my_numbers, reveal_my_number
 from intake.runtime import Runtime
 from signature.testing.builder import ApplicationSpec
 from status import Role
@@ -182,3 +182,32 @@ def test_a_my_number_nested_deeper_than_its_path_column_is_stored_and_shown_apar
                                  sealer=runtime.my_number_sealer) for p in detail.my_numbers_elsewhere}
     assert revealed == {field, typed}
     session.rollback()
+
+
+def test_a_my_number_typed_into_the_applicant_s_contact_data_is_sealed_and_no_search_key(
+    engine: Engine, session: Session, runtime: Runtime, make_package: PackageFactory, spec: ApplicationSpec,
+) -> None:
+    """申請者情報 is shown to every reader of the case, and its 電話番号 becomes a search key: a My
+    Number a resident typed there (as an IME writes it) is masked, sealed, listed apart for the
+    reveal, and in no cell of the database in the clear."""
+    number, other = "123456789018", "000000000019"
+    typed = "１２３４ー５６７８ー９０１８"
+    applicant = replace(spec.applicant, phone=typed, address=f"{spec.applicant.address}（番号 {other}）")
+    body = make_package(spec=replace(spec, applicant=applicant))
+    store_delivery(session, runtime, body=body, key=expected_key(body), client_id="relay", relay_report=None)
+    session.commit()
+    version = session.scalar(select(ApplicationVersion))
+    assert version is not None
+    typed_fields = dict((str(k), str(v)) for k, v in version.applicant)
+    assert typed_fields["電話番号"] == TEXT_MASK
+    assert typed_fields["住所"] == f"{spec.applicant.address}（番号 {TEXT_MASK}）"
+    rows = session.scalars(select(MyNumberRow).where(MyNumberRow.source == "text")).all()
+    assert sorted(r.path.rsplit("/", 2)[-2] for r in rows) == ["住所", "電話番号"]
+    detail = application_detail(session, principal(Role.REVIEWER, reveal=True), version.application_id, at=NOW)
+    revealed = {reveal_my_number(session, actor=SUPERVISOR, version_id=version.id, position=p, reason="検査", at=NOW,
+                                 sealer=runtime.my_number_sealer) for p in detail.my_numbers_elsewhere}
+    assert revealed == {number, other}
+    session.rollback()
+    session.close()
+    cells = " ".join(v.decode(errors="replace") if isinstance(v, bytes) else str(v) for _t, _c, v in _cells(engine))
+    assert [n for n in (number, other, typed) if n in cells] == []

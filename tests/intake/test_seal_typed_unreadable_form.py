@@ -1,9 +1,9 @@
-"""Review of 6be0648: one stored form that the hardened parser refuses stops ``mynumbers seal-typed``
-for good — every run starts again from the first version and dies at the same one, so the forms
-stored after it keep their typed My Numbers in the clear. FAILS on main as of 6be0648.
+"""One stored form that the hardened parser refuses must not stop ``mynumbers seal-typed`` for good
+(in 6be0648 every run started again from the first version and died at the same one, so the forms
+stored after it kept their typed My Numbers in the clear).
 
 A form can be stored unparseable: ［個人番号］ is 18 bytes of UTF-8 where 12 digits stood, so a form
-near the 10 MB limit grows past it (test_review_typed_my_numbers.py::test_a_masked_form_still_parses),
+near the 10 MB limit grows past it (test_typed_my_numbers_hostile.py::test_a_masked_form_still_parses),
 and serialisation escapes (``>`` → ``&gt;``) grow a form too.
 """
 
