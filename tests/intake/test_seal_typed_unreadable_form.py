@@ -43,7 +43,8 @@ def test_seal_typed_goes_past_a_form_it_cannot_read(
             session.commit()
             typed_id = typed.id
 
-        list(seal_typed_numbers(sessions, runtime.my_number_sealer, batch=1))
+        done = list(seal_typed_numbers(sessions, runtime.my_number_sealer, batch=1))[-1]
+        assert (done.examined, done.masked, done.sealed, done.unreadable) == (2, 1, 1, 1)
 
         with sessions() as session:
             stored = session.get(ApplicationVersion, typed_id)
