@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from lxml import etree
@@ -92,19 +92,9 @@ def is_my_number_name(tag: object) -> bool:
 def element_path(el: etree._Element) -> str:
     """``/DataRoot/請求書/児童[2]/個人番号``: local names from the root, with the position among the
     siblings of the same local name where there are several. Without namespaces it is what lxml's
-    ``getpath`` gives; with them it stays readable (and is the same for every namespace style)."""
-    steps: list[str] = []
-    node: etree._Element | None = el
-    while node is not None:
-        name = local_name(node.tag)
-        parent = node.getparent()
-        if parent is not None:
-            same = [c for c in parent if local_name(c.tag) == name]
-            if len(same) > 1:
-                name += f"[{same.index(node) + 1}]"
-        steps.append(name)
-        node = parent
-    return "/" + "/".join(reversed(steps))
+    ``getpath`` gives; with them it stays readable (and is the same for every namespace style).
+    For many elements of one tree, one :class:`ElementPaths` (this is one call of a fresh one)."""
+    return ElementPaths()(el)
 
 
 def _chain(el: etree._Element) -> list[str]:
@@ -141,11 +131,13 @@ def extract_my_numbers(form: bytes, paths: MyNumberPaths = NO_PATHS) -> tuple[st
     procedure's declared fields (:class:`MyNumberPaths`).
     """
     root = parse_xml(form)
+    fields = my_number_elements(root, paths)
+    named = ElementPaths()
     found: list[ExtractedNumber] = []
-    for position, el in enumerate(my_number_elements(root, paths)):
+    for position, el in enumerate(fields):
         value = "".join(el.itertext()).strip()
-        found.append(ExtractedNumber(position, element_path(el), value, is_valid_my_number(value)))
-    for el in my_number_elements(root, paths):  # emptied after all paths are read: a field inside another
+        found.append(ExtractedNumber(position, named(el), value, is_valid_my_number(value)))
+    for el in fields:  # emptied after all paths are read: a field inside another
         for child in list(el):
             el.remove(child)
         el.text = None
@@ -155,8 +147,8 @@ def extract_my_numbers(form: bytes, paths: MyNumberPaths = NO_PATHS) -> tuple[st
 
 
 class ElementPaths:
-    """:func:`element_path` of every element of one tree, each parent's children counted once (one
-    call per find scanned all siblings: quadratic, minutes for a form of 20 000 typed numbers)."""
+    """:func:`element_path` of the elements of one tree, each parent's children counted once (a scan
+    of all siblings per element was quadratic: minutes for a form of 20 000 typed numbers)."""
 
     def __init__(self) -> None:
         self._paths: dict[etree._Element, str] = {}
@@ -333,10 +325,12 @@ def seal_typed_numbers(sessions: sessionmaker[Session], sealer: Sealer, *,
                     _log.warning("seal-typed: the stored form of version %d cannot be read (%s)", version_id,
                                  exc.code.value)
                     continue
-                top = session.scalar(select(func.max(MyNumberRow.position)).where(MyNumberRow.version_id == version_id))
-                found = _seal_from_text(root, first_position=0 if top is None else top + 1)
+                found = _seal_from_text(root, first_position=0)
                 if not found:
                     continue
+                # after the version's own numbers (read only for a form that holds one)
+                top = session.scalar(select(func.max(MyNumberRow.position)).where(MyNumberRow.version_id == version_id))
+                found = [replace(n, position=n.position + (0 if top is None else top + 1)) for n in found]
                 written = session.execute(
                     update(ApplicationVersion)
                     .where(ApplicationVersion.id == version_id, ApplicationVersion.form_xml == form_xml)
