@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_relay import Maker, percentile, write_portal_dir
 
+from bench.cputime import CpuMeter, postmaster_pid
 from intake.api import create_app
 from intake.db import Base, make_engine, make_session_factory
 from intake.deliveries.service import expected_key
@@ -72,8 +73,9 @@ DATABASES = {
 
 
 def post_all(base_url: str, bodies: list[bytes], clients: int,
-             make_client: Callable[[str], httpx.Client]) -> dict[str, Any]:
-    """Post ``bodies`` by ``clients`` threads (each its own share and its own client); the figures."""
+             make_client: Callable[[str], httpx.Client], meter: CpuMeter | None = None) -> dict[str, Any]:
+    """Post ``bodies`` by ``clients`` threads (each its own share and its own client); the figures.
+    ``meter``: the CPU time of its processes over the same stretch, per delivery (``cpu_ms``)."""
     shares = [bodies[i::clients] for i in range(clients)]
     latencies: list[float] = []
     answers: Counter[int] = Counter()
@@ -105,16 +107,23 @@ def post_all(base_url: str, bodies: list[bytes], clients: int,
     for t in threads:
         t.start()
     with contextlib.suppress(threading.BrokenBarrierError):  # a client failed: its problem is reported below
+        if meter is not None:
+            meter.start()
         start.wait(120)
     began = time.perf_counter()
     for t in threads:
         t.join(1800)
     wall = time.perf_counter() - began
+    if meter is not None:
+        meter.stop()
     if problems or answers[201] != len(bodies):
         raise RuntimeError(f"not every delivery was stored: {dict(answers)} {problems}")
-    return {"deliveries_per_second": round(len(bodies) / wall, 1), "seconds": round(wall, 2),
-            "latency_p50_ms": round(1000 * statistics.median(latencies), 1),
-            "latency_p99_ms": round(1000 * percentile(latencies, 0.99), 1)}
+    figures = {"deliveries_per_second": round(len(bodies) / wall, 1), "seconds": round(wall, 2),
+               "latency_p50_ms": round(1000 * statistics.median(latencies), 1),
+               "latency_p99_ms": round(1000 * percentile(latencies, 0.99), 1)}
+    if meter is not None:
+        figures["cpu_ms"] = meter.per_unit_ms(len(bodies))
+    return figures
 
 
 def run_process(url: str, bodies: list[bytes], clients: int, portal: PortalData, work: Path,
@@ -127,8 +136,13 @@ def run_process(url: str, bodies: list[bytes], clients: int, portal: PortalData,
     with Chain(portal, work, options=options) as chain:
         chain.start_intake()
         context = chain.intake_ssl()  # the relay's client certificate, the intake's CA
+        roots: dict[str, Callable[[], int | None]] = {"intake": lambda: chain.intake.pid}
+        if url.startswith("postgresql"):
+            postmaster = postmaster_pid(url)
+            roots["postgresql"] = lambda: postmaster
         return post_all(f"https://127.0.0.1:{chain.intake_port}", bodies, clients,
-                        lambda base: httpx.Client(base_url=base, timeout=120, verify=context, trust_env=False))
+                        lambda base: httpx.Client(base_url=base, timeout=120, verify=context, trust_env=False),
+                        CpuMeter(roots))
 
 
 def run_thread(url: str, bodies: list[bytes], clients: int, settings: IntakeSettings,
@@ -143,6 +157,17 @@ def run_thread(url: str, bodies: list[bytes], clients: int, settings: IntakeSett
                             lambda b: httpx.Client(base_url=b, timeout=120, trust_env=False))
     finally:
         engine.dispose()
+
+
+def cpu_line(run: dict[str, Any]) -> str:
+    """``  CPU ms/delivery: intake 9.1 + postgresql 3.2 + benchmark 2.0 = 14.3 (ceiling 140/s)``, or ``""``."""
+    cpu = run.get("cpu_ms")
+    if not cpu:
+        return ""
+    ceiling = cpu["ceiling_per_second_on_this_machine"]
+    processes = {k: v for k, v in cpu.items() if k not in {"total", "ceiling_per_second_on_this_machine"}}
+    parts = " + ".join(f"{k} {v:.1f}" for k, v in processes.items())
+    return f"\n{'':<22}CPU ms/delivery: {parts} = {cpu['total']:.1f} (ceiling {ceiling:.0f}/s)"
 
 
 def filesystem_of(path: Path) -> str:
@@ -234,7 +259,8 @@ def main() -> None:
                         run = run_thread(url, sets[n], n, settings, now)
                     results["runs"].append({"database": kind, "clients": n, "workers": 1, **run})
                     print(f"{kind:<20} {n} client(s) {run['deliveries_per_second']:>7.1f} deliveries/s  "
-                          f"p50 {run['latency_p50_ms']:>6.1f} ms  p99 {run['latency_p99_ms']:>6.1f} ms", flush=True)
+                          f"p50 {run['latency_p50_ms']:>6.1f} ms  p99 {run['latency_p99_ms']:>6.1f} ms"
+                          f"{cpu_line(run)}", flush=True)
                 n = max(client_counts)
                 for w in worker_counts:
                     if w == 1 or not kind.startswith("postgresql") or args.server != "process":
@@ -243,7 +269,8 @@ def main() -> None:
                     run = run_process(url, sets[n], n, portal, base / f"chain-{kind}-{n}-w{w}", clamd_socket, w)
                     results["runs"].append({"database": kind, "clients": n, "workers": w, **run})
                     print(f"{kind:<20} {n} client(s) {w} workers {run['deliveries_per_second']:>7.1f} deliveries/s  "
-                          f"p50 {run['latency_p50_ms']:>6.1f} ms  p99 {run['latency_p99_ms']:>6.1f} ms", flush=True)
+                          f"p50 {run['latency_p50_ms']:>6.1f} ms  p99 {run['latency_p99_ms']:>6.1f} ms"
+                          f"{cpu_line(run)}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

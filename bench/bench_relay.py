@@ -38,6 +38,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cputime import CpuMeter, postmaster_pid
 from signature.testing.builder import Attachment, build_package
 from signature.testing.pki import Issued, TestPKI, sample_residents
 from signature.testing.samples import sample_pdf, sample_spec
@@ -133,7 +134,13 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
-def push(url: str, body: bytes, timeout: float = 600) -> httpx.Response:
+def push(url: str, body: bytes, timeout: float = 600, client: httpx.Client | None = None) -> httpx.Response:
+    """``POST /api/v1/packages`` as an LGWAN terminal does; ``client``: on that kept-alive client.
+    (A new ``httpx.Client`` per request costs ~15–25 ms of CPU here — mostly building its TLS context —
+    which the push clients' threads would take from the two cores the chain runs on.)"""
+    if client is not None:
+        return client.post(f"{url}/api/v1/packages", content=body, headers={"Content-Type": "application/zip"},
+                           timeout=timeout)
     return httpx.post(f"{url}/api/v1/packages", content=body, headers={"Content-Type": "application/zip"},
                       timeout=timeout, trust_env=False)
 
@@ -151,15 +158,27 @@ def run(args: argparse.Namespace, base: Path, stack: ExitStack) -> dict[str, Any
     print(f"set-up: {2 * args.count} packages of ~{len(pulled[0][1]) // 1000} KB and one of "
           f"{len(big) / 1e6:.1f} MB built in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
-    options = ChainOptions(database_url=stack.enter_context(postgres_cluster()), scanner=args.scanner, proxy=False,
+    database_url = stack.enter_context(postgres_cluster())
+    options = ChainOptions(database_url=database_url, scanner=args.scanner, proxy=False,
                            portal_args=("--rate", "0"),
                            relay={"INTAKE_READ_TIMEOUT": "600", "INTAKE_WRITE_TIMEOUT": "600", "PAGE_SIZE": "50",
                                   "MAX_CONCURRENT_PACKAGES": str(max(4, args.clients)), "CLAMD_TIMEOUT": "300"})
+    clamd_pid: int | None = None
     if args.scanner == "clamd":
         clamd = stack.enter_context(clamd_daemon(base / "clamd", stream_max_length=128 * MiB))
-        options.clamd_socket = clamd.socket_path
+        options.clamd_socket, clamd_pid = clamd.socket_path, clamd.pid
     chain = stack.enter_context(Chain(portal, base / "chain", options=options))
     chain.start_intake()
+    postmaster = postmaster_pid(database_url)
+
+    def alive(service: Any) -> int | None:
+        return service.pid if service.running() else None
+
+    def meter() -> CpuMeter:
+        """CPU per process over a channel's stretch: the four services, PostgreSQL, and this process."""
+        return CpuMeter({"relay": lambda: alive(chain.relay), "intake": lambda: alive(chain.intake),
+                         "postgresql": lambda: postmaster, "clamd": lambda: clamd_pid,
+                         "portal_sim": lambda: alive(chain.portal)})
     results: dict[str, Any] = {"scanner": args.scanner, "database": "postgresql", "count": args.count,
                                "package_bytes_avg": round(sum(len(b) for _, b in pulled) / len(pulled)),
                                "cpus": os.cpu_count() or 0, "load_average_at_start": round(os.getloadavg()[0], 2)}
@@ -167,11 +186,14 @@ def run(args: argparse.Namespace, base: Path, stack: ExitStack) -> dict[str, Any
     # Pull: the relay takes the portal's list one package at a time.
     pulled_numbers = {n for n, _ in pulled}
     chain.start_portal()
+    cpu = meter()
+    cpu.start()  # the relay's own start (imports, trust, ~1 s of CPU) is counted in the pull's figures
     started = time.perf_counter()
     chain.start_relay()
     wait_until(lambda: pulled_numbers <= {n for n, _ in chain.final_pairs()}, timeout=1800,
                what="every pulled package final", interval=0.1, on_timeout=chain.tails)
     wall = time.perf_counter() - started
+    cpu.stop()
     stones = chain.tombstones()
     times = erasure_times(stones, pulled_numbers)
     results["pull"] = {
@@ -180,6 +202,7 @@ def run(args: argparse.Namespace, base: Path, stack: ExitStack) -> dict[str, Any
         "receipt_to_erasure_p50_ms": round(1000 * statistics.median(times), 1),
         "receipt_to_erasure_p99_ms": round(1000 * percentile(times, 0.99), 1),
         "outcomes": dict(Counter(t["outcome"] for t in stones)),
+        "cpu_ms": cpu.per_unit_ms(len(pulled)),
     }
 
     # Push: several LGWAN terminals at once.
@@ -190,22 +213,28 @@ def run(args: argparse.Namespace, base: Path, stack: ExitStack) -> dict[str, Any
     statuses: Counter[int] = Counter()
 
     def client() -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                body = queue.pop()
-            code = push(relay_url, body).status_code
-            with lock:
-                statuses[code] += 1
+        with httpx.Client(trust_env=False) as http:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                code = push(relay_url, body, client=http).status_code
+                with lock:
+                    statuses[code] += 1
 
     threads = [threading.Thread(target=client) for _ in range(args.clients)]
+    cpu = meter()
+    cpu.start()
     started = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join(1800)
     wall = time.perf_counter() - started
+    wait_until(lambda: pushed_numbers <= {n for n, _ in chain.final_pairs()}, timeout=600,
+               what="every pushed package final", interval=0.1, on_timeout=chain.tails)
+    cpu.stop()
     stones = chain.tombstones()
     times = erasure_times(stones, pushed_numbers)
     results["push"] = {
@@ -213,6 +242,7 @@ def run(args: argparse.Namespace, base: Path, stack: ExitStack) -> dict[str, Any
         "packages_per_second": round(len(pushed) / wall, 1),
         "receipt_to_erasure_p50_ms": round(1000 * statistics.median(times), 1),
         "receipt_to_erasure_p99_ms": round(1000 * percentile(times, 0.99), 1),
+        "cpu_ms": cpu.per_unit_ms(len(pushed)),
     }
 
     # Peak memory: a fresh relay process, idle, then one big package by push.

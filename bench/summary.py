@@ -136,6 +136,39 @@ def _chain(b: dict[str, Any]) -> list[Figure]:
     return out
 
 
+def _cpu(b: dict[str, Any]) -> list[Figure]:
+    """CPU per package, every process of the run together (bench/cputime.py), and the rate the run's
+    cores could carry at that cost if nothing waited: where an aim is beyond that ceiling, no change
+    inside one process reaches it on that machine."""
+    out: list[Figure] = []
+    intake = b.get("intake") or {}
+    runs = {(r["database"], r["clients"]): r for r in intake.get("runs", []) if r.get("workers", 1) == 1}
+    cpus = intake.get("cpus")
+    cpu = _get(runs.get(("postgresql", 4)), "cpu_ms") or {}
+    budget = None if not cpus else cpus * 1000 / AIM_INTAKE_POSTGRESQL_4_CLIENTS
+    out += [
+        Figure("cpu.intake.postgresql.clients_4.intake_ms", "CPU/delivery: intake process (PostgreSQL, 4 clients)",
+               "ms", cpu.get("intake"), higher_is_better=False),
+        Figure("cpu.intake.postgresql.clients_4.postgresql_ms", "CPU/delivery: PostgreSQL (the same run)", "ms",
+               cpu.get("postgresql"), higher_is_better=False),
+        Figure("cpu.intake.postgresql.clients_4.total_ms", "CPU/delivery: all processes, clients included", "ms",
+               cpu.get("total"), f"<= {budget:.1f} ms for 250/s on {cpus} cores" if budget else "",
+               _at_most(cpu.get("total"), budget) if budget and cpu else None, higher_is_better=False),
+    ]
+    relay = b.get("relay") or {}
+    cpus = relay.get("cpus")
+    budget = None if not cpus else cpus * 1000 / AIM_CHAIN_PER_SECOND
+    for channel in ("pull", "push"):
+        cpu = _get(relay, channel, "cpu_ms") or {}
+        for process in ("relay", "intake", "clamd"):
+            out.append(Figure(f"cpu.chain.{channel}.{process}_ms", f"CPU/package: chain {channel}, {process}", "ms",
+                              cpu.get(process), higher_is_better=False))
+        out.append(Figure(f"cpu.chain.{channel}.total_ms", f"CPU/package: chain {channel}, all processes", "ms",
+                          cpu.get("total"), f"<= {budget:.1f} ms for 150/s on {cpus} cores" if budget else "",
+                          _at_most(cpu.get("total"), budget) if budget and cpu else None, higher_is_better=False))
+    return out
+
+
 def _memory(b: dict[str, Any]) -> list[Figure]:
     big = _get(b, "relay", "big_package") or {}
     size = big.get("package_bytes")
@@ -190,8 +223,8 @@ def _others(b: dict[str, Any]) -> list[Figure]:
 
 def figures(benchmarks: dict[str, Any]) -> list[Figure]:
     """Every headline figure of a run, in table order."""
-    return [*_verify(benchmarks), *_intake(benchmarks), *_chain(benchmarks), *_memory(benchmarks),
-            *_others(benchmarks)]
+    return [*_verify(benchmarks), *_intake(benchmarks), *_chain(benchmarks), *_cpu(benchmarks),
+            *_memory(benchmarks), *_others(benchmarks)]
 
 
 def number(value: float | None, unit: str) -> str:

@@ -71,6 +71,14 @@ def test_summary_and_compare_show_the_figures_ratios_and_changes(tmp_path: Path)
                     pull=160, push=150, pull_p99=40, push_p99=120, big_bytes=100 * MB, increase_mib=250,
                     failed=("ui",))
     after["benchmarks"]["intake"]["database_filesystem"] = "tmpfs"
+    # CPU per package by process (bench/cputime.py); 2 cores: 250/s allows 8 ms, 150/s 13.3 ms.
+    before["benchmarks"]["intake"]["cpus"] = before["benchmarks"]["relay"]["cpus"] = 2
+    before["benchmarks"]["intake"]["runs"][2]["cpu_ms"] = {"intake": 18.4, "postgresql": 4.1, "benchmark": 1.9,
+                                                           "total": 24.4}
+    before["benchmarks"]["relay"]["push"]["cpu_ms"] = {"relay": 12.2, "intake": 25.1, "clamd": 11.8, "total": 62.7}
+    after["benchmarks"]["intake"]["cpus"] = after["benchmarks"]["relay"]["cpus"] = 2
+    after["benchmarks"]["intake"]["runs"][3]["cpu_ms"] = {"intake": 3.0, "postgresql": 3.5, "benchmark": 1.4,
+                                                          "total": 7.9}
     a, b = tmp_path / "results-a.json", tmp_path / "results-b.json"
     a.write_text(json.dumps(before), encoding="utf-8")
     b.write_text(json.dumps(after), encoding="utf-8")
@@ -97,6 +105,13 @@ def test_summary_and_compare_show_the_figures_ratios_and_changes(tmp_path: Path)
     assert row(table, "relay memory: peak increase / (1.5x size + 120 MiB)")[1:] == ["1.46", "x", "<= 1x", "NO"]
     assert row(table, "CRL store: load 1,000,000 entries")[1] == "4.4"  # the configured issuer, not the carried
     assert "tmpfs" not in table
+    assert row(table, "CPU/delivery: intake process (PostgreSQL, 4 clients)")[1:] == ["18.4", "ms"]
+    assert row(table, "CPU/delivery: all processes, clients included")[1:] == [
+        "24.4", "ms", "<= 8.0 ms for 250/s on 2 cores", "NO"]
+    assert row(table, "CPU/package: chain push, clamd")[1:] == ["11.8", "ms"]
+    assert row(table, "CPU/package: chain push, all processes")[1:] == [
+        "62.7", "ms", "<= 13.3 ms for 150/s on 2 cores", "NO"]
+    assert row(table, "CPU/package: chain pull, all processes")[1] == "—"  # not measured in this run
 
     table = run("summary.py", b)
     assert row(table, "verify: ours (same signer) / signxml")[1:] == ["2.09", "x", ">= 2x", "yes"]
@@ -105,6 +120,8 @@ def test_summary_and_compare_show_the_figures_ratios_and_changes(tmp_path: Path)
     assert row(table, "relay memory: peak increase (VmHWM - idle)")[-1] == "yes"
     assert "FAILED: ui" in table
     assert "databases were on tmpfs" in table
+    assert row(table, "CPU/delivery: all processes, clients included")[-1] == "yes"
+    assert row(table, "CPU/package: chain push, all processes")[1] == "—"
 
     compared = run("compare.py", a, b)
     assert "A: commit aaaaaaa" in compared
@@ -137,3 +154,61 @@ def test_every_benchmark_entry_point_imports_and_parses_its_arguments() -> None:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"{script}: exit {proc.returncode}\n{err[-2000:]}"
         assert "usage:" in out, f"{script}: {out[:200]}"
+
+
+_BURN = """
+import os, sys, time
+def burn(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+print("started", flush=True)
+sys.stdin.readline()  # "go": the meter has taken its first reading
+if sys.argv[1] == "parent":
+    child = os.fork()
+    if child == 0:  # the grandchild: burns, ends, and is reaped by the parent (its time becomes the parent's)
+        burn(0.4)
+        os._exit(0)
+    os.waitpid(child, 0)
+    burn(0.3)
+    print("ready", flush=True)
+    sys.stdin.read()  # alive until told
+"""
+
+
+def test_cpu_meter_counts_a_tree_alive_and_reaped_and_nothing_outside_it() -> None:
+    """bench/cputime.py: a process's own CPU and that of a child it reaped are counted; a process
+    outside the tree is not. The amounts are fixed by the processes themselves (each burns until its
+    own CPU clock reaches them), so nothing here depends on how fast the machine is."""
+    sys.path.insert(0, str(REPO))
+    from bench.cputime import CpuMeter, tree_cpu_seconds
+
+    inside = subprocess.Popen([sys.executable, "-c", _BURN, "parent"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    outside = subprocess.Popen([sys.executable, "-c", _BURN, "parent"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert inside.stdin is not None
+        assert outside.stdin is not None
+        assert inside.stdout is not None
+        assert outside.stdout is not None
+        assert inside.stdout.readline().strip() == outside.stdout.readline().strip() == "started"
+        meter = CpuMeter({"inside": lambda: inside.pid, "gone": lambda: None})
+        meter.start()
+        for proc in (inside, outside):
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        assert inside.stdout.readline().strip() == outside.stdout.readline().strip() == "ready"
+        seconds = meter.stop()
+        # 0.4 s of the reaped grandchild + 0.3 s of its parent (less clock ticks of rounding, 10 ms each),
+        # a fork and a few lines more; the other tree's 0.7 s is not there
+        assert 0.65 <= seconds["inside"] < 1.0, seconds
+        assert seconds["gone"] == 0.0
+        assert tree_cpu_seconds(outside.pid) >= 0.65
+        per = meter.per_unit_ms(10)
+        assert per["inside"] == round(seconds["inside"] * 100, 2)
+        assert per["total"] == round(sum(seconds.values()) * 100, 2)
+    finally:
+        for proc in (inside, outside):
+            proc.kill()
+            proc.communicate(timeout=30)
