@@ -25,8 +25,10 @@ _DELETE_KEYS = delete(_KEYS).where(_KEYS.c.application_id == bindparam("b_applic
 _INSERT_KEY = insert(_KEYS)
 
 
-def index_applicant(session: Session, app: Application, version: ApplicationVersion) -> None:
-    """Replace the chain's search keys by those of ``version`` (its signer row must be set)."""
+def index_applicant(session: Session, app: Application, version: ApplicationVersion, *, new_chain: bool = False
+                    ) -> None:
+    """Replace the chain's search keys by those of ``version`` (its signer row must be set).
+    ``new_chain``: ``app`` was inserted by this transaction, so it has no keys yet to delete."""
     kana = dict((str(k), str(v)) for k, v in version.applicant).get("氏名フリガナ")
     app.applicant_kana = search_key(kana) if kana else None
     signer = version.signer
@@ -36,7 +38,8 @@ def index_applicant(session: Session, app: Application, version: ApplicationVers
     # (:mod:`intake.applications.listing`), never loaded as objects (docs/decisions.md, "Core for a
     # delivery's writes").
     connection = session.connection()
-    connection.execute(_DELETE_KEYS, {"b_application_id": app.id})
+    if not new_chain:
+        connection.execute(_DELETE_KEYS, {"b_application_id": app.id})
     if keys:
         connection.execute(_INSERT_KEY, [{"application_id": app.id, "kind": kind, "key": key}
                                          for kind, key in sorted(keys)])

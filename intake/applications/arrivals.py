@@ -148,7 +148,7 @@ def add_version(
     store_my_numbers(session, version, [*numbers, *applicant_numbers], my_number_sealer)
     _store_attachments(session, version, report, flagged_files, package_sealer)
     if is_first(app, version) and version.state is VersionState.CURRENT:
-        index_applicant(session, app, version)  # the chain's own applicant, from the first application
+        index_applicant(session, app, version, new_chain=opened)  # the chain's applicant, from the first application
     verdict = judge(session, app, version, rules.procedures)
     if not verdict.admit and not is_first(app, version) and verdict.reason is not None:
         hold(session, app, version, verdict.reason, at=at)

@@ -95,7 +95,12 @@ def evaluate_chains(session: Session, app_ids: Collection[int]) -> dict[int, Out
                                                         ApplicationVersion.admitted_at.is_not(None))
         ):
             versions[app_id].append((serial, arrival_day(arrived_at)))
-    serials = {s for vs in versions.values() for s, _ in vs if s}
+    entries = _active_entries(session, {s for vs in versions.values() for s, _ in vs if s})
+    return {app_id: _outcome(versions.get(app_id, []), entries) for app_id in app_ids}
+
+
+def _active_entries(session: Session, serials: Collection[str]) -> dict[str, list[_Entry]]:
+    """The active linkage entries of ``serials``, by serial."""
     entries: dict[str, list[_Entry]] = defaultdict(list)
     for serial_batch in chunks(sorted(serials)):
         for serial, number, valid_from, valid_to, import_id in session.execute(
@@ -104,7 +109,7 @@ def evaluate_chains(session: Session, app_ids: Collection[int]) -> dict[int, Out
             .where(LinkageEntry.cert_serial.in_(serial_batch), LinkageEntry.active.is_(True))
         ):
             entries[serial].append(_Entry(number, valid_from, valid_to, import_id))
-    return {app_id: _outcome(versions.get(app_id, []), entries) for app_id in app_ids}
+    return entries
 
 
 def atena_numbers_for(session: Session, serial: str | None, day: date) -> set[str]:
@@ -173,12 +178,17 @@ def _has_decision(session: Session, app_id: int) -> bool:
 
 
 def resolve_on_arrival(session: Session, app: Application, version: ApplicationVersion, *, at: datetime) -> None:
-    """Re-evaluate ``app``'s 宛名番号 now that ``version`` (already flushed) is admitted to it.
+    """Re-evaluate ``app``'s 宛名番号 now that ``version`` is admitted to it.
 
-    The first evaluation of a chain is always recorded, also when it leaves the chain waiting.
+    The chain's versions are taken from ``app.versions`` as loaded: admission reads them under the
+    chain's lock (``intake.applications.admission.lock_chain``; a chain opened in this transaction is
+    seen by no other), and they include what this transaction admitted but has not flushed yet — the
+    same admitted versions :func:`evaluate_chains` would read back after a flush, without the flush
+    and the query. The first evaluation of a chain is always recorded, also when it leaves the chain
+    waiting.
     """
-    session.flush()
-    outcome = evaluate_chains(session, [app.id])[app.id]
+    versions = [(v.user_cert_serial, arrival_day(v.arrived_at)) for v in app.versions if v.admitted_at is not None]
+    outcome = _outcome(versions, _active_entries(session, {s for s, _ in versions if s}))
     apply_outcome(session, app, outcome, at=at, trigger=f"arrival of {version.receipt_number}")
 
 
