@@ -61,7 +61,7 @@ from intake.runtime import Runtime
 from intake.settings import IntakeSettings
 from signature.testing.samples import sample_pdf
 from tests.support.chain import JST, Chain, ChainOptions, PortalData
-from tests.support.clamd import clamd_daemon
+from tests.support.clamd import ClamdInfo, clamd_daemon
 from tests.support.postgres import postgres_cluster
 from tests.support.servers import serve_in_thread
 
@@ -127,10 +127,10 @@ def post_all(base_url: str, bodies: list[bytes], clients: int,
 
 
 def run_process(url: str, bodies: list[bytes], clients: int, portal: PortalData, work: Path,
-                clamd_socket: Path | None, workers: int = 1) -> dict[str, Any]:
+                clamd: ClamdInfo | None, workers: int = 1) -> dict[str, Any]:
     """``python -m intake serve`` on a fresh database ``url``, mutual TLS as the relay connects;
     ``workers`` > 1: ``serve --only api --workers N`` (PostgreSQL)."""
-    scanner = {"SCANNER": "clamd", "CLAMD_SOCKET": str(clamd_socket)} if clamd_socket else {}
+    scanner = {"SCANNER": "clamd", "CLAMD_SOCKET": str(clamd.socket_path)} if clamd else {}
     extra = ("--only", "api", "--workers", str(workers)) if workers > 1 else ()
     options = ChainOptions(database_url=url, proxy=False, tls=True, intake=scanner, intake_args=extra)
     with Chain(portal, work, options=options) as chain:
@@ -140,6 +140,9 @@ def run_process(url: str, bodies: list[bytes], clients: int, portal: PortalData,
         if url.startswith("postgresql"):
             postmaster = postmaster_pid(url)
             roots["postgresql"] = lambda: postmaster
+        if clamd is not None:
+            clamd_pid = clamd.pid
+            roots["clamd"] = lambda: clamd_pid
         return post_all(f"https://127.0.0.1:{chain.intake_port}", bodies, clients,
                         lambda base: httpx.Client(base_url=base, timeout=120, verify=context, trust_env=False),
                         CpuMeter(roots))
@@ -232,8 +235,7 @@ def main() -> None:
                                "cpus": os.cpu_count() or 0, "databases": {k: DATABASES[k] for k in kinds}, "runs": []}
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp, contextlib.ExitStack() as stack:
         base = Path(tmp)
-        clamd_socket = (stack.enter_context(clamd_daemon(base / "clamd")).socket_path
-                        if args.scanner == "clamd" else None)
+        clamd = stack.enter_context(clamd_daemon(base / "clamd")) if args.scanner == "clamd" else None
         t0 = time.perf_counter()
         maker = Maker(base / "portal", now)
         filler = sample_pdf("scan") + random.Random(5).randbytes(100_000)  # incompressible: ~100 KB packages
@@ -253,7 +255,7 @@ def main() -> None:
                 for n in client_counts:
                     url = fresh(f"{kind.replace('-', '_')}_{n}")
                     if args.server == "process":
-                        run = run_process(url, sets[n], n, portal, base / f"chain-{kind}-{n}", clamd_socket)
+                        run = run_process(url, sets[n], n, portal, base / f"chain-{kind}-{n}", clamd)
                     else:
                         assert settings is not None
                         run = run_thread(url, sets[n], n, settings, now)
@@ -266,7 +268,7 @@ def main() -> None:
                     if w == 1 or not kind.startswith("postgresql") or args.server != "process":
                         continue
                     url = fresh(f"{kind.replace('-', '_')}_{n}_w{w}")
-                    run = run_process(url, sets[n], n, portal, base / f"chain-{kind}-{n}-w{w}", clamd_socket, w)
+                    run = run_process(url, sets[n], n, portal, base / f"chain-{kind}-{n}-w{w}", clamd, w)
                     results["runs"].append({"database": kind, "clients": n, "workers": w, **run})
                     print(f"{kind:<20} {n} client(s) {w} workers {run['deliveries_per_second']:>7.1f} deliveries/s  "
                           f"p50 {run['latency_p50_ms']:>6.1f} ms  p99 {run['latency_p99_ms']:>6.1f} ms"

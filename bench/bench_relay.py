@@ -5,13 +5,19 @@
   proxy), by the pull channel (portal_sim serve, one package at a time, as the relay pulls) and by the
   push channel (``--clients`` concurrent uploads to ``POST /api/v1/packages``).
 * **Receipt → erasure**: per package, ``erased_at − received_at`` from the relay's own tombstones
-  (read → verified → scanned → forwarded → the intake's receipt → buffers dropped); p50 / p99.
+  (read → verified → scanned → forwarded → the intake's receipt → buffers dropped); p50 / p99. As
+  fast as the channels go, packages queue for the cores behind each other; ``--paced-rates`` pushes
+  ``--count`` more packages at each fixed offered rate (open loop, default 10/s), which shows the
+  time a package takes when it does not wait for others.
+* **CPU per package** of every process (``bench/cputime.py``: relay, intake, PostgreSQL, clamd,
+  portal_sim, the push clients), and the rate the machine's cores could carry at that cost.
 * **Peak memory**: a fresh relay process takes one ~100 MB package by push; ``VmHWM`` (peak resident
   set, from ``/proc/<pid>/status``) against the idle ``VmRSS`` before it.
 
 The scanner is clamd (tests/support/clamd.py, ``StreamMaxLength`` 128 MiB so the big attachment is
 really scanned) unless ``--scanner none``. Usage:
-``python bench/bench_relay.py [--count 200] [--clients 4] [--big-mb 100] [--scanner clamd|none] [--json PATH]``.
+``python bench/bench_relay.py [--count 200] [--clients 4] [--big-mb 100] [--scanner clamd|none]
+[--paced-rates 10,20] [--json PATH]``.
 The test PKI is made for the real "now": relay and intake verify at the system time.
 """
 
@@ -145,6 +151,64 @@ def push(url: str, body: bytes, timeout: float = 600, client: httpx.Client | Non
                       timeout=timeout, trust_env=False)
 
 
+def push_channel(chain: Chain, relay_url: str, packages: list[tuple[str, bytes]], clients: int, cpu: CpuMeter,
+                 rate: float | None = None) -> dict[str, Any]:
+    """``packages`` pushed by ``clients`` threads (each one kept-alive ``httpx.Client``): as fast as the
+    relay answers, or with ``rate`` the n-th package sent at n / ``rate`` seconds from the start (an
+    open-loop schedule: a client that is late sends at once, and the lateness is reported, since a
+    schedule the clients could not keep was not offered). Waits until every package is final."""
+    numbers = {n for n, _ in packages}
+    queue = list(enumerate(b for _, b in packages))
+    queue.reverse()
+    lock = threading.Lock()
+    statuses: Counter[int] = Counter()
+    late: list[float] = []
+    began = time.perf_counter()
+
+    def client() -> None:
+        with httpx.Client(trust_env=False) as http:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    index, body = queue.pop()
+                if rate is not None:
+                    due = began + index / rate
+                    ahead = due - time.perf_counter()
+                    if ahead > 0:
+                        time.sleep(ahead)  # the schedule, not a wait for a result
+                    with lock:
+                        late.append(max(0.0, time.perf_counter() - due))
+                code = push(relay_url, body, client=http).status_code
+                with lock:
+                    statuses[code] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    cpu.start()
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(1800)
+    wall = time.perf_counter() - began
+    wait_until(lambda: numbers <= {n for n, _ in chain.final_pairs()}, timeout=600,
+               what="every pushed package final", interval=0.1, on_timeout=chain.tails)
+    cpu.stop()
+    stones = chain.tombstones()
+    times = erasure_times(stones, numbers)
+    out: dict[str, Any] = {
+        "answers": dict(statuses),
+        "packages_per_second": round(len(packages) / wall, 1),
+        "receipt_to_erasure_p50_ms": round(1000 * statistics.median(times), 1),
+        "receipt_to_erasure_p99_ms": round(1000 * percentile(times, 0.99), 1),
+        "cpu_ms": cpu.per_unit_ms(len(packages)),
+    }
+    if rate is not None:
+        out["send_late_p99_ms"] = round(1000 * percentile(late, 0.99), 1)
+        out["send_late_max_ms"] = round(1000 * max(late), 1)
+    return out
+
+
 def run(args: argparse.Namespace, base: Path, stack: ExitStack) -> dict[str, Any]:
     now = datetime.now(JST)  # the edge: relay and intake are real processes on the system clock
     t0 = time.perf_counter()
@@ -153,6 +217,8 @@ def run(args: argparse.Namespace, base: Path, stack: ExitStack) -> dict[str, Any
     filler = sample_pdf("scan") + rng.randbytes(100_000)  # incompressible: a ~100 KB package
     pulled = [maker.package(n, filler) for n in range(1, args.count + 1)]
     pushed = [maker.package(n, filler) for n in range(args.count + 1, 2 * args.count + 1)]
+    paced_sets = [[maker.package(n, filler) for n in range((k + 2) * args.count + 1, (k + 3) * args.count + 1)]
+                  for k in range(len(args.paced_rates))]
     _, big = maker.package(9_000_000, sample_pdf("big") + rng.randbytes(args.big_mb * 1_000_000))
     portal = write_portal_dir(base / "portal", now, pulled)
     print(f"set-up: {2 * args.count} packages of ~{len(pulled[0][1]) // 1000} KB and one of "
@@ -205,45 +271,15 @@ def run(args: argparse.Namespace, base: Path, stack: ExitStack) -> dict[str, Any
         "cpu_ms": cpu.per_unit_ms(len(pulled)),
     }
 
-    # Push: several LGWAN terminals at once.
-    pushed_numbers = {n for n, _ in pushed}
+    # Push: several LGWAN terminals at once, as fast as they are answered.
     relay_url = f"http://127.0.0.1:{chain.relay_port}"
-    queue = [b for _, b in pushed]
-    lock = threading.Lock()
-    statuses: Counter[int] = Counter()
-
-    def client() -> None:
-        with httpx.Client(trust_env=False) as http:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    body = queue.pop()
-                code = push(relay_url, body, client=http).status_code
-                with lock:
-                    statuses[code] += 1
-
-    threads = [threading.Thread(target=client) for _ in range(args.clients)]
-    cpu = meter()
-    cpu.start()
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(1800)
-    wall = time.perf_counter() - started
-    wait_until(lambda: pushed_numbers <= {n for n, _ in chain.final_pairs()}, timeout=600,
-               what="every pushed package final", interval=0.1, on_timeout=chain.tails)
-    cpu.stop()
-    stones = chain.tombstones()
-    times = erasure_times(stones, pushed_numbers)
-    results["push"] = {
-        "clients": args.clients, "answers": dict(statuses),
-        "packages_per_second": round(len(pushed) / wall, 1),
-        "receipt_to_erasure_p50_ms": round(1000 * statistics.median(times), 1),
-        "receipt_to_erasure_p99_ms": round(1000 * percentile(times, 0.99), 1),
-        "cpu_ms": cpu.per_unit_ms(len(pushed)),
-    }
+    results["push"] = {"clients": args.clients, **push_channel(chain, relay_url, pushed, args.clients, meter())}
+    # The same at fixed offered rates: receipt → erasure when packages do not queue behind each other.
+    results["push_paced"] = []
+    for k, rate in enumerate(args.paced_rates):
+        packages = paced_sets[k]
+        results["push_paced"].append({"offered_per_second": rate, "clients": args.clients,
+                                      **push_channel(chain, relay_url, packages, args.clients, meter(), rate=rate)})
 
     # Peak memory: a fresh relay process, idle, then one big package by push.
     chain.relay.terminate()
@@ -284,8 +320,13 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4, help="concurrent push clients (default 4)")
     ap.add_argument("--big-mb", type=int, default=100, help="size of the big package's attachment in MB")
     ap.add_argument("--scanner", choices=["clamd", "none"], default="clamd")
+    ap.add_argument("--paced-rates", default="10",
+                    help="push again at these offered rates (packages/s, comma-separated; '' for none; default 10)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    args.paced_rates = [float(r) for r in args.paced_rates.split(",") if r.strip()]
+    if any(r <= 0 for r in args.paced_rates):
+        ap.error("--paced-rates must be positive")
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp, ExitStack() as stack:
         results = run(args, Path(tmp), stack)
     print(json.dumps(results, ensure_ascii=False, indent=2))

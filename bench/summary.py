@@ -133,6 +133,15 @@ def _chain(b: dict[str, Any]) -> list[Figure]:
                    f"<= {AIM_ERASURE_P99_MS:g} ms at 100/s", _at_most(p99, AIM_ERASURE_P99_MS),
                    higher_is_better=False),
         ]
+    # Pushed at a fixed offered rate (bench_relay --paced-rates): the aim's rate is 100/s.
+    for paced in relay.get("push_paced") or []:
+        rate = paced.get("offered_per_second")
+        p99 = paced.get("receipt_to_erasure_p99_ms")
+        at_aim = rate is not None and rate >= 100
+        out.append(Figure(f"chain.push_paced_{rate:g}.erasure_p99_ms",
+                          f"chain: push offered at {rate:g}/s, receipt -> erasure p99", "ms", p99,
+                          f"<= {AIM_ERASURE_P99_MS:g} ms at 100/s" if at_aim else "",
+                          _at_most(p99, AIM_ERASURE_P99_MS) if at_aim else None, higher_is_better=False))
     return out
 
 
