@@ -354,3 +354,41 @@ def test_wipe_overwrites_before_it_releases() -> None:
     wipe(spy)
     assert seen == [bytes(len(buffer))]
     assert spy == bytearray()
+
+
+@pytest.mark.parametrize(
+    ("build", "outcome", "fsynced", "unsynced"),
+    [
+        # open, scanned (before the forward), outcome + links (one transaction) | verified, forwarded
+        pytest.param(lambda make, _spec: make(), Outcome.STORED, 3, 2, id="forwarded"),
+        # open, outcome | verified
+        pytest.param(_xxe, Outcome.REFUSED, 2, 1, id="refused"),
+    ],
+)
+def test_a_package_costs_few_fsyncs_and_each_comes_before_what_others_see(
+    relay: Relay, make_package: PackageFactory, spec: ApplicationSpec, monkeypatch: pytest.MonkeyPatch,
+    build: object, outcome: Outcome, fsynced: int, unsynced: int,
+) -> None:
+    """Issue 19: an fsync costs the relay ~0.05–0.15 ms of CPU; a package took six commits at
+    ``synchronous=FULL`` (one per step, and one more for the links). Now only what comes before
+    something others see is fsync'd: the tombstone opened, ``scanned`` before the forward, the
+    outcome before the answer."""
+    from dmz_relay.tombstones import Channel
+    from tests.dmz_relay.commits import CommitLog
+
+    log = CommitLog(relay.tombstones)
+    deliver = relay.intake.deliver
+
+    def forward(*args: object, **kwargs: object) -> object:
+        log.mark("forward")
+        return deliver(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(relay.intake, "deliver", forward)
+    result = relay.pipeline.process(bytearray(build(make_package, spec)), channel=Channel.PUSH)  # type: ignore[operator]
+    log.mark("answer")
+    assert result.outcome is outcome
+    tally = log.tally()
+    assert (tally.fsynced, tally.unsynced, tally.exposed) == (fsynced, unsynced, [])
+    [stone] = relay.tombstones.all()
+    assert (stone.sha256, stone.outcome) == (result.sha256, outcome)
+    assert None not in (stone.verified_at, stone.erased_at)
