@@ -190,3 +190,46 @@ def test_items_count_attempts_settle_and_reopen(store: TombstoneStore) -> None:
     assert [i.receipt_number for i in store.untold_intake()] == ["20261125-0000000001"]  # the intake hears of it
     with pytest.raises(ValueError, match="final state"):
         store.settle("20261125-0000000001", ItemState.PENDING, NOW)
+
+
+def test_a_pull_rounds_queries_read_the_items_still_to_report_not_every_item(store: TombstoneStore) -> None:
+    """``items`` keeps every 受付番号 the portal ever listed, and every pull round asks it what the
+    portal and the intake have not been told yet: after a year of a ward's applications that must
+    be an index lookup of the few still to report, not a scan of the whole table (a backlog would
+    make every round slower). The statements are taken as the store runs them (SQLite's trace) and
+    planned by SQLite itself."""
+    for n in range(1, 401):
+        number = f"20261125-{n:010d}"
+        store.note_listed(number, SHA, NOW)
+        store.settle(number, ItemState.STORED if n % 100 else ItemState.SET_ASIDE, NOW + timedelta(seconds=n))
+        if n % 100:
+            store.mark_portal_told(number, NOW + timedelta(seconds=n))
+            store.mark_intake_told(number, NOW + timedelta(seconds=n))
+    store.note_listed("20261125-0000009999", SHA, NOW)  # listed, not handled yet: nobody to tell
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        portal = store.untold_portal()
+        intake = store.untold_intake()
+        counts = store.reconciliation()
+    finally:
+        store._db.set_trace_callback(None)
+    set_aside = [f"20261125-{n:010d}" for n in (100, 200, 300, 400)]
+    assert [i.receipt_number for i in portal] == set_aside  # in settlement order
+    assert [i.receipt_number for i in intake] == set_aside
+    assert counts[ItemState.STORED] == 396
+    assert counts[ItemState.SET_ASIDE] == 4
+    assert counts[ItemState.PENDING] == 1
+    plans = {sql: " | ".join(row[3] for row in store._db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+             for sql in statements if " FROM items" in sql}
+    assert len(plans) == 3, statements
+
+    def plan_of(clause: str) -> str:
+        (plan,) = [p for sql, p in plans.items() if clause in sql]
+        return plan
+
+    # "SCAN items" alone is the whole table; "SCAN items USING … INDEX" walks an index
+    assert all("SCAN items" not in p or "USING" in p for p in plans.values()), plans
+    assert "USING INDEX ix_items_untold_portal" in plan_of("portal_told_at IS NULL"), plans
+    assert "SEARCH items USING INDEX ix_items_state (state=?)" in plan_of("intake_told_at IS NULL"), plans
+    assert "USING COVERING INDEX ix_items_state" in plan_of("GROUP BY"), plans
