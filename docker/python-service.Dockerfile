@@ -44,6 +44,10 @@ COPY intake /opt/shinsei/app/intake
 COPY dmz_relay /opt/shinsei/app/dmz_relay
 COPY portal_sim /opt/shinsei/app/portal_sim
 COPY pyproject.toml /opt/shinsei/app/pyproject.toml
+# Bytecode compiled once, here (pip compiled the dependencies' when it installed them): the services
+# run with PYTHONDONTWRITEBYTECODE=1 as a user who cannot write the code, so without it every start
+# would compile every module again (~0.4 s of CPU per relay start, issue 19).
+RUN python3 -m compileall -q /opt/shinsei/app
 ENV PATH=/opt/shinsei/bin:$PATH \
     PYTHONPATH=/opt/shinsei/app \
     PYTHONDONTWRITEBYTECODE=1 \
