@@ -12,8 +12,11 @@ tests/dmz_relay/test_tombstones.py).
 SQLite in WAL mode with ``synchronous=FULL``: a write that comes before anything another party can
 see — the tombstone opened before a package is handled, ``scanned`` before it is forwarded, the
 outcome before the source is answered, an item settled before the portal is told, the cursor — is
-committed with an fsync, and survives a power cut. A step followed only by work in memory (the
-``verified`` and ``forwarded`` times, an item first listed, "the portal was told") is committed
+committed with an fsync, and survives a power cut. So is ``verified``, which is where a pushed
+package's tombstone learns its 受付番号 and SHA-256: lost to a power cut during the scan, the
+tombstone a crash leaves behind could not be linked to the outcome of the package sent again
+(``closed_by``). A step followed only by work in memory (the ``forwarded`` time, an item first
+listed, "the portal was told") is committed
 without an fsync of its own (``synchronous=NORMAL``): it survives the process dying at once, and a
 power cut once the next fsync'd commit is done, which always comes before the next thing another
 party sees. The write-ahead log is replayed in order, so after a power cut the store shows the steps
@@ -25,6 +28,7 @@ treats the step as not done (the pull cursor does not move).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
 import sqlite3
@@ -93,7 +97,7 @@ PROCESS_ENDED = "PROCESS_ENDED"
 OPERATOR_RETRY = "OPERATOR_RETRY"
 
 #: The steps :meth:`TombstoneStore.mark` records, and whether each is fsync'd (module docstring).
-_STEP_FSYNC = {"verified": False, "scanned": True, "forwarded": False}
+_STEP_FSYNC = {"verified": True, "scanned": True, "forwarded": False}
 
 _RECEIPT = re.compile(r"[0-9]{8}-[0-9]{10}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -255,6 +259,7 @@ class TombstoneStore:
         """One statement in its own transaction; ``fsync=False``: committed without an fsync of its
         own (durable with the next fsync'd commit; see the module docstring)."""
         with self._lock:
+            self._no_dangling_transaction()
             try:
                 if not fsync:
                     self._db.execute("PRAGMA synchronous=NORMAL")
@@ -281,9 +286,9 @@ class TombstoneStore:
     def mark(self, tombstone_id: int, step: str, at: datetime, *, receipt_number: str | None = None,
              sha256: str | None = None) -> None:
         """Record the time of ``step`` (verified, scanned, forwarded); optionally the 受付番号 and the
-        SHA-256 learnt (each kept if the tombstone has one already). ``scanned`` is fsync'd (the
-        forward comes next); ``verified`` and ``forwarded`` are made durable by the next step that is
-        (``scanned`` or :meth:`finish`), before anything leaves the relay."""
+        SHA-256 learnt (each kept if the tombstone has one already). ``verified`` (it records what
+        links the tombstone to its package) and ``scanned`` (the forward comes next) are fsync'd;
+        ``forwarded`` is made durable by :meth:`finish`, before the source is answered."""
         if step not in _STEP_FSYNC:
             raise ValueError(f"unknown step {step!r}")
         self._write(f"UPDATE tombstones SET {step}_at = ?, receipt_number = COALESCE(receipt_number, ?), "  # noqa: S608 - step is from the fixed list
@@ -315,6 +320,7 @@ class TombstoneStore:
     def _transaction(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
         """Several statements in one transaction (one fsync'd commit), or none of them."""
         with self._lock:
+            self._no_dangling_transaction()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -326,8 +332,20 @@ class TombstoneStore:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # the next write checks again
+                        self._db.execute("ROLLBACK")
                 raise TombstoneError(f"tombstone write failed: {type(exc).__name__}") from exc
+
+    def _no_dangling_transaction(self) -> None:
+        """A transaction a failed commit and a failed rollback left open (a sick disk) would make the
+        next single-statement write part of it — reported done, never committed. Roll it back first,
+        or refuse the write. Called with the lock held."""
+        if not self._db.in_transaction:
+            return
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise TombstoneError(f"tombstone store unusable: {type(exc).__name__}") from exc
 
     def close_open(self, at: datetime) -> int:
         """At start-up: every tombstone still RECEIVED belongs to a process that died holding the

@@ -425,9 +425,9 @@ def test_a_pulled_package_costs_four_fsyncs_and_each_comes_before_what_others_se
     serve_portal: Any, intake: Intake, make_relay: RelayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 19: a pulled package took nine commits at ``synchronous=FULL`` (an fsync costs the
-    relay ~0.05–0.15 ms of CPU). Now four: its tombstone opened, ``scanned`` before the forward,
-    its outcome (with the links), its item settled before the portal is told; the round adds its
-    own (start, cursor, end)."""
+    relay ~0.05–0.15 ms of CPU). Now five: its tombstone opened, ``verified`` (the SHA-256 the
+    package turned out to have), ``scanned`` before the forward, its outcome (with the links), its
+    item settled before the portal is told; the round adds its own (start, cursor, end)."""
     from tests.dmz_relay.commits import CommitLog
 
     portal = serve_portal()
@@ -449,9 +449,9 @@ def test_a_pulled_package_costs_four_fsyncs_and_each_comes_before_what_others_se
     result = relay.puller.poll_once()
     assert (result.count(Outcome.STORED), result.stopped) == (ARRIVED, None)
     tally = log.tally()
-    assert tally.fsynced == 4 * ARRIVED + 2 + result.cursor_saves
-    # listed, verified, forwarded, the portal told: each made durable by the next fsync'd commit
-    assert tally.unsynced == 4 * ARRIVED
+    assert tally.fsynced == 5 * ARRIVED + 2 + result.cursor_saves
+    # listed, forwarded, the portal told: each made durable by the next fsync'd commit
+    assert tally.unsynced == 3 * ARRIVED
     # Only "the portal was told" of the report before may still wait for an fsync when the next goes.
     assert [e for e in tally.exposed if e != "report"] == []
     assert all(s.verified_at and s.forwarded_at and s.erased_at for s in relay.tombstones.all())

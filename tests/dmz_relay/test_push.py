@@ -359,10 +359,11 @@ def test_wipe_overwrites_before_it_releases() -> None:
 @pytest.mark.parametrize(
     ("build", "outcome", "fsynced", "unsynced"),
     [
-        # open, scanned (before the forward), outcome + links (one transaction) | verified, forwarded
-        pytest.param(lambda make, _spec: make(), Outcome.STORED, 3, 2, id="forwarded"),
-        # open, outcome | verified
-        pytest.param(_xxe, Outcome.REFUSED, 2, 1, id="refused"),
+        # open, verified (the 受付番号 and SHA-256 that link the tombstone to its package), scanned
+        # (before the forward), outcome + links (one transaction) | forwarded
+        pytest.param(lambda make, _spec: make(), Outcome.STORED, 4, 1, id="forwarded"),
+        # open, verified, outcome | nothing
+        pytest.param(_xxe, Outcome.REFUSED, 3, 0, id="refused"),
     ],
 )
 def test_a_package_costs_few_fsyncs_and_each_comes_before_what_others_see(
@@ -371,8 +372,10 @@ def test_a_package_costs_few_fsyncs_and_each_comes_before_what_others_see(
 ) -> None:
     """Issue 19: an fsync costs the relay ~0.05–0.15 ms of CPU; a package took six commits at
     ``synchronous=FULL`` (one per step, and one more for the links). Now only what comes before
-    something others see is fsync'd: the tombstone opened, ``scanned`` before the forward, the
-    outcome before the answer."""
+    something others see, or links the tombstone to its package, is fsync'd: the tombstone opened,
+    ``verified`` (where a pushed package's tombstone learns its 受付番号 and SHA-256: lost to a power
+    cut during the scan, the tombstone left behind could never be linked to the outcome of the
+    package sent again), ``scanned`` before the forward, the outcome before the answer."""
     from dmz_relay.tombstones import Channel
     from tests.dmz_relay.commits import CommitLog
 

@@ -233,3 +233,42 @@ def test_a_pull_rounds_queries_read_the_items_still_to_report_not_every_item(sto
     assert "USING INDEX ix_items_untold_portal" in plan_of("portal_told_at IS NULL"), plans
     assert "SEARCH items USING INDEX ix_items_state (state=?)" in plan_of("intake_told_at IS NULL"), plans
     assert "USING COVERING INDEX ix_items_state" in plan_of("GROUP BY"), plans
+
+
+class _SickDisk:
+    """The store's connection, but COMMIT and ROLLBACK fail while ``failing`` (a disk going bad)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db, self.failing = db, set[str]()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.db.in_transaction
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        if sql.strip().upper() in self.failing:
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.db.execute(sql, params)
+
+
+def test_a_failed_commit_and_rollback_never_make_a_later_write_look_done(store: TombstoneStore) -> None:
+    """If a commit fails and so does the rollback, the transaction stays open; a later write would
+    join it and be reported done without ever being committed. The store rolls it back first, or
+    refuses the write with a TombstoneError (the caller then treats the step as not done)."""
+    tid = store.open(channel=Channel.PUSH, received_at=NOW, sha256=SHA)
+    sick = _SickDisk(store._db)
+    store._db = sick  # type: ignore[assignment]
+    sick.failing = {"COMMIT", "ROLLBACK"}
+    with pytest.raises(TombstoneError):
+        store.finish(tid, Outcome.STORED, erased_at=NOW)
+    assert sick.in_transaction  # left open by the sick disk
+    with pytest.raises(TombstoneError, match="unusable"):  # the rollback still fails: refused, not faked
+        store.mark(tid, "scanned", NOW)
+    sick.failing = set()
+    store.mark(tid, "scanned", NOW + timedelta(seconds=1))  # rolls the old transaction back, then writes
+    assert not sick.in_transaction
+    other = sqlite3.connect(store.path)  # what is really committed
+    row = other.execute("SELECT scanned_at, outcome, erased_at FROM tombstones WHERE id = ?", (tid,)).fetchone()
+    other.close()
+    assert row[0] is not None
+    assert row[1:] == ("received", None)  # the finish that failed left nothing behind
