@@ -313,6 +313,10 @@ def decide(
     reason = reason.strip()
     if not reason:
         raise ReasonRequired
+    # The chain as it stands now, locked: a version another transaction admitted since the page was
+    # loaded (a re-verification, a colleague's decision) takes part in what this one decides — the
+    # chain's current version and its 宛名番号 (linkage reads the chain's versions as loaded here).
+    lock_chain(session, app)
     version = next((v for v in app.versions if v.id == version_id), None)
     if version is None:
         raise NotFound("no such version")
@@ -333,5 +337,5 @@ def decide(
         version.state = VersionState.REJECTED
     else:
         _admit(session, app, version, rules, at=at, by=f"staff:{principal.login}")
-        settle(session, app, rules, at=at)  # it may vouch for versions held behind it
+        settle(session, app, rules, at=at, locked=True)  # it may vouch for versions held behind it
     return version
