@@ -18,11 +18,12 @@ tombstone a crash leaves behind could not be linked to the outcome of the packag
 (``closed_by``). A step followed only by work in memory (the ``forwarded`` time, an item first
 listed, "the portal was told") is committed without an fsync of its own (``synchronous=NORMAL``):
 it survives the process dying at once, and a power cut once the next fsync'd commit is done, which
-always comes before the next thing another party sees. The write-ahead log is replayed in order, so after a power cut the store shows the steps
-as they stood at some earlier moment: never a later step without an earlier one, never a forward
-without the durable ``scanned`` time before it. (An fsync'd commit costs the relay ~0.05–0.15 ms
-more CPU than one without: issue 19.) A failed write raises :class:`TombstoneError`; the caller
-treats the step as not done (the pull cursor does not move).
+always comes before the next thing another party sees. The write-ahead log is replayed in order,
+so after a power cut the store shows the steps as they stood at some earlier moment: never a later
+step without an earlier one, never a forward without the durable ``scanned`` time before it. (An
+fsync'd commit costs the relay ~0.05–0.15 ms more CPU than one without: issue 19.) A failed write
+raises :class:`TombstoneError`; the caller treats the step as not done (the pull cursor does not
+move).
 """
 
 from __future__ import annotations
