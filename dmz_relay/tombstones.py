@@ -340,10 +340,9 @@ class TombstoneStore:
         """A transaction a failed commit and a failed rollback left open (a sick disk) would make the
         next single-statement write part of it — reported done, never committed. Roll it back first,
         or refuse the write. Called with the lock held."""
-        if not self._db.in_transaction:
-            return
         try:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # a closed connection raises here: the write is refused
+                self._db.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise TombstoneError(f"tombstone store unusable: {type(exc).__name__}") from exc
 
