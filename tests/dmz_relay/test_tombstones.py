@@ -272,3 +272,25 @@ def test_a_failed_commit_and_rollback_never_make_a_later_write_look_done(store: 
     other.close()
     assert row[0] is not None
     assert row[1:] == ("received", None)  # the finish that failed left nothing behind
+
+
+def test_a_relay_database_from_before_the_item_indexes_gets_them_when_opened(tmp_path: Path) -> None:
+    """An operator upgrades a relay whose tombstones.db was made before ``ix_items_untold_portal``
+    and ``ix_items_state`` existed: opening it adds them, keeps every row, and a round's query uses
+    them at once (no migration step to forget)."""
+    path = tmp_path / "tombstones.db"
+    old = TombstoneStore(path)
+    old.note_listed("20261125-0000000001", SHA, NOW)
+    old.settle("20261125-0000000001", ItemState.SET_ASIDE, NOW)
+    old.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX ix_items_untold_portal")
+    db.execute("DROP INDEX ix_items_state")
+    db.commit()
+    db.close()
+
+    store = TombstoneStore(path)
+    indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"ix_items_untold_portal", "ix_items_state"} <= indexes
+    assert [i.receipt_number for i in store.untold_portal()] == ["20261125-0000000001"]
+    assert store.reconciliation()[ItemState.SET_ASIDE] == 1
